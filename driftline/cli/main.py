@@ -1,0 +1,55 @@
+"""``driftline``: the one command operators use.
+
+Each subcommand lives in its own module and registers itself here. Errors a
+user can fix (:class:`~driftline.errors.DriftlineError`, contract errors) are
+printed as one sentence and exit with status 2; usage errors too (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from driftline.cli import alerts_cmd, broker_cmd, config_cmd, demo_cmd, topics_cmd
+from driftline.errors import DriftlineError
+from driftline.settings import load_settings
+from schemas.errors import ContractError
+
+COMMANDS = (broker_cmd, topics_cmd, config_cmd, alerts_cmd, demo_cmd)
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="driftline",
+        description="Monitor, retrain and serve ML models on Apache Kafka.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file (default: ./driftline.toml)")
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config, log_level=args.log_level)
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        return int(args.handler(args, settings) or 0)
+    except (DriftlineError, ContractError) as exc:
+        print(f"driftline: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

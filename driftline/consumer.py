@@ -1,0 +1,148 @@
+"""The consume loop every confluent-kafka service shares.
+
+It polls a batch, decodes each message with the codec, lets the caller
+validate it, sends every message that fails either step to the dead-letter
+topic (original bytes, reason, source offsets), hands the good ones to the
+caller, and only then commits: the producer is flushed first, so the offsets
+committed never cover work (or dead letters) that is not yet durable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+
+from driftline.deadletter import DeadLetterQueue
+from driftline.kafka_clients import make_consumer, make_producer
+from driftline.settings import Settings
+from schemas import Codec, ContractError
+
+log = logging.getLogger(__name__)
+
+Validator = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Event:
+    """A decoded event with where it came from."""
+
+    schema: str
+    record: dict[str, Any]
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    timestamp_ms: int
+
+
+class EventReader:
+    """Consume driftline events from topics as one consumer-group member.
+
+    Parameters
+    ----------
+    topics
+        Full topic names to subscribe to.
+    expect
+        Schema name each topic must carry (``{topic: "driftline.Prediction"}``);
+        a message of another kind is dead-lettered.
+    validate
+        Called with each decoded record; raise a ContractError to refuse it.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        group_id: str,
+        topics: Sequence[str],
+        *,
+        expect: dict[str, str] | None = None,
+        validate: Validator | None = None,
+        stage: str = "consume",
+        producer: Producer | None = None,
+        codec: Codec | None = None,
+        **consumer_config: Any,
+    ) -> None:
+        self.settings = settings
+        self.codec = codec or Codec.default()
+        self.expect = expect or {}
+        self.validate = validate
+        self.stage = stage
+        self.consumer: Consumer = make_consumer(settings, group_id, **consumer_config)
+        self.consumer.subscribe(list(topics))
+        self.producer = producer or make_producer(settings)
+        self.deadletters = DeadLetterQueue.for_producer(settings, self.producer)
+        self.consumed = 0
+
+    def _decode(self, message: Message) -> Event | None:
+        try:
+            record = self.codec.decode(message.value() or b"", self.expect.get(message.topic()))
+            if self.validate is not None:
+                self.validate(record)
+        except ContractError as exc:
+            self.deadletters.send(
+                value=message.value(), key=message.key(), source_topic=message.topic(),
+                partition=message.partition(), offset=message.offset(), error=exc,
+                stage=self.stage, original_headers=message.headers(),
+            )
+            log.warning("dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(),
+                        message.offset(), exc)
+            return None
+        schema = self.codec.writer_of(message.value()).name
+        return Event(schema, record, message.topic(), message.partition(), message.offset(),
+                     message.key(), message.timestamp()[1])
+
+    def poll(self, max_messages: int = 500, timeout: float = 1.0) -> list[Event]:
+        """Decoded events of the next batch (bad ones already dead-lettered)."""
+        messages = self.consumer.consume(max_messages, timeout)
+        events: list[Event] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(error)
+            self.consumed += 1
+            event = self._decode(message)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def commit(self, timeout: float = 30.0) -> None:
+        """Make dead letters and produced results durable, then commit the consumed offsets."""
+        remaining = self.producer.flush(timeout)
+        if remaining:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"{remaining} records unflushed"))
+        try:
+            self.consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                raise
+
+    def run(self, handle: Callable[[list[Event]], None], *, stop: Callable[[], bool],
+            max_messages: int = 500, timeout: float = 0.5) -> None:
+        """Poll, handle and commit until ``stop()`` is true."""
+        while not stop():
+            events = self.poll(max_messages, timeout)
+            if events:
+                handle(events)
+            self.commit()
+
+    def close(self) -> None:
+        try:
+            self.producer.flush(30)
+        finally:
+            self.consumer.close()
+
+    def __enter__(self) -> EventReader:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+
+def records_of(events: Iterable[Event], schema: str) -> list[dict[str, Any]]:
+    return [e.record for e in events if e.schema == schema]

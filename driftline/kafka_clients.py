@@ -1,0 +1,118 @@
+"""Thin factory over confluent-kafka: every client gets the same bootstrap and security.
+
+Services and the SDK never build a librdkafka config by hand; they ask here,
+so SASL/SSL settings, the client id and the producer's durability guarantees
+(idempotence, ``acks=all``) are the same everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+
+from driftline.errors import BrokerError
+from driftline.settings import Settings
+
+BOOTSTRAP_FILE = "kafka/bootstrap"
+
+
+def bootstrap_servers(settings: Settings) -> str:
+    """Where Kafka is: the configured cluster, else the local broker `broker up` started."""
+    if settings.bootstrap_servers:
+        return settings.bootstrap_servers
+    recorded = settings.state_path / BOOTSTRAP_FILE
+    if recorded.exists():
+        return recorded.read_text().strip()
+    return f"{settings.broker_host}:{settings.broker_port}"
+
+
+def record_bootstrap(settings: Settings, address: str | None) -> None:
+    path = settings.state_path / BOOTSTRAP_FILE
+    if address is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(address + "\n")
+
+
+def common_config(settings: Settings) -> dict[str, Any]:
+    """Bootstrap, client id and security properties shared by every client."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap_servers(settings),
+        "client.id": settings.client_id,
+        "security.protocol": settings.security_protocol.upper(),
+    }
+    optional = {
+        "sasl.mechanism": settings.sasl_mechanism,
+        "sasl.username": settings.sasl_username,
+        "sasl.password": settings.sasl_password,
+        "ssl.ca.location": settings.ssl_cafile,
+        "ssl.certificate.location": settings.ssl_certfile,
+        "ssl.key.location": settings.ssl_keyfile,
+        "ssl.key.password": settings.ssl_key_password,
+    }
+    config.update({k: v for k, v in optional.items() if v})
+    config.update(settings.extra_kafka)
+    return config
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """Durable producer: idempotent, acks=all, retries forever within the delivery timeout."""
+    config = common_config(settings)
+    config.update({
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "message.max.bytes": settings.max_message_bytes,
+        "delivery.timeout.ms": 120_000,
+    })
+    config.update(overrides)
+    return config
+
+
+def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
+    """Consumer that commits only what the caller says is done (no auto-commit)."""
+    config = common_config(settings)
+    config.update({
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": False,
+        "fetch.max.bytes": max(52_428_800, settings.max_message_bytes),
+        "max.partition.fetch.bytes": settings.max_message_bytes,
+    })
+    config.update(overrides)
+    return config
+
+
+def make_producer(settings: Settings, **overrides: Any) -> Producer:
+    return Producer(producer_config(settings, **overrides))
+
+
+def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
+    return Consumer(consumer_config(settings, group_id, **overrides))
+
+
+def make_admin(settings: Settings) -> AdminClient:
+    return AdminClient(common_config(settings))
+
+
+def check_reachable(settings: Settings, timeout: float = 10.0) -> int:
+    """Number of brokers that answer, or a BrokerError naming the address."""
+    address = bootstrap_servers(settings)
+    try:
+        metadata = make_admin(settings).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(
+            f"no Kafka broker answers at {address} ({exc.args[0].str()}); "
+            "start one with 'driftline broker up' or set KAFKA_BOOTSTRAP_SERVERS"
+        ) from None
+    return len(metadata.brokers)
+
+
+def state_file(settings: Settings, name: str) -> Path:
+    return settings.state_path / name

@@ -1,0 +1,186 @@
+"""One typed settings object for every driftline process.
+
+Precedence: environment (``DRIFTLINE_<FIELD>``, plus ``KAFKA_BOOTSTRAP_SERVERS``)
+over a TOML file (``DRIFTLINE_CONFIG``, else ``./driftline.toml`` when it
+exists) over the defaults below. Values are validated at start-up and a bad one
+is a :class:`~driftline.errors.ConfigError` naming the field, the value and
+what would be accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from driftline.errors import ConfigError
+
+ENV_PREFIX = "DRIFTLINE_"
+SECRET_FIELDS = frozenset({"sasl_password", "signing_key", "ssl_key_password"})
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective configuration. Field docs are what ``driftline config show`` explains."""
+
+    # --- Kafka
+    bootstrap_servers: str = ""
+    """Existing cluster to use (``KAFKA_BOOTSTRAP_SERVERS``); empty means the local broker."""
+    topic_prefix: str = "driftline."
+    partitions: int = 4
+    replication_factor: int = 1
+    retention_ms: int = 7 * 24 * 3600 * 1000
+    max_message_bytes: int = 16 * 1024 * 1024
+    """Largest message on the models topic (signed model artifacts)."""
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_key_password: str = ""
+    schema_registry_url: str = ""
+    """Confluent-compatible registry; when set, events use the Confluent wire format."""
+    client_id: str = "driftline"
+
+    # --- local broker
+    state_dir: str = ".driftline"
+    broker_host: str = "127.0.0.1"
+    broker_port: int = 9092
+    controller_port: int = 9093
+    broker_heap_mb: int = 512
+    kafka_version: str = "4.1.1"
+
+    # --- services
+    metrics_port: int = 0
+    """Port for /metrics on workers (0: pick per service default)."""
+    window_seconds: float = 60.0
+    grace_seconds: float = 5.0
+    signing_key: str = ""
+    """HMAC key (or path to an Ed25519 private key) for model artifacts."""
+    log_level: str = "INFO"
+
+    extra_kafka: dict[str, str] = field(default_factory=dict)
+    """Any other librdkafka property, passed through to every client."""
+
+    def __post_init__(self) -> None:
+        self._check()
+
+    def _check(self) -> None:
+        if self.security_protocol.upper() not in SECURITY_PROTOCOLS:
+            raise ConfigError(
+                f"security_protocol {self.security_protocol!r} is not one of "
+                f"{', '.join(SECURITY_PROTOCOLS)}"
+            )
+        for name in ("partitions", "replication_factor", "broker_port", "controller_port",
+                     "broker_heap_mb", "max_message_bytes"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)}")
+        if self.window_seconds <= 0 or self.grace_seconds < 0:
+            raise ConfigError("window_seconds must be > 0 and grace_seconds >= 0")
+        if self.security_protocol.upper().startswith("SASL") and not self.sasl_mechanism:
+            raise ConfigError(
+                f"security_protocol {self.security_protocol} needs sasl_mechanism "
+                "(e.g. PLAIN, SCRAM-SHA-512)"
+            )
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir).expanduser().resolve()
+
+    def topic(self, name: str) -> str:
+        """Full topic name of a driftline topic (``features`` -> ``driftline.features``)."""
+        return f"{self.topic_prefix}{name}"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def masked(self) -> dict[str, Any]:
+        """Settings as a dict with secrets replaced by ``***`` (for display)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS and value:
+                value = "***"
+            if f.name == "extra_kafka":
+                value = {k: ("***" if "password" in k or "secret" in k else v)
+                         for k, v in value.items()}
+            out[f.name] = value
+        return out
+
+
+def _coerce(name: str, raw: Any, kind: Any) -> Any:
+    if kind is dict or getattr(kind, "__origin__", None) is dict:
+        if isinstance(raw, dict):
+            return {str(k): str(v) for k, v in raw.items()}
+        try:
+            return dict(item.split("=", 1) for item in str(raw).split(",") if item)
+        except ValueError:
+            raise ConfigError(f"{name} must be 'key=value,key=value', got {raw!r}") from None
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except (TypeError, ValueError):
+            expected = "an integer" if kind is int else "a number"
+            raise ConfigError(f"{name} must be {expected}, got {raw!r}") from None
+    return str(raw)
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    env: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build settings from defaults, a TOML file, the environment and explicit overrides."""
+    env = dict(os.environ if env is None else env)
+    hints = get_type_hints(Settings)
+    known = {f.name for f in fields(Settings)}
+    values: dict[str, Any] = {}
+
+    path = config_file or env.get("DRIFTLINE_CONFIG")
+    if path is None and Path("driftline.toml").exists():
+        path = "driftline.toml"
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        data = data.get("driftline", data)
+        for key, raw in data.items():
+            if key not in known:
+                raise ConfigError(f"config file {path}: unknown setting {key!r}")
+            values[key] = _coerce(key, raw, hints[key])
+
+    if env.get("KAFKA_BOOTSTRAP_SERVERS"):
+        values["bootstrap_servers"] = env["KAFKA_BOOTSTRAP_SERVERS"]
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX) or key == "DRIFTLINE_CONFIG":
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name not in known:
+            continue  # other tools share the prefix space; unknown env vars are not ours to refuse
+        values[name] = _coerce(key, raw, hints[name])
+
+    for key, raw in overrides.items():
+        if raw is None:
+            continue
+        if key not in known:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = _coerce(key, raw, hints[key])
+    return Settings(**values)

@@ -1,0 +1,95 @@
+"""driftline's topics: their names, layout and idempotent creation.
+
+Control topics (models, deployments, profiles) are compacted — the latest
+record per key is the state — and have one partition so every reader sees
+them in one order. Event topics spread over ``settings.partitions``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import NewTopic
+
+from driftline.errors import BrokerError
+from driftline.kafka_clients import make_admin
+from driftline.settings import Settings
+
+EVENT_TOPICS = ("features", "predictions", "labels")
+ALL_TOPICS = (
+    "features", "predictions", "labels", "stats.partial", "stats", "alerts",
+    "models", "deployments", "runs", "profiles", "deadletter",
+)
+COMPACTED = frozenset({"models", "deployments", "profiles"})
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """How one driftline topic is laid out."""
+
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    specs = []
+    for short in ALL_TOPICS:
+        config = {
+            "retention.ms": str(settings.retention_ms),
+            "min.insync.replicas": str(min(2, settings.replication_factor)),
+        }
+        partitions = settings.partitions
+        if short in COMPACTED:
+            config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000",
+                      "min.insync.replicas": config["min.insync.replicas"]}
+            partitions = 1
+        if short in ("models", "deadletter"):
+            # Artifacts, and dead letters that carry any event's original bytes.
+            config["max.message.bytes"] = str(settings.max_message_bytes)
+        specs.append(TopicSpec(settings.topic(short), partitions, config))
+    return specs
+
+
+def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
+    """Create every driftline topic that does not exist yet.
+
+    Returns ``{topic: "created" | "exists"}``. Safe to run any number of times.
+    """
+    admin = make_admin(settings)
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot list topics: {exc.args[0].str()}") from None
+    wanted = [s for s in topic_specs(settings) if s.name not in existing]
+    result = {s.name: "exists" for s in topic_specs(settings) if s.name in existing}
+    if not wanted:
+        return result
+    futures = admin.create_topics(
+        [NewTopic(s.name, num_partitions=s.partitions,
+                  replication_factor=settings.replication_factor, config=s.config)
+         for s in wanted],
+        operation_timeout=timeout,
+    )
+    for name, future in futures.items():
+        try:
+            future.result()
+            result[name] = "created"
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.name() == "TOPIC_ALREADY_EXISTS":  # a concurrent creator won the race
+                result[name] = "exists"
+            else:
+                raise BrokerError(f"cannot create topic {name}: {error.str()}") from None
+    return result
+
+
+def list_topics(settings: Settings, timeout: float = 10.0) -> dict[str, int]:
+    """driftline topics that exist, with their partition counts."""
+    metadata = make_admin(settings).list_topics(timeout=timeout)
+    return {
+        name: len(meta.partitions)
+        for name, meta in sorted(metadata.topics.items())
+        if name.startswith(settings.topic_prefix)
+    }

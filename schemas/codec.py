@@ -1,0 +1,195 @@
+"""Avro codec for driftline events: single-object encoding and schema resolution.
+
+Every message on a driftline topic is ``C3 01`` + the 8-byte little-endian
+CRC-64-AVRO fingerprint of the writer schema + the Avro body (the Avro spec's
+single-object encoding). A reader therefore knows the writer schema without a
+registry server: it looks the fingerprint up among the schemas it knows, and
+Avro schema resolution turns an event written with an older schema into the
+current shape. Where a Confluent-compatible registry is configured,
+:mod:`schemas.registry` provides the same interface over the Confluent wire
+format.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from schemas.errors import DecodeError, EncodeError
+
+MAGIC = b"\xc3\x01"
+HEADER_LEN = 10
+SCHEMA_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class WriterSchema:
+    """A schema some writer used, identified by its fingerprint."""
+
+    name: str
+    parsed: dict[str, Any]
+    fingerprint: bytes
+
+
+def crc64_fingerprint(parsed: dict[str, Any]) -> bytes:
+    """CRC-64-AVRO of the Parsing Canonical Form, little-endian (as single-object encoding wants)."""
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+
+
+def _load_schema_files(directory: Path) -> dict[str, dict[str, Any]]:
+    """Parse every ``*.avsc`` in ``directory``, resolving named types across files.
+
+    Files may reference types defined in other files (``driftline.Columns``),
+    so parsing repeats until every file resolves; a file that never does is an
+    error naming the missing type.
+    """
+    pending = {p: json.loads(p.read_text()) for p in sorted(directory.glob("*.avsc"))}
+    named: dict[str, Any] = {}
+    parsed_by_name: dict[str, dict[str, Any]] = {}
+    while pending:
+        progress = False
+        last_error: Exception | None = None
+        for path, raw in list(pending.items()):
+            try:
+                parsed = parse_schema(raw, named_schemas=named)
+            except Exception as exc:  # fastavro raises UnknownType or SchemaParseException
+                last_error = exc
+                continue
+            parsed_by_name[parsed["name"]] = parsed
+            del pending[path]
+            progress = True
+        if not progress:
+            names = ", ".join(p.name for p in pending)
+            raise EncodeError(f"cannot resolve Avro schemas {names}: {last_error}")
+    # Expanded copies are self-contained, so fingerprints and resolution do not
+    # depend on which other files happened to be loaded first.
+    return {
+        name: parse_schema(_expand(parsed, named), _force=True)
+        for name, parsed in parsed_by_name.items()
+    }
+
+
+def _expand(parsed: dict[str, Any], named: dict[str, Any]) -> dict[str, Any]:
+    from fastavro.schema import expand_schema
+
+    return expand_schema(parse_schema(parsed, named_schemas=dict(named)))
+
+
+class Codec:
+    """Encode and decode driftline events by schema name.
+
+    >>> codec = Codec.default()
+    >>> data = codec.encode("driftline.Deployment", {"model": "churn", "version": "2",
+    ...     "created_at": 0, "action": "deploy"})
+    >>> data[:2] == MAGIC, codec.decode(data, "driftline.Deployment")["version"]
+    (True, '2')
+    """
+
+    def __init__(self, schemas: dict[str, dict[str, Any]]) -> None:
+        self._current = dict(schemas)
+        self._by_fingerprint: dict[bytes, WriterSchema] = {}
+        self._fingerprint_of: dict[str, bytes] = {}
+        for name, parsed in schemas.items():
+            fp = crc64_fingerprint(parsed)
+            self._by_fingerprint[fp] = WriterSchema(name, parsed, fp)
+            self._fingerprint_of[name] = fp
+
+    @classmethod
+    def default(cls) -> Codec:
+        """The codec over the schemas shipped in this folder (cached per process)."""
+        global _DEFAULT
+        if _DEFAULT is None:
+            _DEFAULT = cls(_load_schema_files(SCHEMA_DIR))
+        return _DEFAULT
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._current)
+
+    def schema(self, name: str) -> dict[str, Any]:
+        try:
+            return self._current[name]
+        except KeyError:
+            raise EncodeError(f"unknown schema {name!r}; known: {', '.join(self.names)}") from None
+
+    def fingerprint_of(self, name: str) -> bytes:
+        self.schema(name)
+        return self._fingerprint_of[name]
+
+    def register_writer(self, raw_schema: dict[str, Any] | str) -> WriterSchema:
+        """Teach the codec an older (or other) writer schema so its events decode.
+
+        The schema's full name must match a current schema: events are resolved
+        into the current shape (Avro schema resolution: added fields take their
+        defaults, removed fields are skipped).
+        """
+        if isinstance(raw_schema, str):
+            raw_schema = json.loads(raw_schema)
+        parsed = parse_schema(raw_schema, _force=True)
+        name = parsed["name"]
+        self.schema(name)
+        writer = WriterSchema(name, parsed, crc64_fingerprint(parsed))
+        self._by_fingerprint.setdefault(writer.fingerprint, writer)
+        return writer
+
+    def encode(self, name: str, record: dict[str, Any]) -> bytes:
+        """Single-object encoding of ``record`` under the current schema ``name``."""
+        schema = self.schema(name)
+        buffer = io.BytesIO()
+        buffer.write(MAGIC)
+        buffer.write(self._fingerprint_of[name])
+        try:
+            schemaless_writer(buffer, schema, record)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise EncodeError(f"cannot encode {name}: {exc}") from exc
+        return buffer.getvalue()
+
+    def writer_of(self, data: bytes) -> WriterSchema:
+        """The writer schema named by a message's header, or a DecodeError saying why not."""
+        if len(data) < HEADER_LEN or data[:2] != MAGIC:
+            head = bytes(data[:4]).hex(" ") or "empty"
+            raise DecodeError(
+                f"not an Avro single-object encoded event: expected header c3 01, got {head}"
+            )
+        fp = bytes(data[2:HEADER_LEN])
+        writer = self._by_fingerprint.get(fp)
+        if writer is None:
+            raise DecodeError(
+                f"unknown writer schema fingerprint {fp.hex()}: the producer used a schema "
+                "this reader was not given (register it with Codec.register_writer)"
+            )
+        return writer
+
+    def decode(self, data: bytes, expect: str | None = None) -> dict[str, Any]:
+        """Decode one message into the current shape of its schema.
+
+        ``expect`` names the schema the caller wants; a message of another
+        kind is a DecodeError rather than a record of surprising shape.
+        """
+        writer = self.writer_of(data)
+        if expect is not None and writer.name != expect:
+            raise DecodeError(f"expected a {expect} event, got {writer.name}")
+        reader = self._current[writer.name]
+        stream = io.BytesIO(data)
+        stream.seek(HEADER_LEN)
+        try:
+            if writer.parsed is reader:
+                record = schemaless_reader(stream, reader, None)
+            else:
+                record = schemaless_reader(stream, writer.parsed, reader)
+        except Exception as exc:  # fastavro raises EOFError, UnicodeDecodeError, SchemaResolutionError…
+            raise DecodeError(f"invalid {writer.name} body: {type(exc).__name__}: {exc}") from exc
+        if stream.tell() != len(data):
+            raise DecodeError(
+                f"invalid {writer.name} body: {len(data) - stream.tell()} trailing bytes"
+            )
+        return record
+
+
+_DEFAULT: Codec | None = None

@@ -1,0 +1,328 @@
+"""Feature rows <-> the columnar ``driftline.Columns`` block <-> numpy.
+
+Producers hand us Python dicts (one per row) or whole columns; readers want
+numpy matrices. The wire form sits between: numbers as one packed float64
+buffer, categories as a string array, nulls as bitmaps. Decoding is
+``np.frombuffer`` plus a reshape, so a worker never touches a value in Python.
+
+Type rules (what goes where):
+
+* ``int``/``float`` (and numpy numbers) -> numeric block; ``bool`` and ``str`` ->
+  categorical block (bools as ``"true"``/``"false"``).
+* With a :class:`~schemas.featurespec.FeatureSpec`, the spec's type decides the
+  block; a value that does not fit it (``"42"`` for an int feature) is kept,
+  as text with its type name, in ``mismatched``, so the monitor can report a
+  type mismatch instead of the producer guessing.
+* ``None`` is a null. ``NaN`` is a value, not a null: whether it is allowed is
+  the spec's call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from numbers import Real
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from schemas.errors import DecodeError, EncodeError
+
+if TYPE_CHECKING:
+    from schemas.featurespec import FeatureSpec
+
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+MISMATCH_TEXT_LIMIT = 200
+
+EMPTY_COLUMNS: dict[str, Any] = {
+    "numeric_names": [],
+    "numeric_values": b"",
+    "numeric_nulls": b"",
+    "categorical_names": [],
+    "categorical_values": [],
+    "categorical_nulls": b"",
+    "mismatched": [],
+}
+
+
+def pack_mask(mask: np.ndarray) -> bytes:
+    """Null bitmap of a boolean matrix; empty bytes when nothing is null."""
+    if not mask.any():
+        return b""
+    return np.packbits(mask.ravel(), bitorder="little").tobytes()
+
+
+def unpack_mask(bitmap: bytes, rows: int, width: int) -> np.ndarray:
+    """Inverse of :func:`pack_mask` (an all-False matrix for an empty bitmap)."""
+    if not bitmap:
+        return np.zeros((rows, width), dtype=bool)
+    needed = (rows * width + 7) // 8
+    if len(bitmap) != needed:
+        raise DecodeError(f"null bitmap has {len(bitmap)} bytes, {needed} expected for {rows}x{width}")
+    bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), count=rows * width, bitorder="little")
+    return bits.astype(bool).reshape(rows, width)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _mismatch(row: int, name: str, value: Any) -> dict[str, Any]:
+    return {
+        "row": row,
+        "name": name,
+        "type": type(value).__name__,
+        "text": repr(value)[:MISMATCH_TEXT_LIMIT],
+    }
+
+
+def _kind_of_values(values: Sequence[Any]) -> str | None:
+    """Block for a column without a spec: the type of its first non-null value."""
+    for value in values:
+        if value is None:
+            continue
+        if _is_number(value):
+            return NUMERIC
+        if isinstance(value, (str, bool, np.str_, np.bool_)):
+            return CATEGORICAL
+        return None
+    return NUMERIC  # an all-null column: numeric nulls are the cheapest to carry
+
+
+def _category_text(value: Any) -> str | None:
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (str, np.str_)):
+        return str(value)
+    return None
+
+
+def encode_rows(
+    rows: Sequence[Mapping[str, Any]], spec: FeatureSpec | None = None
+) -> dict[str, Any]:
+    """Rows (dicts of feature -> value) as a ``driftline.Columns`` record.
+
+    Feature names are taken in the spec's order, then in order of first
+    appearance; a feature absent from a row is a null in that row (the
+    monitor's skew checks count missing required features from the nulls).
+    """
+    if not rows:
+        raise EncodeError("an event needs at least one row of features")
+    names: dict[str, None] = {}
+    if spec is not None:
+        names.update((f.name, None) for f in spec.features)
+    for row in rows:
+        if not isinstance(row, Mapping):
+            raise EncodeError(f"features must be a mapping of name to value, got {type(row).__name__}")
+        names.update((k, None) for k in row if k not in names)
+    columns = {name: [row.get(name) for row in rows] for name in names}
+    return encode_columns(columns, spec)
+
+
+def encode_columns(
+    columns: Mapping[str, Sequence[Any] | np.ndarray], spec: FeatureSpec | None = None
+) -> dict[str, Any]:
+    """Whole columns (name -> values of equal length) as a ``driftline.Columns`` record.
+
+    The fast path for high volume: a float numpy array is packed as it is.
+    """
+    lengths = {len(values) for values in columns.values()}
+    if len(lengths) > 1:
+        raise EncodeError(f"columns have different lengths: {sorted(lengths)}")
+    rows = lengths.pop() if lengths else 0
+    if rows == 0:
+        raise EncodeError("an event needs at least one row of features")
+    kinds = spec.kinds() if spec is not None else {}
+    numeric_names: list[str] = []
+    numeric_blocks: list[np.ndarray] = []
+    numeric_nulls: list[np.ndarray] = []
+    categorical_names: list[str] = []
+    categorical_blocks: list[list[str]] = []
+    categorical_nulls: list[np.ndarray] = []
+    mismatched: list[dict[str, Any]] = []
+    for name, values in columns.items():
+        if not isinstance(name, str) or not name:
+            raise EncodeError(f"feature names must be non-empty strings, got {name!r}")
+        kind = kinds.get(name)
+        if isinstance(values, np.ndarray) and values.dtype.kind in "fiu" and kind in (None, NUMERIC):
+            numeric_names.append(name)
+            numeric_blocks.append(values.astype(np.float64, copy=False))
+            numeric_nulls.append(np.zeros(rows, dtype=bool))
+            continue
+        values = list(values)
+        if kind is None:
+            kind = _kind_of_values(values)
+        if kind == NUMERIC:
+            column = np.zeros(rows, dtype=np.float64)
+            nulls = np.zeros(rows, dtype=bool)
+            for i, value in enumerate(values):
+                if value is None:
+                    nulls[i] = True
+                elif _is_number(value):
+                    column[i] = value
+                else:
+                    nulls[i] = True
+                    mismatched.append(_mismatch(i, name, value))
+            numeric_names.append(name)
+            numeric_blocks.append(column)
+            numeric_nulls.append(nulls)
+        elif kind == CATEGORICAL:
+            texts: list[str] = []
+            nulls = np.zeros(rows, dtype=bool)
+            for i, value in enumerate(values):
+                text = None if value is None else _category_text(value)
+                if text is None:
+                    nulls[i] = True
+                    texts.append("")
+                    if value is not None:
+                        mismatched.append(_mismatch(i, name, value))
+                else:
+                    texts.append(text)
+            categorical_names.append(name)
+            categorical_blocks.append(texts)
+            categorical_nulls.append(nulls)
+        else:  # values of a type no block carries (lists, dicts...): all mismatched
+            mismatched.extend(_mismatch(i, name, v) for i, v in enumerate(values) if v is not None)
+    numeric = np.column_stack(numeric_blocks) if numeric_blocks else np.zeros((rows, 0))
+    numeric_null = np.column_stack(numeric_nulls) if numeric_nulls else np.zeros((rows, 0), bool)
+    categorical_null = (
+        np.column_stack(categorical_nulls) if categorical_nulls else np.zeros((rows, 0), bool)
+    )
+    categorical_values = [
+        block[i] for i in range(rows) for block in categorical_blocks
+    ]  # row-major
+    return {
+        "numeric_names": numeric_names,
+        "numeric_values": np.ascontiguousarray(numeric, dtype="<f8").tobytes(),
+        "numeric_nulls": pack_mask(numeric_null),
+        "categorical_names": categorical_names,
+        "categorical_values": categorical_values,
+        "categorical_nulls": pack_mask(categorical_null),
+        "mismatched": mismatched,
+    }
+
+
+@dataclass
+class FeatureFrame:
+    """Decoded rows of one or more events as numpy matrices.
+
+    ``numeric[i, j]`` is row i of feature ``numeric_names[j]`` (NaN where null;
+    ``numeric_null`` tells a null from a NaN value).
+    """
+
+    rows: int
+    numeric_names: tuple[str, ...]
+    numeric: np.ndarray
+    numeric_null: np.ndarray
+    categorical_names: tuple[str, ...]
+    categorical: np.ndarray
+    categorical_null: np.ndarray
+    mismatched: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_record(cls, columns: Mapping[str, Any], rows: int) -> FeatureFrame:
+        """Decode a ``driftline.Columns`` record holding ``rows`` rows, checking its shape."""
+        numeric_names = tuple(columns["numeric_names"])
+        categorical_names = tuple(columns["categorical_names"])
+        all_names = numeric_names + categorical_names
+        if len(set(all_names)) != len(all_names):
+            raise DecodeError(f"duplicate feature names in event: {sorted(all_names)}")
+        width = len(numeric_names)
+        raw = columns["numeric_values"]
+        if len(raw) != 8 * rows * width:
+            raise DecodeError(
+                f"numeric block has {len(raw)} bytes, {8 * rows * width} expected "
+                f"for {rows} rows x {width} features"
+            )
+        numeric = np.frombuffer(raw, dtype="<f8").reshape(rows, width)
+        numeric_null = unpack_mask(columns["numeric_nulls"], rows, width)
+        if numeric_null.any():
+            numeric = numeric.copy()
+            numeric[numeric_null] = np.nan
+        cat_width = len(categorical_names)
+        values = columns["categorical_values"]
+        if len(values) != rows * cat_width:
+            raise DecodeError(
+                f"categorical block has {len(values)} values, {rows * cat_width} expected "
+                f"for {rows} rows x {cat_width} features"
+            )
+        categorical = np.array(values, dtype=object).reshape(rows, cat_width)
+        categorical_null = unpack_mask(columns["categorical_nulls"], rows, cat_width)
+        mismatched = list(columns.get("mismatched") or ())
+        for item in mismatched:
+            if not 0 <= item["row"] < rows:
+                raise DecodeError(f"mismatched value for {item['name']!r} names row {item['row']}")
+        return cls(
+            rows, numeric_names, numeric, numeric_null,
+            categorical_names, categorical, categorical_null, mismatched,
+        )
+
+    @classmethod
+    def concat(cls, frames: Iterable[FeatureFrame]) -> FeatureFrame:
+        """Stack frames row-wise, aligning features by name (absent -> null)."""
+        frames = list(frames)
+        if len(frames) == 1:
+            return frames[0]
+        num_names = tuple(dict.fromkeys(n for f in frames for n in f.numeric_names))
+        cat_names = tuple(dict.fromkeys(n for f in frames for n in f.categorical_names))
+        total = sum(f.rows for f in frames)
+        numeric = np.full((total, len(num_names)), np.nan)
+        numeric_null = np.ones((total, len(num_names)), dtype=bool)
+        categorical = np.full((total, len(cat_names)), "", dtype=object)
+        categorical_null = np.ones((total, len(cat_names)), dtype=bool)
+        num_index = {n: j for j, n in enumerate(num_names)}
+        cat_index = {n: j for j, n in enumerate(cat_names)}
+        mismatched: list[dict[str, Any]] = []
+        start = 0
+        for f in frames:
+            stop = start + f.rows
+            cols = [num_index[n] for n in f.numeric_names]
+            numeric[start:stop, cols] = f.numeric
+            numeric_null[start:stop, cols] = f.numeric_null
+            cols = [cat_index[n] for n in f.categorical_names]
+            categorical[start:stop, cols] = f.categorical
+            categorical_null[start:stop, cols] = f.categorical_null
+            mismatched.extend({**m, "row": m["row"] + start} for m in f.mismatched)
+            start = stop
+        return cls(
+            total, num_names, numeric, numeric_null,
+            cat_names, categorical, categorical_null, mismatched,
+        )
+
+    def numeric_column(self, name: str) -> np.ndarray:
+        return self.numeric[:, self.numeric_names.index(name)]
+
+    def categorical_column(self, name: str) -> np.ndarray:
+        return self.categorical[:, self.categorical_names.index(name)]
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """Back to one dict per row (nulls omitted): what a river model's ``predict_one`` takes."""
+        rows: list[dict[str, Any]] = [{} for _ in range(self.rows)]
+        for j, name in enumerate(self.numeric_names):
+            column, nulls = self.numeric[:, j].tolist(), self.numeric_null[:, j]
+            for i, row in enumerate(rows):
+                if not nulls[i]:
+                    row[name] = column[i]
+        for j, name in enumerate(self.categorical_names):
+            column, nulls = self.categorical[:, j], self.categorical_null[:, j]
+            for i, row in enumerate(rows):
+                if not nulls[i]:
+                    row[name] = column[i]
+        return rows
+
+
+def float_buffer(values: Sequence[float] | np.ndarray) -> bytes:
+    """Packed little-endian float64 bytes (predictions travel like this)."""
+    return np.ascontiguousarray(values, dtype="<f8").tobytes()
+
+
+def read_float_buffer(raw: bytes, rows: int, what: str = "prediction") -> np.ndarray:
+    if len(raw) != 8 * rows:
+        raise DecodeError(f"{what} has {len(raw)} bytes, {8 * rows} expected for {rows} rows")
+    return np.frombuffer(raw, dtype="<f8")
+
+
+def is_finite_number(value: Any) -> bool:
+    return _is_number(value) and math.isfinite(value)

@@ -1,0 +1,143 @@
+"""Reference and current data files (CSV, Avro) read into named columns.
+
+``driftline profile`` and ``driftline check`` take files, and feature-spec
+inference needs typed columns, so this module turns a file into
+``{name: numpy array}``: float64 for numbers (NaN where empty), object arrays
+of ``str`` or ``None`` for text. Typing CSV cells is done per column with
+numpy's vectorised conversion, not cell by cell in Python.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import numpy as np
+
+from schemas.errors import ContractError
+
+NULL_TOKENS = frozenset({"", "NA", "N/A", "null", "NULL", "None"})
+BOOL_TOKENS = {"true": True, "false": False, "True": True, "False": False}
+
+
+@dataclass
+class Table:
+    """Columns of equal length with the type each was read as."""
+
+    columns: dict[str, np.ndarray]
+    types: dict[str, str]  # float | int | bool | string
+
+    @property
+    def rows(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """One dict per row; nulls omitted (for producers and river models)."""
+        names = list(self.columns)
+        out: list[dict[str, Any]] = []
+        lists = {n: self.columns[n].tolist() for n in names}
+        for i in range(self.rows):
+            row = {}
+            for n in names:
+                v = lists[n][i]
+                if v is None or (self.types[n] in ("float", "int") and v != v):
+                    continue
+                row[n] = v
+            out.append(row)
+        return out
+
+
+def _type_text_column(cells: list[str]) -> tuple[np.ndarray, str]:
+    present = [c for c in cells if c not in NULL_TOKENS]
+    if not present:
+        return np.full(len(cells), np.nan), "float"
+    if all(c in BOOL_TOKENS for c in present):
+        col = np.array([None if c in NULL_TOKENS else BOOL_TOKENS[c] for c in cells], dtype=object)
+        return col, "bool"
+    try:
+        numbers = np.array(present, dtype=np.float64)
+    except ValueError:
+        col = np.array([None if c in NULL_TOKENS else c for c in cells], dtype=object)
+        return col, "string"
+    mask = np.array([c not in NULL_TOKENS for c in cells])
+    out = np.full(len(cells), np.nan)
+    out[mask] = numbers
+    finite = numbers[np.isfinite(numbers)]
+    is_int = all("." not in c and "e" not in c.lower() for c in present) and np.all(
+        finite == np.round(finite)
+    )
+    return out, "int" if is_int else "float"
+
+
+def read_csv(path: Path) -> Table:
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise ContractError(f"{path} is empty: a CSV needs a header row") from None
+        body = list(reader)
+    if len(set(header)) != len(header):
+        raise ContractError(f"{path} has duplicate column names in its header")
+    for lineno, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise ContractError(
+                f"{path}:{lineno} has {len(row)} cells but the header names {len(header)} columns"
+            )
+    columns: dict[str, np.ndarray] = {}
+    types: dict[str, str] = {}
+    for j, name in enumerate(header):
+        columns[name], types[name] = _type_text_column([row[j] for row in body])
+    return Table(columns, types)
+
+
+_AVRO_TYPES = {"int": "int", "long": "int", "float": "float", "double": "float",
+               "boolean": "bool", "string": "string", "enum": "string"}
+
+
+def _avro_field_type(avro_type: Any) -> str:
+    if isinstance(avro_type, list):
+        non_null = [t for t in avro_type if t != "null"]
+        if len(non_null) != 1:
+            raise ContractError(f"unsupported Avro union {avro_type} in reference file")
+        return _avro_field_type(non_null[0])
+    if isinstance(avro_type, dict):
+        return _avro_field_type(avro_type.get("type"))
+    try:
+        return _AVRO_TYPES[avro_type]
+    except (KeyError, TypeError):
+        raise ContractError(f"unsupported Avro type {avro_type!r} in reference file") from None
+
+
+def read_avro(path: Path) -> Table:
+    with path.open("rb") as handle:
+        reader = fastavro.reader(handle)
+        schema = reader.writer_schema
+        records = list(reader)
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        raise ContractError(f"{path}: an Avro reference file must hold flat records")
+    types = {f["name"]: _avro_field_type(f["type"]) for f in schema["fields"]}
+    columns: dict[str, np.ndarray] = {}
+    for name, kind in types.items():
+        values = [r.get(name) for r in records]
+        if kind in ("float", "int"):
+            columns[name] = np.array([np.nan if v is None else v for v in values], dtype=float)
+        else:
+            columns[name] = np.array(values, dtype=object)
+    return Table(columns, types)
+
+
+def read_table(path: str | Path) -> Table:
+    """Read a CSV or Avro file (chosen by extension) into typed columns."""
+    path = Path(path)
+    if not path.exists():
+        raise ContractError(f"{path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".txt"):
+        return read_csv(path)
+    if suffix == ".avro":
+        return read_avro(path)
+    raise ContractError(f"{path}: unsupported file type {suffix!r}; use .csv or .avro")
