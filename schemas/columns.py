@@ -118,20 +118,25 @@ def encode_rows(
             raise EncodeError(f"features must be a mapping of name to value, got {type(row).__name__}")
         names.update((k, None) for k in row if k not in names)
     columns = {name: [row.get(name) for row in rows] for name in names}
-    return encode_columns(columns, spec)
+    return encode_columns(columns, spec, rows=len(rows))
 
 
 def encode_columns(
-    columns: Mapping[str, Sequence[Any] | np.ndarray], spec: FeatureSpec | None = None
+    columns: Mapping[str, Sequence[Any] | np.ndarray],
+    spec: FeatureSpec | None = None,
+    *,
+    rows: int | None = None,
 ) -> dict[str, Any]:
     """Whole columns (name -> values of equal length) as a ``driftline.Columns`` record.
 
     The fast path for high volume: a float numpy array is packed as it is.
+    ``rows`` is needed only when there are no columns at all (rows that carry
+    no feature are still rows: the monitor counts their missing features).
     """
     lengths = {len(values) for values in columns.values()}
-    if len(lengths) > 1:
-        raise EncodeError(f"columns have different lengths: {sorted(lengths)}")
-    rows = lengths.pop() if lengths else 0
+    if len(lengths) > 1 or (rows is not None and lengths and lengths != {rows}):
+        raise EncodeError(f"columns have different lengths: {sorted(lengths | {rows} - {None})}")
+    rows = lengths.pop() if lengths else (rows or 0)
     if rows == 0:
         raise EncodeError("an event needs at least one row of features")
     kinds = spec.kinds() if spec is not None else {}

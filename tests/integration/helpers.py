@@ -1,0 +1,45 @@
+"""Reading topics back in tests (real broker, no mocks)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from driftline.kafka_clients import common_config
+from driftline.settings import Settings
+
+
+def read_topic(settings: Settings, topic: str, expected: int | None = None, timeout: float = 30.0) -> list[Message]:
+    """Every message on ``topic`` from the beginning (waits for ``expected`` of them)."""
+    consumer = Consumer({**common_config(settings), "group.id": f"test-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        assignment = [TopicPartition(topic, p, 0) for p in partitions]
+        consumer.assign(assignment)
+        highs = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        target = expected if expected is not None else sum(highs.values())
+        messages: list[Message] = []
+        deadline = time.monotonic() + timeout
+        while len(messages) < target and time.monotonic() < deadline:
+            for message in consumer.consume(1000, 0.5):
+                if message.error() is None:
+                    messages.append(message)
+        return messages
+    finally:
+        consumer.close()
+
+
+def topic_count(settings: Settings, topic: str) -> int:
+    consumer = Consumer({**common_config(settings), "group.id": "test-count"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(
+            high - low
+            for low, high in (consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                              for p in partitions)
+        )
+    finally:
+        consumer.close()

@@ -1,0 +1,138 @@
+"""AlertSubscriber, and the CLI as a user runs it, against the real broker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from driftline import Alert, AlertSubscriber
+from driftline.broker import free_port
+from driftline.kafka_clients import make_producer
+from driftline.topics import ALL_TOPICS
+
+pytestmark = pytest.mark.integration
+
+
+def publish(settings, alerts, extra=()):
+    producer = make_producer(settings)
+    for alert in alerts:
+        producer.produce(settings.topic("alerts"), key=alert.model.encode(), value=alert.to_json(),
+                         headers=alert.kafka_headers())
+    for raw in extra:
+        producer.produce(settings.topic("alerts"), value=raw)
+    producer.flush()
+
+
+def alert(model, kind="driftline.drift", severity="warning", n=0):
+    return Alert.create(kind, model, severity=severity, data={"message": f"{model} {kind} {n}"},
+                        identity=(n,))
+
+
+def drain(subscriber, want, rounds=30):
+    got = []
+    for _ in range(rounds):
+        a = subscriber.poll(0.5)
+        if a is not None:
+            got.append(a)
+        if len(got) >= want:
+            break
+    return got
+
+
+def test_subscriber_filters_by_model_type_and_severity(settings):
+    publish(settings, [alert("churn"), alert("fraud"), alert("churn", "driftline.skew", "info", 1),
+                       alert("churn", "driftline.decay", "critical", 2)], extra=[b"not an alert"])
+    with AlertSubscriber(settings, models=["churn"], min_severity="warning") as sub:
+        got = drain(sub, 2)
+        assert sub.poll(1.0) is None
+    assert sorted(a.type for a in got) == ["driftline.decay", "driftline.drift"]
+
+
+def test_consumer_group_resumes_after_committed_alerts(settings):
+    publish(settings, [alert("m", n=i) for i in range(3)])
+    with AlertSubscriber(settings, group_id="pager") as sub:
+        first = drain(sub, 3)
+    assert len(first) == 3
+    publish(settings, [alert("m", n=9)])
+    with AlertSubscriber(settings, group_id="pager") as sub:
+        again = drain(sub, 1)
+        assert sub.poll(1.0) is None
+    assert [a.data["message"] for a in again] == ["m driftline.drift 9"]
+
+
+def run_cli(settings, *args, env_extra=None, timeout=120):
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+           "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "driftline.cli.main", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_alerts_tail_prints_alerts_readably(settings):
+    publish(settings, [alert("churn", n=1), alert("fraud", n=2)])
+    out = run_cli(settings, "alerts", "tail", "--model", "churn")
+    assert out.returncode == 0, out.stderr
+    assert "WARNING" in out.stdout and "churn driftline.drift 1" in out.stdout
+    assert "fraud" not in out.stdout and "-- 1 alert(s)" in out.stdout
+
+
+def test_topics_create_is_idempotent_and_list_shows_partitions(kafka, tmp_path):
+    prefix = f"cli{os.getpid()}{free_port()}."
+    settings = kafka.settings.replace(topic_prefix=prefix)
+    first = run_cli(settings, "topics", "create")
+    second = run_cli(settings, "topics", "create")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout.count("created") == len(ALL_TOPICS)
+    assert second.stdout.count("exists") == len(ALL_TOPICS)
+    listing = dict(line.split(None, 1) for line in run_cli(settings, "topics", "list").stdout.splitlines())
+    assert listing[f"{prefix}models"] == "1 partition(s)"
+    assert listing[f"{prefix}features"] == f"{settings.partitions} partition(s)"
+    assert len(listing) == len(ALL_TOPICS)
+    if shutil.which("kcat"):
+        kcat = subprocess.run(["kcat", "-b", settings.bootstrap_servers, "-L"], capture_output=True,
+                              text=True, timeout=30)
+        for name in ALL_TOPICS:
+            assert f'topic "{prefix}{name}"' in kcat.stdout
+
+
+def test_compacted_topics_are_compacted_and_models_allow_large_messages(settings):
+    from confluent_kafka.admin import ConfigResource
+
+    from driftline.kafka_clients import make_admin
+
+    admin = make_admin(settings)
+    resources = [ConfigResource("topic", settings.topic(n)) for n in ("models", "deployments", "features")]
+    configs = {r.name: f.result() for r, f in admin.describe_configs(resources).items()}
+    assert configs[settings.topic("models")]["cleanup.policy"].value == "compact"
+    assert int(configs[settings.topic("models")]["max.message.bytes"].value) >= 8 * 1024 * 1024
+    assert configs[settings.topic("deployments")]["cleanup.policy"].value == "compact"
+    assert configs[settings.topic("features")]["cleanup.policy"].value == "delete"
+
+
+def test_config_show_masks_secrets(settings):
+    out = run_cli(settings, "config", "show", env_extra={"DRIFTLINE_SASL_PASSWORD": "hunter2"})
+    assert out.returncode == 0 and "hunter2" not in out.stdout and "***" in out.stdout
+
+
+def test_broker_up_on_a_taken_port_says_so_in_one_sentence(tmp_path, settings):
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        env = {"DRIFTLINE_STATE_DIR": str(tmp_path), "DRIFTLINE_BROKER_PORT": str(port),
+               "DRIFTLINE_CONTROLLER_PORT": str(free_port()), "KAFKA_BOOTSTRAP_SERVERS": ""}
+        out = subprocess.run([sys.executable, "-m", "driftline.cli.main", "broker", "up"],
+                             env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0
+    assert f"port 127.0.0.1:{port} is already in use" in out.stderr
+
+
+def test_bad_setting_is_one_sentence_and_exit_2(settings):
+    out = run_cli(settings, "topics", "list", env_extra={"DRIFTLINE_PARTITIONS": "many"})
+    assert out.returncode == 2
+    assert out.stderr.strip() == "driftline: error: DRIFTLINE_PARTITIONS must be an integer, got 'many'"

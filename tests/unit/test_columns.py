@@ -1,0 +1,119 @@
+"""Rows <-> columnar block <-> numpy frames."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas import (
+    DecodeError,
+    EncodeError,
+    FeatureDef,
+    FeatureFrame,
+    FeatureSpec,
+    encode_columns,
+    encode_rows,
+)
+from schemas.columns import pack_mask, unpack_mask
+
+
+def frame_of(rows, spec=None) -> FeatureFrame:
+    return FeatureFrame.from_record(encode_rows(rows, spec), len(rows))
+
+
+def test_numbers_and_text_land_in_their_blocks():
+    frame = frame_of([{"age": 42, "plan": "pro", "vip": True}])
+    assert frame.numeric_names == ("age",)
+    assert frame.categorical_names == ("plan", "vip")
+    assert frame.numeric[0, 0] == 42.0
+    assert frame.categorical[0].tolist() == ["pro", "true"]
+
+
+def test_none_is_a_null_and_nan_is_a_value():
+    frame = frame_of([{"x": None}, {"x": math.nan}, {"x": 1.5}])
+    assert frame.numeric_null[:, 0].tolist() == [True, False, False]
+    assert math.isnan(frame.numeric[1, 0]) and frame.numeric[2, 0] == 1.5
+
+
+def test_feature_absent_from_a_row_is_null_in_that_row():
+    frame = frame_of([{"a": 1.0, "b": "x"}, {"a": 2.0}])
+    assert frame.categorical_null[:, 0].tolist() == [False, True]
+
+
+def test_value_of_the_wrong_type_for_the_spec_is_kept_as_mismatched():
+    spec = FeatureSpec("m", (FeatureDef("age", "int"), FeatureDef("plan", "string")))
+    frame = frame_of([{"age": "42", "plan": 7}], spec)
+    kept = {(m["name"], m["type"], m["text"]) for m in frame.mismatched}
+    assert kept == {("age", "str", "'42'"), ("plan", "int", "7")}
+    assert frame.numeric_null[0, 0] and frame.categorical_null[0, 0]
+
+
+def test_unsupported_value_types_are_mismatched_not_dropped():
+    frame = frame_of([{"a": 1.0, "tags": ["x", "y"]}])
+    assert frame.mismatched == [{"row": 0, "name": "tags", "type": "list", "text": "['x', 'y']"}]
+
+
+def test_numpy_columns_take_the_fast_path_unchanged():
+    values = np.random.default_rng(0).normal(size=(1000,))
+    record = encode_columns({"x": values, "plan": ["a"] * 1000})
+    frame = FeatureFrame.from_record(record, 1000)
+    np.testing.assert_array_equal(frame.numeric_column("x"), values)
+
+
+def test_columns_of_different_lengths_are_refused():
+    with pytest.raises(EncodeError, match="different lengths"):
+        encode_columns({"a": [1, 2], "b": [1]})
+
+
+def test_empty_events_are_refused():
+    with pytest.raises(EncodeError, match="at least one row"):
+        encode_rows([])
+
+
+def test_block_of_the_wrong_size_is_a_decode_error():
+    record = encode_rows([{"a": 1.0}, {"a": 2.0}])
+    with pytest.raises(DecodeError, match="numeric block has 16 bytes, 24 expected"):
+        FeatureFrame.from_record(record, 3)
+
+
+def test_duplicate_names_across_blocks_are_a_decode_error():
+    record = encode_rows([{"a": 1.0, "b": "x"}])
+    record["categorical_names"] = ["a"]
+    with pytest.raises(DecodeError, match="duplicate feature names"):
+        FeatureFrame.from_record(record, 1)
+
+
+def test_concat_aligns_features_by_name():
+    left = frame_of([{"a": 1.0, "c": "x"}])
+    right = frame_of([{"b": 2.0, "a": 3.0}])
+    both = FeatureFrame.concat([left, right])
+    assert both.numeric_names == ("a", "b")
+    np.testing.assert_array_equal(both.numeric_null, [[False, True], [False, False]])
+    assert both.categorical_null[:, 0].tolist() == [False, True]
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=200), st.integers(1, 7))
+def test_null_bitmap_round_trips(bits, width):
+    mask = np.resize(np.array(bits), (len(bits), width))
+    np.testing.assert_array_equal(unpack_mask(pack_mask(mask), len(bits), width), mask)
+
+
+row_values = st.one_of(
+    st.none(), st.floats(allow_nan=False, allow_infinity=False, width=64), st.text(max_size=5)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.fixed_dictionaries({}, optional={"a": st.floats(allow_nan=False), "b": st.text(max_size=4),
+                                                     "c": st.integers(-10**9, 10**9)}),
+                min_size=1, max_size=30))
+def test_rows_round_trip_through_the_wire_form(rows):
+    frame = frame_of(rows)
+    back = frame.to_rows()
+    assert len(back) == len(rows)
+    for original, decoded in zip(rows, back, strict=True):
+        assert decoded == {k: (float(v) if isinstance(v, int) else v) for k, v in original.items()}
