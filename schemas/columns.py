@@ -20,6 +20,7 @@ Type rules (what goes where):
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Real
@@ -78,16 +79,25 @@ def _mismatch(row: int, name: str, value: Any) -> dict[str, Any]:
     }
 
 
-def _kind_of_values(values: Sequence[Any]) -> str | None:
+def _kind_of_value(value: Any) -> str | None:
+    """Block a value belongs in: numeric, categorical, or None for types no block carries."""
+    kind = type(value)
+    if kind is float or kind is int:
+        return NUMERIC
+    if kind is str or kind is bool:
+        return CATEGORICAL
+    if _is_number(value):
+        return NUMERIC
+    if isinstance(value, (str, bool, np.str_, np.bool_)):
+        return CATEGORICAL
+    return None
+
+
+def _kind_of_values(values: Iterable[Any]) -> str | None:
     """Block for a column without a spec: the type of its first non-null value."""
     for value in values:
-        if value is None:
-            continue
-        if _is_number(value):
-            return NUMERIC
-        if isinstance(value, (str, bool, np.str_, np.bool_)):
-            return CATEGORICAL
-        return None
+        if value is not None:
+            return _kind_of_value(value)
     return NUMERIC  # an all-null column: numeric nulls are the cheapest to carry
 
 
@@ -99,6 +109,38 @@ def _category_text(value: Any) -> str | None:
     return None
 
 
+def _kinds_for(
+    names: Iterable[str], rows: Sequence[Mapping[str, Any]], spec: FeatureSpec | None
+) -> dict[str, str | None]:
+    """Block of each feature: the spec's type, else the first non-null value's type."""
+    declared = spec.kinds() if spec is not None else {}
+    if len(rows) == 1:  # the common single-row event: classify its values directly
+        get = rows[0].get
+        return {
+            name: declared.get(name) or (NUMERIC if (value := get(name)) is None else _kind_of_value(value))
+            for name in names
+        }
+    return {
+        name: declared.get(name) or _kind_of_values(row.get(name) for row in rows)
+        for name in names
+    }
+
+
+def _packed_floats(values: list[float]) -> bytes:
+    try:
+        return struct.pack(f"<{len(values)}d", *values)
+    except (OverflowError, struct.error) as exc:
+        raise EncodeError(f"a numeric feature value does not fit a float64: {exc}") from None
+
+
+def _bitmap(null_positions: list[int], size: int) -> bytes:
+    if not null_positions:
+        return b""
+    mask = np.zeros(size, dtype=bool)
+    mask[null_positions] = True
+    return np.packbits(mask, bitorder="little").tobytes()
+
+
 def encode_rows(
     rows: Sequence[Mapping[str, Any]], spec: FeatureSpec | None = None
 ) -> dict[str, Any]:
@@ -107,6 +149,8 @@ def encode_rows(
     Feature names are taken in the spec's order, then in order of first
     appearance; a feature absent from a row is a null in that row (the
     monitor's skew checks count missing required features from the nulls).
+    Built row-major in plain lists: for the one-row events applications send
+    most, that is several times cheaper than a numpy array per column.
     """
     if not rows:
         raise EncodeError("an event needs at least one row of features")
@@ -117,8 +161,59 @@ def encode_rows(
         if not isinstance(row, Mapping):
             raise EncodeError(f"features must be a mapping of name to value, got {type(row).__name__}")
         names.update((k, None) for k in row if k not in names)
-    columns = {name: [row.get(name) for row in rows] for name in names}
-    return encode_columns(columns, spec, rows=len(rows))
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise EncodeError(f"feature names must be non-empty strings, got {name!r}")
+    kinds = _kinds_for(names, rows, spec)
+    numeric_names = [n for n, k in kinds.items() if k == NUMERIC]
+    categorical_names = [n for n, k in kinds.items() if k == CATEGORICAL]
+    unsupported = [n for n, k in kinds.items() if k is None]
+    numbers: list[float] = []
+    number_nulls: list[int] = []
+    texts: list[str] = []
+    text_nulls: list[int] = []
+    mismatched: list[dict[str, Any]] = []
+    for i, row in enumerate(rows):
+        get = row.get
+        for name in numeric_names:
+            value = get(name)
+            kind = type(value)
+            if kind is float or kind is int:
+                numbers.append(value)
+                continue
+            if value is not None and _is_number(value):
+                numbers.append(float(value))
+                continue
+            number_nulls.append(len(numbers))
+            numbers.append(0.0)
+            if value is not None:
+                mismatched.append(_mismatch(i, name, value))
+        for name in categorical_names:
+            value = get(name)
+            if type(value) is str:
+                texts.append(value)
+                continue
+            text = None if value is None else _category_text(value)
+            if text is not None:
+                texts.append(text)
+                continue
+            text_nulls.append(len(texts))
+            texts.append("")
+            if value is not None:
+                mismatched.append(_mismatch(i, name, value))
+        for name in unsupported:
+            value = get(name)
+            if value is not None:
+                mismatched.append(_mismatch(i, name, value))
+    return {
+        "numeric_names": numeric_names,
+        "numeric_values": _packed_floats(numbers),
+        "numeric_nulls": _bitmap(number_nulls, len(numbers)),
+        "categorical_names": categorical_names,
+        "categorical_values": texts,
+        "categorical_nulls": _bitmap(text_nulls, len(texts)),
+        "mismatched": mismatched,
+    }
 
 
 def encode_columns(

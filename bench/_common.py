@@ -1,0 +1,56 @@
+"""Shared bench plumbing: a broker to run against, unique topics, the JSON last line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from driftline.broker import broker_up
+from driftline.settings import Settings, load_settings
+from driftline.topics import create_topics
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="small run, under 60 s")
+    return p
+
+
+def bench_settings(partitions: int = 4) -> Settings:
+    """The configured cluster or the local broker, with this run's own topics."""
+    settings = load_settings()
+    choice = broker_up(settings)
+    settings = settings.replace(bootstrap_servers=choice.bootstrap, partitions=partitions,
+                                topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
+    create_topics(settings)
+    print(f"# broker: {choice.kind} at {choice.bootstrap}; topics {settings.topic_prefix}*", file=sys.stderr)
+    return settings
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def report(figures: dict[str, Any]) -> None:
+    """Human lines, then the figures as one flat JSON object on the last line."""
+    for key, value in figures.items():
+        shown = f"{value:,.1f}" if isinstance(value, float) else value
+        print(f"{key:40} {shown}")
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}))
+
+
+def cpu_note() -> str:
+    return f"{os.cpu_count()} cores"
