@@ -16,10 +16,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
+from driftline.contract import EventCodec, codec_for
 from driftline.deadletter import DeadLetterQueue
 from driftline.kafka_clients import make_consumer, make_producer
 from driftline.settings import Settings
-from schemas import Codec, ContractError
+from schemas import ContractError
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,11 @@ class EventReader:
         validate: Validator | None = None,
         stage: str = "consume",
         producer: Producer | None = None,
-        codec: Codec | None = None,
+        codec: EventCodec | None = None,
         **consumer_config: Any,
     ) -> None:
         self.settings = settings
-        self.codec = codec or Codec.default()
+        self.codec = codec or codec_for(settings)
         self.expect = expect or {}
         self.validate = validate
         self.stage = stage
@@ -91,7 +92,7 @@ class EventReader:
             log.warning("dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(),
                         message.offset(), exc)
             return None
-        schema = self.codec.writer_of(message.value()).name
+        schema = self.codec.writer_name(message.value())
         return Event(schema, record, message.topic(), message.partition(), message.offset(),
                      message.key(), message.timestamp()[1])
 

@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 from confluent_kafka import KafkaError, Message
 
+from driftline.contract import EventCodec, codec_for
 from driftline.errors import DeliveryError
 from driftline.kafka_clients import make_producer
 from driftline.settings import Settings, load_settings
-from schemas import Codec, EncodeError, FeatureFrame, FeatureSpec, encode_columns, encode_rows
+from schemas import EncodeError, FeatureFrame, FeatureSpec, encode_columns, encode_rows
 from schemas.columns import float_buffer
 
 Rows = Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any] | np.ndarray]
@@ -78,7 +79,7 @@ class Producer:
         spec: FeatureSpec | None = None,
         validate: bool = False,
         model_version: str = "",
-        codec: Codec | None = None,
+        codec: EventCodec | None = None,
         **kafka_config: Any,
     ) -> None:
         if not model:
@@ -90,7 +91,7 @@ class Producer:
         self.spec = spec
         self.validate = validate
         self.model_version = model_version
-        self.codec = codec or Codec.default()
+        self.codec = codec or codec_for(self.settings)
         self._topics = {kind: self.settings.topic(kind) for kind in ("features", "predictions", "labels")}
         self._producer = make_producer(self.settings, **kafka_config)
         self._errors: list[str] = []

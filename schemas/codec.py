@@ -166,6 +166,9 @@ class Codec:
             )
         return writer
 
+    def writer_name(self, data: bytes) -> str:
+        return self.writer_of(data).name
+
     def decode(self, data: bytes, expect: str | None = None) -> dict[str, Any]:
         """Decode one message into the current shape of its schema.
 

@@ -1,0 +1,31 @@
+"""Which wire format this deployment speaks: single-object encoding, or a Schema Registry.
+
+Every producer and consumer gets its codec here, so switching a deployment to
+a Confluent-compatible registry is one setting (``schema_registry_url``).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Protocol
+
+from driftline.settings import Settings
+from schemas import Codec
+from schemas.registry import RegistryCodec
+
+
+class EventCodec(Protocol):
+    def encode(self, name: str, record: dict) -> bytes: ...
+    def decode(self, data: bytes, expect: str | None = None) -> dict: ...
+    def writer_name(self, data: bytes) -> str: ...
+
+
+@cache
+def _registry_codec(url: str) -> RegistryCodec:
+    return RegistryCodec.from_url(url)
+
+
+def codec_for(settings: Settings) -> EventCodec:
+    if settings.schema_registry_url:
+        return _registry_codec(settings.schema_registry_url)
+    return Codec.default()

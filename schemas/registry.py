@@ -1,0 +1,115 @@
+"""The same codec over a Confluent-compatible Schema Registry (Confluent wire format).
+
+Where ``schema_registry_url`` is configured, events are ``00`` + a 4-byte
+big-endian schema id + the Avro body, the format Confluent's serializers,
+ksqlDB and Kafka Connect read. Subjects follow RecordNameStrategy (the
+record's full name, e.g. ``driftline.Prediction``), so one subject serves
+every topic that carries the type. Messages in single-object encoding still
+decode, so a deployment can switch formats without draining its topics.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from typing import Any
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+
+from schemas.codec import MAGIC, Codec
+from schemas.errors import DecodeError, EncodeError
+
+CONFLUENT_MAGIC = 0
+
+
+class RegistryCodec:
+    """Encode/decode driftline events in the Confluent wire format.
+
+    ``client`` is a ``confluent_kafka.schema_registry.SchemaRegistryClient``
+    (or anything with its ``register_schema``/``get_schema`` methods).
+    """
+
+    def __init__(self, client: Any, codec: Codec | None = None) -> None:
+        self.client = client
+        self.codec = codec or Codec.default()
+        self._ids: dict[str, int] = {}
+        self._writers: dict[int, tuple[str, dict[str, Any]]] = {}
+
+    @classmethod
+    def from_url(cls, url: str, **config: Any) -> RegistryCodec:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
+        return cls(SchemaRegistryClient({"url": url, **config}))
+
+    @property
+    def names(self) -> list[str]:
+        return self.codec.names
+
+    def schema_id(self, name: str) -> int:
+        """Register (idempotently) and cache the id of the current schema ``name``."""
+        if name not in self._ids:
+            from confluent_kafka.schema_registry import Schema
+
+            schema = self.codec.schema(name)
+            text = json.dumps(_plain(schema))
+            self._ids[name] = self.client.register_schema(name, Schema(text, "AVRO"))
+            self._writers[self._ids[name]] = (name, schema)
+        return self._ids[name]
+
+    def encode(self, name: str, record: dict[str, Any]) -> bytes:
+        schema_id = self.schema_id(name)
+        buffer = io.BytesIO()
+        buffer.write(struct.pack(">bI", CONFLUENT_MAGIC, schema_id))
+        try:
+            schemaless_writer(buffer, self.codec.schema(name), record)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise EncodeError(f"cannot encode {name}: {exc}") from exc
+        return buffer.getvalue()
+
+    def _writer(self, schema_id: int) -> tuple[str, dict[str, Any]]:
+        if schema_id not in self._writers:
+            try:
+                registered = self.client.get_schema(schema_id)
+            except Exception as exc:  # SchemaRegistryError, network errors
+                raise DecodeError(f"schema id {schema_id} is not in the registry: {exc}") from None
+            parsed = parse_schema(json.loads(registered.schema_str), _force=True)
+            name = parsed["name"]
+            if name not in self.codec.names:
+                raise DecodeError(f"schema id {schema_id} is {name}, not a driftline event")
+            self._writers[schema_id] = (name, parsed)
+        return self._writers[schema_id]
+
+    def writer_name(self, data: bytes) -> str:
+        if data[:2] == MAGIC:
+            return self.codec.writer_of(data).name
+        if len(data) < 5 or data[0] != CONFLUENT_MAGIC:
+            head = bytes(data[:4]).hex(" ") or "empty"
+            raise DecodeError(f"neither Confluent wire format nor single-object encoding: {head}")
+        return self._writer(struct.unpack(">I", data[1:5])[0])[0]
+
+    def decode(self, data: bytes, expect: str | None = None) -> dict[str, Any]:
+        if data[:2] == MAGIC:
+            return self.codec.decode(data, expect)
+        name = self.writer_name(data)
+        if expect is not None and name != expect:
+            raise DecodeError(f"expected a {expect} event, got {name}")
+        _, writer = self._writer(struct.unpack(">I", data[1:5])[0])
+        stream = io.BytesIO(data)
+        stream.seek(5)
+        try:
+            record = schemaless_reader(stream, writer, self.codec.schema(name))
+        except Exception as exc:
+            raise DecodeError(f"invalid {name} body: {type(exc).__name__}: {exc}") from exc
+        if stream.tell() != len(data):
+            raise DecodeError(f"invalid {name} body: {len(data) - stream.tell()} trailing bytes")
+        return record
+
+
+def _plain(schema: Any) -> Any:
+    """A parsed fastavro schema without fastavro's private keys (``__fastavro_parsed``...)."""
+    if isinstance(schema, dict):
+        return {k: _plain(v) for k, v in schema.items() if not k.startswith("__")}
+    if isinstance(schema, list):
+        return [_plain(v) for v in schema]
+    return schema
