@@ -7,10 +7,11 @@ them in one order. Event topics spread over ``settings.partitions``.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import NewTopic
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import NewTopic, OffsetSpec
 
 from driftline.errors import BrokerError
 from driftline.kafka_clients import make_admin
@@ -82,7 +83,47 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
                 result[name] = "exists"
             else:
                 raise BrokerError(f"cannot create topic {name}: {error.str()}") from None
+    wait_for_leaders(settings, [s.name for s in wanted], timeout)
     return result
+
+
+def wait_for_leaders(settings: Settings, topics: list[str], timeout: float = 30.0) -> None:
+    """Block until every partition of ``topics`` answers a ListOffsets request.
+
+    Right after creation the metadata already names a leader while that
+    broker has not taken leadership yet, and a fetch or watermark query fails
+    with NOT_LEADER_FOR_PARTITION. Asking each partition for its end offset
+    is the check that matches what readers do next.
+    """
+    if not topics:
+        return
+    admin = make_admin(settings)
+    deadline = time.monotonic() + timeout
+    pending = set(topics)
+    last_error = ""
+    while pending and time.monotonic() < deadline:
+        metadata = admin.list_topics(timeout=timeout)
+        requests = {
+            TopicPartition(name, p): OffsetSpec.latest()
+            for name in pending
+            if name in metadata.topics
+            for p in metadata.topics[name].partitions
+        }
+        failed: set[str] = {name for name in pending if name not in metadata.topics}
+        if requests:
+            for tp, future in admin.list_offsets(requests, request_timeout=5).items():
+                try:
+                    future.result()
+                except KafkaException as exc:
+                    failed.add(tp.topic)
+                    last_error = exc.args[0].str()
+        pending = failed
+        if pending:
+            time.sleep(0.1)
+    if pending:
+        raise BrokerError(
+            f"topics not ready after {timeout:.0f}s ({last_error or 'no metadata'}): {sorted(pending)}"
+        )
 
 
 def list_topics(settings: Settings, timeout: float = 10.0) -> dict[str, int]:

@@ -12,6 +12,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from confluent_kafka import KafkaException
+
 from driftline.cli import alerts_cmd, broker_cmd, config_cmd, demo_cmd, topics_cmd
 from driftline.errors import DriftlineError
 from driftline.settings import load_settings
@@ -47,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DriftlineError, ContractError) as exc:
         print(f"driftline: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KafkaException as exc:
+        print(f"driftline: error: Kafka said {exc.args[0].str()}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
