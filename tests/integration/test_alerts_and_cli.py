@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,23 @@ def test_bad_setting_is_one_sentence_and_exit_2(settings):
     out = run_cli(settings, "topics", "list", env_extra={"DRIFTLINE_PARTITIONS": "many"})
     assert out.returncode == 2
     assert out.stderr.strip() == "driftline: error: DRIFTLINE_PARTITIONS must be an integer, got 'many'"
+
+
+def test_broker_up_when_maven_cannot_resolve_says_so(tmp_path):
+    env = {**os.environ, "DRIFTLINE_STATE_DIR": str(tmp_path), "KAFKA_BOOTSTRAP_SERVERS": "",
+           "DRIFTLINE_KAFKA_VERSION": "0.0.0-missing", "DRIFTLINE_BROKER_PORT": str(free_port()),
+           "DRIFTLINE_CONTROLLER_PORT": str(free_port())}
+    out = subprocess.run([sys.executable, "-m", "driftline.cli.main", "broker", "up"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert out.stderr.startswith("driftline: error: Maven could not resolve Kafka 0.0.0-missing's jars")
+    assert out.stderr.strip().count("\n") == 0
+
+
+def test_broker_up_without_java_or_docker_says_what_is_missing(tmp_path):
+    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path),
+           "DRIFTLINE_STATE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "driftline.cli.main", "broker", "up"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "Java 17+ is not installed and no Docker engine answers" in out.stderr
