@@ -172,9 +172,9 @@ class FeatureSpec:
         for name, column in table.columns.items():
             kind = table.types[name]
             rows = len(column)
+            nulls = table.null_mask(name)
             if kind in ("float", "int"):
                 values = column.astype(float)
-                nulls = np.isnan(values)
                 present = values[~nulls]
                 finite = present[np.isfinite(present)]
                 null_rate = float(nulls.mean()) if rows else 0.0
@@ -184,10 +184,9 @@ class FeatureSpec:
                     min=float(finite.min()) if finite.size else None,
                     max=float(finite.max()) if finite.size else None,
                     max_null_rate=min(1.0, round(null_rate + null_rate_slack, 6)) if null_rate else 0.0,
-                    allow_nan=False,
+                    allow_nan=bool(finite.size < present.size),
                 ))
             else:
-                nulls = np.array([v is None for v in column], dtype=bool)
                 null_rate = float(nulls.mean()) if rows else 0.0
                 present = column[~nulls]
                 if kind == "bool":

@@ -10,13 +10,14 @@ numpy's vectorised conversion, not cell by cell in Python.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import fastavro
 import numpy as np
 
+from schemas.columns import FeatureFrame
 from schemas.errors import ContractError
 
 NULL_TOKENS = frozenset({"", "NA", "N/A", "null", "NULL", "None"})
@@ -29,6 +30,37 @@ class Table:
 
     columns: dict[str, np.ndarray]
     types: dict[str, str]  # float | int | bool | string
+    nulls: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per column, True where the cell was empty/null (a NaN *value* is not a null)."""
+
+    def null_mask(self, name: str) -> np.ndarray:
+        if name in self.nulls:
+            return self.nulls[name]
+        column = self.columns[name]
+        if self.types[name] in ("float", "int"):
+            return np.isnan(column.astype(float))
+        return np.array([v is None for v in column.tolist()], dtype=bool)
+
+    def to_frame(self) -> FeatureFrame:
+        """The table as the frame a decoded event would give (numbers and text blocks)."""
+        numeric_names = [n for n, t in self.types.items() if t in ("float", "int")]
+        categorical_names = [n for n in self.types if n not in numeric_names]
+        rows = self.rows
+        numeric = (np.column_stack([self.columns[n].astype(float) for n in numeric_names])
+                   if numeric_names else np.zeros((rows, 0)))
+        numeric_null = (np.column_stack([self.null_mask(n) for n in numeric_names])
+                        if numeric_names else np.zeros((rows, 0), bool))
+        texts = []
+        for n in categorical_names:
+            values = self.columns[n].tolist()
+            texts.append([("true" if v else "false") if isinstance(v, bool) else ("" if v is None else str(v))
+                          for v in values])
+        categorical = (np.array(texts, dtype=object).T.reshape(rows, len(categorical_names))
+                       if categorical_names else np.zeros((rows, 0), dtype=object))
+        categorical_null = (np.column_stack([self.null_mask(n) for n in categorical_names])
+                            if categorical_names else np.zeros((rows, 0), bool))
+        return FeatureFrame(rows, tuple(numeric_names), numeric, numeric_null,
+                            tuple(categorical_names), categorical, categorical_null)
 
     @property
     def rows(self) -> int:
@@ -50,26 +82,26 @@ class Table:
         return out
 
 
-def _type_text_column(cells: list[str]) -> tuple[np.ndarray, str]:
+def _type_text_column(cells: list[str]) -> tuple[np.ndarray, str, np.ndarray]:
+    mask = np.array([c not in NULL_TOKENS for c in cells], dtype=bool)
     present = [c for c in cells if c not in NULL_TOKENS]
     if not present:
-        return np.full(len(cells), np.nan), "float"
+        return np.full(len(cells), np.nan), "float", ~mask
     if all(c in BOOL_TOKENS for c in present):
         col = np.array([None if c in NULL_TOKENS else BOOL_TOKENS[c] for c in cells], dtype=object)
-        return col, "bool"
+        return col, "bool", ~mask
     try:
         numbers = np.array(present, dtype=np.float64)
     except ValueError:
         col = np.array([None if c in NULL_TOKENS else c for c in cells], dtype=object)
-        return col, "string"
-    mask = np.array([c not in NULL_TOKENS for c in cells])
+        return col, "string", ~mask
     out = np.full(len(cells), np.nan)
     out[mask] = numbers
     finite = numbers[np.isfinite(numbers)]
     is_int = all("." not in c and "e" not in c.lower() for c in present) and np.all(
         finite == np.round(finite)
     )
-    return out, "int" if is_int else "float"
+    return out, "int" if is_int else "float", ~mask
 
 
 def read_csv(path: Path) -> Table:
@@ -89,9 +121,10 @@ def read_csv(path: Path) -> Table:
             )
     columns: dict[str, np.ndarray] = {}
     types: dict[str, str] = {}
+    nulls: dict[str, np.ndarray] = {}
     for j, name in enumerate(header):
-        columns[name], types[name] = _type_text_column([row[j] for row in body])
-    return Table(columns, types)
+        columns[name], types[name], nulls[name] = _type_text_column([row[j] for row in body])
+    return Table(columns, types, nulls)
 
 
 _AVRO_TYPES = {"int": "int", "long": "int", "float": "float", "double": "float",
@@ -121,13 +154,15 @@ def read_avro(path: Path) -> Table:
         raise ContractError(f"{path}: an Avro reference file must hold flat records")
     types = {f["name"]: _avro_field_type(f["type"]) for f in schema["fields"]}
     columns: dict[str, np.ndarray] = {}
+    nulls: dict[str, np.ndarray] = {}
     for name, kind in types.items():
         values = [r.get(name) for r in records]
+        nulls[name] = np.array([v is None for v in values], dtype=bool)
         if kind in ("float", "int"):
             columns[name] = np.array([np.nan if v is None else v for v in values], dtype=float)
         else:
             columns[name] = np.array(values, dtype=object)
-    return Table(columns, types)
+    return Table(columns, types, nulls)
 
 
 def read_table(path: str | Path) -> Table:

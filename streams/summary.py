@@ -1,0 +1,325 @@
+"""Mergeable window summaries of one model's rows.
+
+A summary per feature holds count, nulls, mean and M2 (Chan's parallel
+update), min, max, counts on the profile's coarse bins, a fine binned sketch
+(counts and sums) for KS and Wasserstein, category counts, and skew counts.
+Every part merges by addition or an order-free rule, so partials built per
+partition, per micro-batch, in any grouping, merge into the summary one pass
+over all rows would give: exactly for the counts, to rounding for the
+moments. That is what two-stage aggregation and crash recovery rely on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from schemas import FeatureFrame
+from streams.profile import (
+    OTHER,
+    CategoricalReference,
+    NumericReference,
+    Profile,
+    bin_counts,
+    bin_sums,
+    category_counts,
+)
+
+MAX_TRACKED_NAMES = 20  # unseen categories and unexpected features kept by name per window
+
+
+def _add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = out.get(key, 0) + value
+    return out
+
+
+def _keep_smallest(counts: dict[str, int], limit: int, overflow: str) -> dict[str, int]:
+    """Keep the ``limit`` lexicographically smallest names; fold the rest into ``overflow``.
+
+    A name kept after merging was kept in every partial it appeared in (fewer
+    than ``limit`` names precede it there too), so its count is exact and the
+    result does not depend on merge order.
+    """
+    names = sorted(k for k in counts if k != overflow)
+    if len(names) <= limit:
+        return counts
+    kept = {k: counts[k] for k in names[:limit]}
+    kept[overflow] = counts.get(overflow, 0) + sum(counts[k] for k in names[limit:])
+    return kept
+
+
+@dataclass
+class NumericSummary:
+    name: str
+    count: int = 0
+    nulls: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    min: float | None = None
+    max: float | None = None
+    histogram: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    fine_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    fine_sums: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    skew: dict[str, int] = field(default_factory=dict)
+    kind: str = "numeric"
+
+    @property
+    def variance(self) -> float:
+        return self.m2 / (self.count - 1) if self.count > 1 else 0.0
+
+    def merge(self, other: NumericSummary) -> NumericSummary:
+        n = self.count + other.count
+        if n == 0:
+            mean, m2 = 0.0, 0.0
+        else:
+            delta = other.mean - self.mean
+            mean = self.mean + delta * other.count / n
+            m2 = self.m2 + other.m2 + delta * delta * self.count * other.count / n
+        mins = [v for v in (self.min, other.min) if v is not None]
+        maxs = [v for v in (self.max, other.max) if v is not None]
+        return NumericSummary(
+            self.name, n, self.nulls + other.nulls, mean, m2,
+            min(mins) if mins else None, max(maxs) if maxs else None,
+            _add_arrays(self.histogram, other.histogram),
+            _add_arrays(self.fine_counts, other.fine_counts),
+            _add_arrays(self.fine_sums, other.fine_sums),
+            _add_counts(self.skew, other.skew),
+        )
+
+
+@dataclass
+class CategoricalSummary:
+    name: str
+    count: int = 0
+    nulls: int = 0
+    categories: dict[str, int] = field(default_factory=dict)
+    skew: dict[str, int] = field(default_factory=dict)
+    unseen: dict[str, int] = field(default_factory=dict)
+    kind: str = "categorical"
+
+    def merge(self, other: CategoricalSummary) -> CategoricalSummary:
+        return CategoricalSummary(
+            self.name, self.count + other.count, self.nulls + other.nulls,
+            _add_counts(self.categories, other.categories),
+            _add_counts(self.skew, other.skew),
+            _keep_smallest(_add_counts(self.unseen, other.unseen), MAX_TRACKED_NAMES, OTHER),
+        )
+
+
+FeatureSummary = NumericSummary | CategoricalSummary
+
+
+def pack_counts_sums(counts: np.ndarray, sums: np.ndarray) -> bytes:
+    """The fine sketch of a summary: counts then sums, float64 little-endian."""
+    return np.concatenate([counts.astype(float), sums]).astype("<f8").tobytes()
+
+
+def unpack_counts_sums(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    body = np.frombuffer(data, dtype="<f8")
+    half = body.size // 2
+    return body[:half].astype(np.int64), body[half:].copy()
+
+
+def _add_arrays(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.size == 0:
+        return b.copy()
+    if b.size == 0:
+        return a.copy()
+    return a + b
+
+
+@dataclass
+class WindowSummary:
+    """All features of one model in one window (one partition's partial, or merged)."""
+
+    model: str
+    window_start: int
+    window_end: int
+    rows: int = 0
+    features: dict[str, FeatureSummary] = field(default_factory=dict)
+    partition: int = -1
+    model_version: str = ""
+    reference_version: str = ""
+
+    def merge(self, other: WindowSummary) -> WindowSummary:
+        features = dict(self.features)
+        for name, summary in other.features.items():
+            features[name] = features[name].merge(summary) if name in features else summary
+        unexpected = sorted(n for n, s in features.items() if s.skew.get("unexpected"))
+        for name in unexpected[MAX_TRACKED_NAMES:]:
+            del features[name]
+        return WindowSummary(self.model, self.window_start, self.window_end, self.rows + other.rows,
+                             features, -1, self.model_version or other.model_version,
+                             self.reference_version or other.reference_version)
+
+    # ------------------------------------------------------------ Avro
+    def to_avro(self, stage: str = "partial") -> dict:
+        items = []
+        for s in self.features.values():
+            item = {"name": s.name, "kind": s.kind, "count": s.count, "nulls": s.nulls,
+                    "skew": dict(s.skew), "sketch": b""}
+            if isinstance(s, NumericSummary):
+                item.update(mean=s.mean, m2=s.m2, min=s.min, max=s.max,
+                            histogram=s.histogram.astype(np.int64).tolist(),
+                            sketch=pack_counts_sums(s.fine_counts, s.fine_sums))
+            else:
+                item.update(categories=dict(s.categories), unseen=dict(s.unseen))
+            items.append(item)
+        return {"model": self.model, "model_version": self.model_version,
+                "window_start": self.window_start, "window_end": self.window_end, "stage": stage,
+                "partition": self.partition, "rows": self.rows,
+                "reference_version": self.reference_version, "features": items}
+
+    @classmethod
+    def from_avro(cls, record: dict) -> WindowSummary:
+        features: dict[str, FeatureSummary] = {}
+        for item in record["features"]:
+            if item["kind"] == "numeric":
+                counts, sums = unpack_counts_sums(item["sketch"])
+                features[item["name"]] = NumericSummary(
+                    item["name"], item["count"], item["nulls"], item["mean"], item["m2"],
+                    item["min"], item["max"], np.array(item["histogram"], dtype=np.int64),
+                    counts.astype(np.int64), sums, dict(item["skew"]))
+            else:
+                features[item["name"]] = CategoricalSummary(
+                    item["name"], item["count"], item["nulls"], dict(item["categories"]),
+                    dict(item["skew"]), dict(item["unseen"]))
+        return cls(record["model"], record["window_start"], record["window_end"], record["rows"],
+                   features, record["partition"], record["model_version"], record["reference_version"])
+
+
+def _numeric_part(ref: NumericReference | None, name: str, values: np.ndarray, nulls: int,
+                  spec_min: float | None, spec_max: float | None, allow_nan: bool,
+                  is_int: bool) -> NumericSummary:
+    finite_mask = np.isfinite(values)
+    finite = values[finite_mask]
+    skew: dict[str, int] = {}
+    non_finite = int(values.size - finite.size)
+    if non_finite and not allow_nan:
+        skew["nan"] = non_finite
+    if spec_min is not None or spec_max is not None:
+        low = finite < spec_min if spec_min is not None else np.zeros(finite.size, bool)
+        high = finite > spec_max if spec_max is not None else np.zeros(finite.size, bool)
+        out = int((low | high).sum())
+        if out:
+            skew["out_of_range"] = out
+    if is_int and finite.size:
+        wrong = int((finite != np.round(finite)).sum())
+        if wrong:
+            skew["type_mismatch"] = wrong
+    count = int(finite.size)
+    mean = float(finite.mean()) if count else 0.0
+    summary = NumericSummary(
+        name, count, nulls, mean, float(((finite - mean) ** 2).sum()) if count else 0.0,
+        float(finite.min()) if count else None, float(finite.max()) if count else None,
+        skew=skew,
+    )
+    if ref is not None:
+        summary.histogram = bin_counts(finite, ref.edges)
+        summary.fine_counts = bin_counts(finite, ref.fine_edges)
+        summary.fine_sums = bin_sums(finite, ref.fine_edges)
+    return summary
+
+
+def summarize(frame: FeatureFrame, profile: Profile, window_start: int, window_end: int,
+              *, partition: int = -1, model_version: str = "") -> WindowSummary:
+    """Summarise one batch of rows (already in one window) against ``profile``.
+
+    Vectorised per feature: numpy over the batch's columns, no per-row Python.
+    """
+    spec = profile.spec
+    rows = frame.rows
+    features: dict[str, FeatureSummary] = {}
+    mismatched: dict[str, int] = {}
+    for item in frame.mismatched:
+        mismatched[item["name"]] = mismatched.get(item["name"], 0) + 1
+    num_index = {n: j for j, n in enumerate(frame.numeric_names)}
+    cat_index = {n: j for j, n in enumerate(frame.categorical_names)}
+
+    for f in spec.features:
+        ref = profile.features.get(f.name)
+        wrong_block = 0
+        if f.kind == "numeric":
+            if f.name in num_index:
+                j = num_index[f.name]
+                null = frame.numeric_null[:, j]
+                values = frame.numeric[:, j][~null]
+                nulls = int(null.sum())
+            else:
+                values, nulls = np.zeros(0), rows
+                if f.name in cat_index:  # sent as text: every present value is the wrong type
+                    wrong_block = int((~frame.categorical_null[:, cat_index[f.name]]).sum())
+            part = _numeric_part(ref if isinstance(ref, NumericReference) else None, f.name, values,
+                                 nulls, f.min, f.max, f.allow_nan, f.type == "int")
+        else:
+            if f.name in cat_index:
+                j = cat_index[f.name]
+                null = frame.categorical_null[:, j]
+                values = frame.categorical[:, j][~null]
+                nulls = int(null.sum())
+            else:
+                values, nulls = np.zeros(0, dtype=object), rows
+                if f.name in num_index:
+                    wrong_block = int((~frame.numeric_null[:, num_index[f.name]]).sum())
+            part = _categorical_part(ref if isinstance(ref, CategoricalReference) else None,
+                                     f.name, values, nulls, f.domain)
+        if f.name not in num_index and f.name not in cat_index and f.required:
+            part.skew["missing"] = rows
+        part.nulls -= wrong_block  # present, just of the wrong type
+        mismatch = mismatched.get(f.name, 0) + wrong_block
+        if mismatch:
+            part.skew["type_mismatch"] = part.skew.get("type_mismatch", 0) + mismatch
+            part.nulls -= mismatched.get(f.name, 0)  # mismatched values are not nulls
+        features[f.name] = part
+
+    known = set(spec.names)
+    for name in sorted(set(num_index) - known)[:MAX_TRACKED_NAMES]:
+        present = int((~frame.numeric_null[:, num_index[name]]).sum())
+        features[name] = NumericSummary(name, present, rows - present, skew={"unexpected": present})
+    for name in sorted(set(cat_index) - known)[:MAX_TRACKED_NAMES]:
+        present = int((~frame.categorical_null[:, cat_index[name]]).sum())
+        features[name] = CategoricalSummary(name, present, rows - present, skew={"unexpected": present})
+    return WindowSummary(profile.model, window_start, window_end, rows, features, partition,
+                         model_version, profile.version)
+
+
+def _categorical_part(ref: CategoricalReference | None, name: str, values: np.ndarray, nulls: int,
+                      domain: tuple[str, ...] | None) -> CategoricalSummary:
+    skew: dict[str, int] = {}
+    categories: dict[str, int] = {}
+    if values.size:
+        distinct, counts = np.unique(values.astype(str), return_counts=True)
+        known = set(ref.categories) if ref is not None else set(domain or ())
+        allowed = set(domain) if domain is not None else None
+        unseen_total = 0
+        unseen: dict[str, int] = {}
+        for value, count in zip(distinct.tolist(), counts.tolist(), strict=True):  # distinct values only
+            if value in known:
+                categories[value] = count
+            else:
+                unseen[value] = count
+            if allowed is not None and value not in allowed:
+                unseen_total += count
+        if unseen_total:
+            skew["unseen_category"] = unseen_total
+        unseen = _keep_smallest(unseen, MAX_TRACKED_NAMES, OTHER)
+    else:
+        unseen = {}
+    return CategoricalSummary(name, int(values.size), nulls, categories, skew, unseen)
+
+
+def category_vector(summary: CategoricalSummary, ref: CategoricalReference) -> np.ndarray:
+    """A summary's counts in the reference's category order, with OTHER last."""
+    out = np.zeros(len(ref.categories) + 1)
+    index = ref.index
+    for name, count in summary.categories.items():
+        out[index.get(name, len(ref.categories))] += count
+    out[-1] += sum(summary.unseen.values())
+    return out
+
+
+__all__ = ["CategoricalSummary", "NumericSummary", "WindowSummary", "category_counts",
+           "category_vector", "summarize"]

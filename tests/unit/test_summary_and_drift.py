@@ -1,0 +1,175 @@
+"""Window summaries merge like one pass; profiles round-trip; drift is calibrated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas import Codec, FeatureDef, FeatureFrame, FeatureSpec, Table, encode_rows
+from streams.drift import DriftPolicy, compare
+from streams.profile import Profile
+from streams.summary import WindowSummary, summarize
+
+RNG = np.random.default_rng(7)
+TYPES = {**{f"x{i}": "float" for i in range(18)}, "plan": "string", "seg": "string"}
+PLANS, PLAN_P = np.array(["free", "pro", "team"], dtype=object), [0.5, 0.3, 0.2]
+
+
+def stable_columns(rows: int, rng: np.random.Generator, shift: float = 0.0) -> dict:
+    columns = {f"x{i}": rng.normal(size=rows) + (shift if i == 0 else 0.0) for i in range(18)}
+    columns["plan"] = rng.choice(PLANS, size=rows, p=PLAN_P)
+    columns["seg"] = rng.choice(np.array(["u", "v"], dtype=object), size=rows)
+    return columns
+
+
+@pytest.fixture(scope="module")
+def profile() -> Profile:
+    return Profile.build(Table(stable_columns(20_000, RNG), TYPES), "m")
+
+
+def frame(columns: dict) -> FeatureFrame:
+    return Table(columns, TYPES).to_frame()
+
+
+def test_merging_partials_equals_one_pass(profile):
+    rows = frame(stable_columns(3000, RNG))
+    whole = summarize(rows, profile, 0, 60_000)
+    parts = [slice(0, 1000), slice(1000, 1700), slice(1700, 3000)]
+    merged = None
+    for part in parts:
+        sub = FeatureFrame(len(range(3000)[part]), rows.numeric_names, rows.numeric[part], rows.numeric_null[part],
+                           rows.categorical_names, rows.categorical[part], rows.categorical_null[part])
+        s = summarize(sub, profile, 0, 60_000)
+        merged = s if merged is None else merged.merge(s)
+    assert merged.rows == whole.rows
+    for name, one in whole.features.items():
+        m = merged.features[name]
+        assert (m.count, m.nulls, m.skew) == (one.count, one.nulls, one.skew)
+        if one.kind == "numeric":
+            np.testing.assert_array_equal(m.histogram, one.histogram)
+            np.testing.assert_array_equal(m.fine_counts, one.fine_counts)
+            assert m.mean == pytest.approx(one.mean, rel=1e-12, abs=1e-12)
+            assert m.m2 == pytest.approx(one.m2, rel=1e-9)
+            assert (m.min, m.max) == (one.min, one.max)
+        else:
+            assert m.categories == one.categories
+
+
+def test_summary_moments_match_numpy(profile):
+    columns = stable_columns(2500, RNG)
+    s = summarize(frame(columns), profile, 0, 1).features["x3"]
+    assert s.mean == pytest.approx(columns["x3"].mean())
+    assert s.variance == pytest.approx(columns["x3"].var(ddof=1))
+    assert s.histogram.sum() == 2500
+
+
+SPEC = FeatureSpec("m", (FeatureDef("a", "float", min=0, max=10), FeatureDef("c", "string", domain=("x", "y"))))
+PROFILE_SMALL = Profile.build(Table({"a": np.linspace(0, 10, 200), "c": np.array(["x", "y"] * 100, dtype=object)},
+                                    {"a": "float", "c": "string"}), "m", spec=SPEC)
+values_a = st.one_of(st.none(), st.floats(-5, 15, allow_nan=False), st.just(float("nan")))
+values_c = st.one_of(st.none(), st.sampled_from(["x", "y", "z", "w", "q"]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.fixed_dictionaries({"a": values_a, "c": values_c}), min_size=1, max_size=20),
+                min_size=1, max_size=5))
+def test_merge_is_order_free_and_equals_one_pass_for_any_batches(batches):
+    def summary_of(rows):
+        return summarize(FeatureFrame.from_record(encode_rows(rows), len(rows)), PROFILE_SMALL, 0, 1)
+
+    whole = summary_of([r for batch in batches for r in batch])
+    forward = backward = None
+    for batch in batches:
+        forward = summary_of(batch) if forward is None else forward.merge(summary_of(batch))
+    for batch in reversed(batches):
+        backward = summary_of(batch) if backward is None else summary_of(batch).merge(backward)
+    for merged in (forward, backward):
+        for name, one in whole.features.items():
+            m = merged.features[name]
+            assert (m.count, m.nulls, m.skew) == (one.count, one.nulls, one.skew)
+            if one.kind == "numeric":
+                np.testing.assert_array_equal(m.histogram, one.histogram)
+                assert m.mean == pytest.approx(one.mean, abs=1e-9)
+            else:
+                assert (m.categories, m.unseen) == (one.categories, one.unseen)
+
+
+def test_window_summary_round_trips_through_avro(profile):
+    s = summarize(frame(stable_columns(500, RNG)), profile, 60_000, 120_000, partition=3)
+    codec = Codec.default()
+    back = WindowSummary.from_avro(codec.decode(codec.encode("driftline.WindowSummary", s.to_avro())))
+    assert back.rows == 500 and back.partition == 3
+    np.testing.assert_array_equal(back.features["x1"].fine_counts, s.features["x1"].fine_counts)
+    assert back.features["plan"].categories == s.features["plan"].categories
+
+
+def test_profile_round_trips_through_its_file(profile, tmp_path):
+    profile.save(tmp_path / "m.profile")
+    back = Profile.load(tmp_path / "m.profile")
+    assert back.spec == profile.spec
+    np.testing.assert_array_equal(back.features["x2"].fine_edges, profile.features["x2"].fine_edges)
+    assert back.features["plan"].thresholds == profile.features["plan"].thresholds
+
+
+def count_alarms(profile, windows, rows, rng, shift=0.0):
+    alarms = tested = 0
+    for _ in range(windows):
+        report = compare(summarize(frame(stable_columns(rows, rng, shift)), profile, 0, 1), profile)
+        alarms += sum(f.drift for f in report.features.values())
+        tested += len(report.features)
+    return alarms / tested
+
+
+def test_false_alarm_rate_on_stable_data_is_within_target(profile):
+    """20 features x 1,000 windows of 2,000 rows from the reference's distribution."""
+    rate = count_alarms(profile, 1000, 2000, np.random.default_rng(1))
+    print(f"false-alarm rate per feature-window (effect-size path): {rate:.4%}")
+    assert rate <= DriftPolicy().false_alarm_rate
+
+
+def test_false_alarm_rate_on_small_windows_is_within_target(profile):
+    rate = count_alarms(profile, 300, 500, np.random.default_rng(2))  # p-value path (KS, chi-square)
+    print(f"false-alarm rate per feature-window (p-value path): {rate:.4%}")
+    assert rate <= DriftPolicy().false_alarm_rate
+
+
+def test_quarter_std_mean_shift_is_flagged_in_the_first_window(profile):
+    rng = np.random.default_rng(3)
+    detected = 0
+    for _ in range(50):
+        report = compare(summarize(frame(stable_columns(2000, rng, shift=0.25)), profile, 0, 1), profile)
+        detected += report.features["x0"].drift
+    print(f"detection rate of a 0.25 std shift in one 2,000-row window: {detected / 50:.0%}")
+    assert detected == 50
+
+
+def test_skew_findings_name_kinds_and_examples():
+    rows = [{"a": 20.0, "c": "z", "extra": 1.0}] * 10 + [{"a": None, "c": "x"}] * 10 + [{"c": "x"}] * 5
+    s = summarize(FeatureFrame.from_record(encode_rows(rows), len(rows)), PROFILE_SMALL, 0, 1)
+    report = compare(s, PROFILE_SMALL)
+    kinds = {name: {f.kind for f in r.skew} for name, r in report.features.items()}
+    assert kinds["a"] == {"out_of_range", "null_rate"}
+    assert kinds["c"] == {"unseen_category"}
+    assert kinds["extra"] == {"unexpected"}
+    [unseen] = report.features["c"].skew
+    assert unseen.examples == ["z"] and unseen.count == 10
+    assert report.skew
+
+
+def skew_kinds(rows, spec=None):
+    s = summarize(FeatureFrame.from_record(encode_rows(rows, spec), len(rows)), PROFILE_SMALL, 0, 1)
+    return {name: {f.kind for f in r.skew} for name, r in compare(s, PROFILE_SMALL).features.items()}
+
+
+def test_feature_absent_from_events_is_missing_and_wrong_type_is_a_mismatch():
+    kinds = skew_kinds([{"c": 3}] * 10)  # no spec at the producer: 'c' travels as a number
+    assert kinds["a"] == {"missing"}
+    assert kinds["c"] == {"type_mismatch"}
+
+
+def test_with_a_spec_at_the_producer_absent_features_are_nulls():
+    kinds = skew_kinds([{"c": 3}] * 10, SPEC)  # the SDK fills spec features: absent means null
+    assert kinds["a"] == {"null_rate"}
+    assert kinds["c"] == {"type_mismatch"}
