@@ -157,3 +157,22 @@ def test_broker_up_without_java_or_docker_says_what_is_missing(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "Java 17+ is not installed and no Docker engine answers" in out.stderr
+
+
+def test_profile_is_published_to_the_compacted_profiles_topic(settings, tmp_path):
+    import numpy as np
+
+    from streams.profile import Profile
+    from tests.integration.helpers import read_topic
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "ref.csv"
+    path.write_text("x,plan\n" + "\n".join(f"{v:.4f},{p}" for v, p in zip(
+        rng.normal(size=300), rng.choice(["a", "b"], 300), strict=True)) + "\n")
+    out = run_cli(settings, "profile", str(path), "--model", "churn", "--version", "3")
+    assert out.returncode == 0, out.stderr
+    [message] = read_topic(settings, settings.topic("profiles"), 1)
+    assert message.key() == b"churn"
+    profile = Profile.from_bytes(message.value())
+    assert (profile.model, profile.version, profile.rows) == ("churn", "3", 300)
+    assert set(profile.features) == {"x", "plan"}

@@ -1,0 +1,111 @@
+"""``driftline profile`` and ``driftline check``: the monitor's statistics, offline.
+
+``profile`` builds a reference profile from a CSV/Avro file and publishes it
+to the compacted ``profiles`` topic (or writes it to a file with ``-o``).
+``check`` compares a file with a profile and exits 0 (clean), 1 (drift or
+skew) or 2 (bad input): a data-validation gate for CI pipelines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from driftline.errors import ConfigError
+from driftline.kafka_clients import make_producer
+from driftline.settings import Settings
+from schemas import FeatureSpec, read_table
+from streams.drift import DriftPolicy, DriftReport, compare
+from streams.profile import Profile
+from streams.summary import summarize
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    profile = sub.add_parser("profile", help="build a reference profile from a CSV or Avro file")
+    profile.add_argument("reference", help="reference data (.csv or .avro)")
+    profile.add_argument("--model", required=True, help="model the profile belongs to")
+    profile.add_argument("--version", default="1", help="profile version (default 1)")
+    profile.add_argument("--spec", help="declared feature spec (YAML/JSON); inferred when omitted")
+    profile.add_argument("--chunk-rows", type=int, default=None,
+                         help="rows per calibration draw: about the rows of one monitor window (default 2000)")
+    profile.add_argument("-o", "--output", help="write the profile to this file instead of publishing it")
+    profile.set_defaults(handler=build_profile)
+
+    check = sub.add_parser("check", help="compare a data file with a profile; exit 1 on drift or skew")
+    check.add_argument("current", help="current data (.csv or .avro)")
+    check.add_argument("--profile", required=True, help="profile file written by 'driftline profile -o'")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.add_argument("--false-alarm-rate", type=float, default=DriftPolicy.false_alarm_rate,
+                       help="chance that stable data is flagged, over all features (default 0.01)")
+    check.add_argument("--method", action="append", default=[], metavar="FEATURE=STAT",
+                       help="decide FEATURE with STAT (ks, psi, js, wasserstein, chi2)")
+    check.add_argument("--skew-rate", type=float, default=DriftPolicy.skew_rate,
+                       help="share of rows with a skew finding that counts as skew (default 0.01)")
+    check.set_defaults(handler=run_check)
+
+
+def build_profile(args: argparse.Namespace, settings: Settings) -> int:
+    table = read_table(args.reference)
+    spec = FeatureSpec.load(args.spec) if args.spec else None
+    if spec is not None and spec.model != args.model:
+        raise ConfigError(f"the spec {args.spec} is for model {spec.model!r}, not {args.model!r}")
+    profile = Profile.build(table, args.model, version=args.version, spec=spec,
+                            source=str(args.reference), chunk_rows=args.chunk_rows)
+    if args.output:
+        profile.save(args.output)
+        print(f"profile {args.model} v{args.version}: {table.rows} rows, "
+              f"{len(profile.features)} features -> {args.output}")
+        return 0
+    producer = make_producer(settings)
+    producer.produce(settings.topic("profiles"), key=args.model.encode(), value=profile.to_bytes())
+    if producer.flush(30):
+        raise ConfigError("the profile was not acknowledged by Kafka within 30 s")
+    print(f"profile {args.model} v{args.version}: {table.rows} rows, {len(profile.features)} features "
+          f"-> topic {settings.topic('profiles')}")
+    return 0
+
+
+def parse_methods(items: list[str]) -> dict[str, str]:
+    methods = {}
+    for item in items:
+        name, sep, stat = item.partition("=")
+        if not sep or not name or not stat:
+            raise ConfigError(f"--method expects FEATURE=STAT, got {item!r}")
+        methods[name] = stat
+    return methods
+
+
+def run_check(args: argparse.Namespace, settings: Settings) -> int:
+    if not 0 < args.false_alarm_rate < 1:
+        raise ConfigError(f"--false-alarm-rate must be between 0 and 1, got {args.false_alarm_rate}")
+    profile = Profile.load(args.profile)
+    table = read_table(args.current)
+    policy = DriftPolicy(false_alarm_rate=args.false_alarm_rate, methods=parse_methods(args.method),
+                         skew_rate=args.skew_rate)
+    try:
+        report = compare(summarize(table.to_frame(), profile, 0, 0), profile, policy)
+    except ValueError as exc:  # an unknown --method statistic
+        raise ConfigError(str(exc)) from None
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print_report(report)
+    return 1 if report.drift or report.skew else 0
+
+
+def print_report(report: DriftReport) -> None:
+    print(f"model {report.model}, reference v{report.reference_version}: {report.rows} rows, "
+          f"alpha per feature {report.alpha:.2g}")
+    print(f"{'feature':<20} {'kind':<12} {'test':<12} {'value':>10} {'threshold':>10}  result")
+    for name, f in report.features.items():
+        value = "" if f.value is None else f"{f.value:.4g}"
+        threshold = "" if f.threshold is None else f"{f.threshold:.4g}"
+        verdict = "DRIFT" if f.drift else "ok"
+        skew = "; ".join(
+            f"{s.kind} {s.rate:.1%}" + (f" e.g. {', '.join(s.examples)}" if s.examples else "")
+            for s in f.skew)
+        note = f" ({f.note})" if f.note else ""
+        print(f"{name:<20} {f.kind:<12} {f.method:<12} {value:>10} {threshold:>10}  {verdict}"
+              f"{'  SKEW: ' + skew if skew else ''}{note}")
+    print(f"drift: {'yes' if report.drift else 'no'} ({report.drift_share:.0%} of features), "
+          f"skew: {'yes' if report.skew else 'no'}")

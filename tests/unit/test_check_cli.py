@@ -1,0 +1,72 @@
+"""`driftline profile -o` and `driftline check` as a CI data-validation gate (no Kafka)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from driftline.cli.main import main
+
+
+def write_csv(path, rows, rng, shift=0.0, unseen_every=0):
+    with path.open("w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["age", "income", "plan"])
+        for i in range(rows):
+            plan = rng.choice(["free", "pro", "team"], p=[0.5, 0.3, 0.2])
+            if unseen_every and i % unseen_every == 0:
+                plan = "vip"
+            out.writerow([int(rng.integers(18, 80)), f"{rng.lognormal(10, 0.5) * (1 + shift):.2f}", plan])
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("check")
+    rng = np.random.default_rng(0)
+    write_csv(d / "ref.csv", 5000, rng)
+    write_csv(d / "same.csv", 2000, rng)
+    write_csv(d / "drift.csv", 2000, rng, shift=0.3)
+    write_csv(d / "skew.csv", 2000, rng, unseen_every=10)
+    assert main(["profile", str(d / "ref.csv"), "--model", "churn", "-o", str(d / "churn.profile")]) == 0
+    return d
+
+
+def check(files, name, *extra):
+    return main(["check", "--profile", str(files / "churn.profile"), str(files / name), *extra])
+
+
+def test_stable_data_passes_the_gate(files):
+    assert check(files, "same.csv") == 0
+
+
+def test_drifted_data_fails_the_gate_naming_the_feature(files, capsys):
+    assert check(files, "drift.csv", "--json") == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["drift"] is True and report["skew"] is False
+    assert [n for n, f in report["features"].items() if f["drift"]] == ["income"]
+    assert set(report["features"]["income"]["tests"]) == {"psi", "ks", "ks_p", "js", "wasserstein"}
+    assert set(report["features"]["plan"]["tests"]) == {"psi", "js", "chi2", "chi2_p"}
+
+
+def test_unseen_categories_are_skew_with_examples(files, capsys):
+    assert check(files, "skew.csv", "--json") == 1
+    report = json.loads(capsys.readouterr().out)
+    [finding] = report["features"]["plan"]["skew"]
+    assert finding["kind"] == "unseen_category" and finding["examples"] == ["vip"]
+    assert finding["rate"] == pytest.approx(0.1)
+
+
+def test_bad_input_exits_2_with_one_sentence(files, capsys):
+    assert check(files, "missing.csv") == 2
+    assert check(files, "same.csv", "--method", "age=median") == 2
+    assert check(files, "same.csv", "--false-alarm-rate", "3") == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert errors == [
+        f"driftline: error: {files / 'missing.csv'} does not exist",
+        "driftline: error: method 'median' for numeric feature 'age': use one of "
+        "('ks', 'psi', 'js', 'wasserstein')",
+        "driftline: error: --false-alarm-rate must be between 0 and 1, got 3.0",
+    ]
