@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from driftline.contract import EventCodec, codec_for
 from driftline.deadletter import DeadLetterQueue
@@ -65,6 +65,8 @@ class EventReader:
         stage: str = "consume",
         producer: Producer | None = None,
         codec: EventCodec | None = None,
+        transactional_id: str | None = None,
+        on_assign: Callable[[list[TopicPartition]], None] | None = None,
         **consumer_config: Any,
     ) -> None:
         self.settings = settings
@@ -72,11 +74,29 @@ class EventReader:
         self.expect = expect or {}
         self.validate = validate
         self.stage = stage
+        self.transactional = transactional_id is not None
+        if self.transactional:
+            consumer_config.setdefault("isolation.level", "read_committed")
         self.consumer: Consumer = make_consumer(settings, group_id, **consumer_config)
-        self.consumer.subscribe(list(topics))
+        if self.transactional:
+            producer = make_producer(settings, **{"transactional.id": transactional_id,
+                                                  "transaction.timeout.ms": 10_000,
+                                                  "delivery.timeout.ms": 10_000})
+            producer.init_transactions(30)
         self.producer = producer or make_producer(settings)
+        self._in_transaction = False
+        subscribe_args: dict[str, Any] = {}
+        if on_assign is not None:
+            subscribe_args["on_assign"] = lambda consumer, partitions: on_assign(partitions)
+        self.consumer.subscribe(list(topics), **subscribe_args)
         self.deadletters = DeadLetterQueue.for_producer(settings, self.producer)
         self.consumed = 0
+
+    def begin(self) -> None:
+        """Open the transaction the next batch's outputs go into (transactional mode only)."""
+        if self.transactional and not self._in_transaction:
+            self.producer.begin_transaction()
+            self._in_transaction = True
 
     def _decode(self, message: Message) -> Event | None:
         try:
@@ -99,6 +119,8 @@ class EventReader:
     def poll(self, max_messages: int = 500, timeout: float = 1.0) -> list[Event]:
         """Decoded events of the next batch (bad ones already dead-lettered)."""
         messages = self.consumer.consume(max_messages, timeout)
+        if messages:
+            self.begin()
         events: list[Event] = []
         for message in messages:
             error = message.error()
@@ -112,8 +134,24 @@ class EventReader:
                 events.append(event)
         return events
 
-    def commit(self, timeout: float = 30.0) -> None:
-        """Make dead letters and produced results durable, then commit the consumed offsets."""
+    def commit(self, timeout: float = 30.0, offsets: list[TopicPartition] | None = None) -> None:
+        """Make dead letters and produced results durable, then commit the consumed offsets.
+
+        In transactional mode the outputs and the offsets commit atomically:
+        a crash at any point leaves either both or neither.
+        """
+        if self.transactional:
+            if not self._in_transaction:
+                return
+            if offsets is None:
+                offsets = self.consumer.position(self.consumer.assignment())
+            positions = [tp for tp in offsets if tp.offset >= 0]
+            if positions:
+                self.producer.send_offsets_to_transaction(
+                    positions, self.consumer.consumer_group_metadata(), timeout)
+            self.producer.commit_transaction(timeout)
+            self._in_transaction = False
+            return
         remaining = self.producer.flush(timeout)
         if remaining:
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"{remaining} records unflushed"))
@@ -134,7 +172,10 @@ class EventReader:
 
     def close(self) -> None:
         try:
-            self.producer.flush(30)
+            if self._in_transaction:
+                self.producer.abort_transaction(30)
+            else:
+                self.producer.flush(30)
         finally:
             self.consumer.close()
 

@@ -20,9 +20,9 @@ from driftline.settings import Settings
 EVENT_TOPICS = ("features", "predictions", "labels")
 ALL_TOPICS = (
     "features", "predictions", "labels", "stats.partial", "stats", "alerts",
-    "models", "deployments", "runs", "profiles", "deadletter",
+    "models", "deployments", "runs", "profiles", "deadletter", "monitor.watermarks",
 )
-COMPACTED = frozenset({"models", "deployments", "profiles"})
+COMPACTED = frozenset({"models", "deployments", "profiles", "monitor.watermarks"})
 
 
 @dataclass(frozen=True)

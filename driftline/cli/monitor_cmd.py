@@ -1,0 +1,59 @@
+"""``driftline monitor``: run a stream monitor worker until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from prometheus_client import start_http_server
+
+from driftline.errors import ConfigError
+from driftline.settings import Settings
+from driftline.topics import create_topics
+
+DEFAULT_METRICS_PORT = 9464
+log = logging.getLogger("driftline.monitor")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("monitor", help="run a stream monitor worker (window statistics, skew, drift)")
+    parser.add_argument("--window", type=float, help="window size in seconds (default: settings, 60)")
+    parser.add_argument("--grace", type=float, help="grace for late events in seconds (default: settings, 5)")
+    parser.add_argument("--instance", help="stable id of this worker among its group (default: host name)")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help=f"port for /metrics (default {DEFAULT_METRICS_PORT}; 0 disables)")
+    parser.add_argument("--idle", type=float, default=30.0,
+                        help="seconds after which a silent partition stops holding windows open (default 30)")
+    parser.add_argument("--false-alarm-rate", type=float, default=0.01,
+                        help="chance a stable window raises a drift alert (default 0.01)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.drift import DriftPolicy
+    from streams.worker import Monitor
+
+    if args.window is not None or args.grace is not None:
+        settings = settings.replace(window_seconds=args.window or settings.window_seconds,
+                                    grace_seconds=settings.grace_seconds if args.grace is None else args.grace)
+    if not 0 < args.false_alarm_rate < 1:
+        raise ConfigError(f"--false-alarm-rate must be between 0 and 1, got {args.false_alarm_rate}")
+    port = args.metrics_port if args.metrics_port is not None else (settings.metrics_port or DEFAULT_METRICS_PORT)
+    create_topics(settings)
+    if port:
+        start_http_server(port)
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    monitor = Monitor(settings, instance=args.instance,
+                      policy=DriftPolicy(false_alarm_rate=args.false_alarm_rate), idle_seconds=args.idle)
+    log.info("monitor started: windows of %ss, grace %ss, metrics on :%s",
+             settings.window_seconds, settings.grace_seconds, port or "-")
+    try:
+        monitor.run(stopping.is_set)
+    finally:
+        monitor.close()
+        log.info("monitor stopped cleanly")
+    return 0

@@ -1,0 +1,26 @@
+"""Prometheus metrics of the monitor (served on /metrics by the worker)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_IN = Counter("driftline_monitor_events_total", "Events consumed by stage 1", ["topic"])
+ROWS_IN = Counter("driftline_monitor_rows_total", "Rows aggregated into window deltas", ["model"])
+LATE_ROWS = Counter("driftline_monitor_late_rows_total", "Rows that arrived after their window closed",
+                    ["model"])
+UNPROFILED_ROWS = Counter("driftline_monitor_unprofiled_rows_total",
+                          "Rows of models without a reference profile (counted, not aggregated)")
+DEAD_LETTERED = Counter("driftline_monitor_dead_lettered_total", "Events sent to the dead-letter topic")
+WINDOWS_CLOSED = Counter("driftline_monitor_windows_closed_total", "Windows merged and judged", ["model"])
+WINDOW_CLOSE_LATENCY = Histogram(
+    "driftline_monitor_window_close_latency_seconds",
+    "Wall time from a window's end plus grace to its judgement",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
+DRIFT_STATISTIC = Gauge("driftline_drift_statistic", "Latest value of the deciding drift statistic",
+                        ["model", "feature", "statistic"])
+DRIFT_THRESHOLD = Gauge("driftline_drift_threshold", "Threshold the statistic was compared with",
+                        ["model", "feature", "statistic"])
+ALERTS = Counter("driftline_alerts_total", "Alerts published", ["model", "type"])
+CONSUMER_LAG = Gauge("driftline_monitor_consumer_lag", "Messages behind the end of the input",
+                     ["topic", "partition"])

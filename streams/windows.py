@@ -1,0 +1,166 @@
+"""Two-stage windowing, as pure logic (the worker feeds it from Kafka).
+
+Stage 1 (:class:`PartitionWindows`) turns a batch of one source partition's
+events into window *deltas*: per model and tumbling event-time window, the
+summary of that batch's rows. A row is late when its window's end plus grace
+is at or before the watermark (largest event time) its partition had already
+reached: decided by the partition's own order, so the same input gives the
+same answer however it is batched or restarted.
+
+Stage 2 (:class:`WindowMerger`) adds deltas per model and window and closes a
+window once the watermark of every source partition that carries the model
+has passed its end plus grace (a partition silent for ``idle_ms`` of wall
+time stops holding windows open).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from schemas import FeatureFrame
+from streams.profile import Profile
+from streams.summary import WindowSummary, summarize
+
+SourcePartition = tuple[str, int]
+
+
+@dataclass
+class StageOneResult:
+    deltas: list[WindowSummary] = field(default_factory=list)
+    progress: list[dict[str, Any]] = field(default_factory=list)
+    late_rows: int = 0
+    unprofiled_rows: int = 0
+    rows: int = 0
+
+
+def window_start(event_time_ms: np.ndarray, window_ms: int) -> np.ndarray:
+    return event_time_ms // window_ms * window_ms
+
+
+class PartitionWindows:
+    """Stage 1 state: the watermark of each source partition (restored from checkpoints)."""
+
+    def __init__(self, window_ms: int, grace_ms: int) -> None:
+        self.window_ms = window_ms
+        self.grace_ms = grace_ms
+        self.watermarks: dict[SourcePartition, int] = {}
+
+    def process(
+        self,
+        source: SourcePartition,
+        records: list[dict[str, Any]],
+        next_offset: int,
+        profiles: dict[str, Profile],
+    ) -> StageOneResult:
+        """Window deltas for one partition's batch (records in offset order)."""
+        out = StageOneResult()
+        if not records:
+            return out
+        times = np.array([r["event_time"] for r in records], dtype=np.int64)
+        rows = np.array([len(r["request_ids"]) for r in records], dtype=np.int64)
+        previous = self.watermarks.get(source, np.iinfo(np.int64).min)
+        running = np.maximum.accumulate(np.concatenate([[previous], times]))
+        before = running[:-1]  # the partition's watermark as each record arrived
+        starts = window_start(times, self.window_ms)
+        late = starts + self.window_ms + self.grace_ms <= before
+        self.watermarks[source] = int(running[-1])
+
+        groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+        per_model: dict[str, dict[str, int]] = defaultdict(lambda: {"rows": 0, "late": 0})
+        for i, record in enumerate(records):
+            model = record["model"]
+            if late[i]:
+                per_model[model]["late"] += int(rows[i])
+                out.late_rows += int(rows[i])
+            elif model not in profiles:
+                out.unprofiled_rows += int(rows[i])
+            else:
+                groups[(model, int(starts[i]))].append(i)
+                per_model[model]["rows"] += int(rows[i])
+        for (model, start), indices in groups.items():
+            profile = profiles[model]
+            frame = FeatureFrame.concat(
+                FeatureFrame.from_record(records[i]["columns"], int(rows[i])) for i in indices)
+            version = records[indices[-1]].get("model_version", "")
+            out.deltas.append(summarize(frame, profile, start, start + self.window_ms,
+                                        partition=source[1], model_version=version))
+            out.rows += frame.rows
+        for model, counts in per_model.items():
+            out.progress.append({
+                "model": model, "source_topic": source[0], "source_partition": source[1],
+                "watermark": self.watermarks[source], "next_offset": next_offset,
+                "rows": counts["rows"], "late_rows": counts["late"], "dead_lettered": 0,
+            })
+        return out
+
+
+@dataclass
+class OpenWindow:
+    summary: WindowSummary
+    first_offsets: dict[int, int] = field(default_factory=dict)  # stats.partial partition -> offset
+
+
+class WindowMerger:
+    """Stage 2 state: open windows, per-partition watermarks, and what is already closed."""
+
+    def __init__(self, window_ms: int, grace_ms: int, idle_ms: int = 30_000) -> None:
+        self.window_ms = window_ms
+        self.grace_ms = grace_ms
+        self.idle_ms = idle_ms
+        self.open: dict[tuple[str, int], OpenWindow] = {}
+        self.watermarks: dict[str, dict[SourcePartition, tuple[int, float]]] = defaultdict(dict)
+        self.closed: set[tuple[str, int]] = set()
+        self.late_rows: dict[str, int] = defaultdict(int)
+
+    def add_delta(self, delta: WindowSummary, partition: int, offset: int) -> bool:
+        """Merge a delta; False when its window is already closed (a replay after a restart)."""
+        key = (delta.model, delta.window_start)
+        if key in self.closed:
+            return False
+        window = self.open.get(key)
+        if window is None:
+            delta.partition = -1
+            self.open[key] = OpenWindow(delta, {partition: offset})
+        else:
+            window.summary = window.summary.merge(delta)
+            window.first_offsets.setdefault(partition, offset)
+        return True
+
+    def add_progress(self, progress: dict[str, Any], now: float | None = None) -> None:
+        source = (progress["source_topic"], progress["source_partition"])
+        marks = self.watermarks[progress["model"]]
+        previous = marks.get(source, (np.iinfo(np.int64).min, 0.0))[0]
+        marks[source] = (max(previous, progress["watermark"]), time.monotonic() if now is None else now)
+        self.late_rows[progress["model"]] += progress.get("late_rows", 0)
+
+    def ready(self, now: float | None = None) -> list[WindowSummary]:
+        """Windows every active source partition has moved past; removed from the open set."""
+        now = time.monotonic() if now is None else now
+        done = []
+        for key in sorted(self.open, key=lambda k: k[1]):
+            model, start = key
+            marks = self.watermarks.get(model, {})
+            active = [wm for wm, seen in marks.values() if (now - seen) * 1000 < self.idle_ms]
+            limit = start + self.window_ms + self.grace_ms
+            if (active and min(active) >= limit) or (marks and not active and
+                                                    max(wm for wm, _ in marks.values()) >= start):
+                done.append(key)
+        out = []
+        for key in done:
+            out.append(self.open.pop(key).summary)
+            self.closed.add(key)
+        return out
+
+    def commit_offsets(self, positions: dict[int, int]) -> dict[int, int]:
+        """Offsets of stats.partial safe to commit: before the first delta of any open window."""
+        safe = dict(positions)
+        for window in self.open.values():
+            for partition, offset in window.first_offsets.items():
+                if partition in safe:
+                    safe[partition] = min(safe[partition], offset)
+        return safe

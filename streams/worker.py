@@ -1,0 +1,261 @@
+"""The monitor worker: both windowing stages as one Kafka service.
+
+Stage 1 reads ``features`` and ``predictions``, writes window deltas and
+partition progress to ``stats.partial`` and each partition's watermark to
+the compacted ``monitor.watermarks``; stage 2 reads ``stats.partial``, closes
+windows, writes merged summaries to ``stats`` and alerts to ``alerts``.
+
+Each stage commits its outputs and its input offsets in one Kafka
+transaction (confluent-kafka / librdkafka), so a worker killed at any point
+resumes exactly where its last committed batch ended: no row lost, none
+counted twice, no alert published twice. faust's at-least-once commits are
+periodic and ack-driven (and have had offset bugs, faust-streaming#312), so
+they cannot give that.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from driftline.alerts import Alert
+from driftline.consumer import Event, EventReader
+from driftline.kafka_clients import common_config
+from driftline.settings import Settings
+from schemas import Codec
+from streams import metrics
+from streams.drift import DriftPolicy, DriftReport, compare
+from streams.profile import Profile
+from streams.summary import WindowSummary
+from streams.windows import PartitionWindows, WindowMerger
+
+log = logging.getLogger(__name__)
+STAGE1_GROUP = "driftline-monitor"
+STAGE2_GROUP = "driftline-monitor-merge"
+
+
+def read_compacted(settings: Settings, topic: str, timeout: float = 10.0) -> dict[bytes, bytes]:
+    """Latest value per key of a (small, compacted) topic, committed records only."""
+    consumer = Consumer({**common_config(settings), "group.id": "driftline-reader",
+                         "enable.auto.commit": False, "isolation.level": "read_committed"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        ends = {}
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        latest: dict[bytes, bytes] = {}
+        deadline = time.monotonic() + timeout
+        while ends and time.monotonic() < deadline:
+            for message in consumer.consume(1000, 0.5):
+                if message.error():
+                    continue
+                if message.value() is None:
+                    latest.pop(message.key(), None)
+                else:
+                    latest[message.key()] = message.value()
+                if message.offset() + 1 >= ends.get(message.partition(), 0):
+                    ends.pop(message.partition(), None)
+        return latest
+    finally:
+        consumer.close()
+
+
+class ProfileFollower:
+    """Every model's latest profile, read from the compacted profiles topic and followed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.topic("profiles")
+        self.consumer = Consumer({**common_config(settings), "group.id": "driftline-profiles",
+                                  "enable.auto.commit": False})
+        partitions = self.consumer.list_topics(self.topic, timeout=10).topics[self.topic].partitions
+        self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+        self.profiles: dict[str, Profile] = {}
+
+    def poll(self, timeout: float = 0.0) -> None:
+        for message in self.consumer.consume(100, timeout):
+            if message.error() or message.value() is None:
+                continue
+            try:
+                profile = Profile.from_bytes(message.value())
+            except Exception as exc:  # a bad profile must not stop monitoring the others
+                log.error("ignoring an unreadable profile at %s@%d: %s", self.topic, message.offset(), exc)
+                continue
+            self.profiles[profile.model] = profile
+            log.info("profile %s v%s loaded", profile.model, profile.version)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def alerts_for(report: DriftReport, summary: WindowSummary) -> list[Alert]:
+    """The drift and skew alerts one judged window raises (deterministic ids)."""
+    common = {"model_version": summary.model_version, "window_start": summary.window_start,
+              "window_end": summary.window_end, "reference_version": report.reference_version,
+              "sample_size": summary.rows}
+    alerts = []
+    drifted = report.drifted()
+    if drifted:
+        names = sorted(f.name for f in drifted)
+        alerts.append(Alert.create(
+            "driftline.drift", report.model,
+            severity="critical" if report.dataset_drift else "warning",
+            identity=(summary.window_start, "drift", *names),
+            data={**common, "drift_share": report.drift_share,
+                  "message": f"{len(names)} feature(s) drifted: " + ", ".join(
+                      f"{f.name} {f.method}={f.value:.3g} > {f.threshold:.3g}" if f.method not in ("ks", "chi2")
+                      else f"{f.name} {f.method} p={f.value:.2g} < {f.threshold:.2g}" for f in drifted),
+                  "features": [{"name": f.name, "statistic": f.method, "value": f.value,
+                                "threshold": f.threshold, "tests": f.tests} for f in drifted]}))
+    skewed = [f for f in report.features.values() if f.skew]
+    if skewed:
+        names = sorted(f.name for f in skewed)
+        alerts.append(Alert.create(
+            "driftline.skew", report.model, severity="warning",
+            identity=(summary.window_start, "skew", *names),
+            data={**common,
+                  "message": "schema skew: " + "; ".join(
+                      f"{f.name} " + ", ".join(f"{s.kind} {s.rate:.1%}" for s in f.skew) for f in skewed),
+                  "features": [{"name": f.name, "statistic": s.kind, "value": s.rate,
+                                "threshold": s.threshold, "count": s.count, "examples": s.examples}
+                               for f in skewed for s in f.skew]}))
+    return alerts
+
+
+class Monitor:
+    """One monitor worker process. Several with distinct ``instance`` ids share the work."""
+
+    def __init__(self, settings: Settings, *, instance: str | None = None,
+                 policy: DriftPolicy | None = None, idle_seconds: float = 30.0) -> None:
+        self.settings = settings
+        self.codec = Codec.default()
+        self.policy = policy or DriftPolicy()
+        window_ms = int(settings.window_seconds * 1000)
+        grace_ms = int(settings.grace_seconds * 1000)
+        self.windows = PartitionWindows(window_ms, grace_ms)
+        self.merger = WindowMerger(window_ms, grace_ms, int(idle_seconds * 1000))
+        instance = instance or socket.gethostname()
+        self.watermark_topic = settings.topic("monitor.watermarks")
+        self.partial_topic = settings.topic("stats.partial")
+        inputs = [settings.topic("features"), settings.topic("predictions")]
+        self.stage1 = EventReader(
+            settings, STAGE1_GROUP, inputs, stage="monitor",
+            expect={settings.topic("features"): "driftline.Features",
+                    settings.topic("predictions"): "driftline.Prediction"},
+            transactional_id=f"driftline-monitor-1-{instance}", on_assign=self._restore_watermarks)
+        self.stage2 = EventReader(
+            settings, STAGE2_GROUP, [self.partial_topic], stage="monitor-merge",
+            transactional_id=f"driftline-monitor-2-{instance}", on_assign=self._restore_closed)
+        self.profiles = ProfileFollower(settings)
+        self.reports: list[DriftReport] = []  # recent judgements, for the CLI and tests
+
+    # ------------------------------------------------------------ recovery
+    def _restore_watermarks(self, partitions: list[TopicPartition]) -> None:
+        stored = read_compacted(self.settings, self.watermark_topic)
+        for tp in partitions:
+            raw = stored.get(f"{tp.topic}:{tp.partition}".encode())
+            if raw is not None:
+                self.windows.watermarks[(tp.topic, tp.partition)] = json.loads(raw)["watermark"]
+
+    def _restore_closed(self, partitions: list[TopicPartition]) -> None:
+        for key in read_compacted(self.settings, self.settings.topic("stats")):
+            model, _, start = key.decode().rpartition(":")
+            self.merger.closed.add((model, int(start)))
+
+    # ------------------------------------------------------------ stage 1
+    def step_stage1(self, max_messages: int = 5000, timeout: float = 0.1) -> int:
+        events = self.stage1.poll(max_messages, timeout)
+        if not self.stage1._in_transaction:
+            return 0
+        by_source: dict[tuple[str, int], list[Event]] = defaultdict(list)
+        for event in events:
+            by_source[(event.topic, event.partition)].append(event)
+            metrics.EVENTS_IN.labels(event.topic).inc()
+        produce = self.stage1.producer.produce
+        for source, batch in by_source.items():
+            result = self.windows.process(source, [e.record for e in batch], batch[-1].offset + 1,
+                                          self.profiles.profiles)
+            for delta in result.deltas:
+                produce(self.partial_topic, key=delta.model.encode(),
+                        value=self.codec.encode("driftline.WindowSummary", delta.to_avro("partial")))
+            for progress in result.progress:
+                produce(self.partial_topic, key=progress["model"].encode(),
+                        value=self.codec.encode("driftline.PartitionProgress", progress))
+                metrics.ROWS_IN.labels(progress["model"]).inc(progress["rows"])
+                metrics.LATE_ROWS.labels(progress["model"]).inc(progress["late_rows"])
+            if result.unprofiled_rows:
+                metrics.UNPROFILED_ROWS.inc(result.unprofiled_rows)
+            produce(self.watermark_topic, key=f"{source[0]}:{source[1]}".encode(),
+                    value=json.dumps({"watermark": self.windows.watermarks[source]}).encode())
+        dead = self.stage1.deadletters.count
+        self.stage1.commit()
+        metrics.DEAD_LETTERED.inc(dead - getattr(self, "_dead_seen", 0))
+        self._dead_seen = dead
+        return len(events)
+
+    # ------------------------------------------------------------ stage 2
+    def step_stage2(self, max_messages: int = 5000, timeout: float = 0.1) -> int:
+        events = self.stage2.poll(max_messages, timeout)
+        for event in events:
+            if event.schema == "driftline.WindowSummary":
+                self.merger.add_delta(WindowSummary.from_avro(event.record), event.partition, event.offset)
+            elif event.schema == "driftline.PartitionProgress":
+                self.merger.add_progress(event.record)
+        closing = self.merger.ready()
+        if closing:
+            self.stage2.begin()
+        produce = self.stage2.producer.produce
+        for summary in closing:
+            profile = self.profiles.profiles.get(summary.model)
+            merged = self.codec.encode("driftline.WindowSummary", summary.to_avro("merged"))
+            produce(self.settings.topic("stats"), key=f"{summary.model}:{summary.window_start}".encode(),
+                    value=merged)
+            metrics.WINDOWS_CLOSED.labels(summary.model).inc()
+            close_at = (summary.window_end + self.settings.grace_seconds * 1000) / 1000
+            metrics.WINDOW_CLOSE_LATENCY.observe(max(0.0, time.time() - close_at))
+            if profile is None:
+                continue
+            report = compare(summary, profile, self.policy)
+            self.reports = [*self.reports[-99:], report]
+            for f in report.features.values():
+                if f.value is not None and f.method:
+                    metrics.DRIFT_STATISTIC.labels(summary.model, f.name, f.method).set(f.value)
+                    if f.threshold is not None:
+                        metrics.DRIFT_THRESHOLD.labels(summary.model, f.name, f.method).set(f.threshold)
+            for alert in alerts_for(report, summary):
+                produce(self.settings.topic("alerts"), key=alert.model.encode(), value=alert.to_json(),
+                        headers=alert.kafka_headers())
+                metrics.ALERTS.labels(alert.model, alert.type).inc()
+                log.warning("%s", alert.summary())
+        if self.stage2._in_transaction:
+            assignment = self.stage2.consumer.position(self.stage2.consumer.assignment())
+            safe = self.merger.commit_offsets({tp.partition: tp.offset for tp in assignment if tp.offset >= 0})
+            self.stage2.commit(offsets=[TopicPartition(self.partial_topic, p, o) for p, o in safe.items()])
+        return len(events)
+
+    # ------------------------------------------------------------ service
+    def run(self, stop: Callable[[], bool]) -> None:
+        while not stop():
+            self.profiles.poll()
+            self.step_stage1()
+            self.step_stage2()
+
+    def close(self) -> None:
+        for part in (self.stage1, self.stage2, self.profiles):
+            try:
+                part.close()
+            except Exception as exc:  # closing the others matters more
+                log.warning("error while closing: %s", exc)
+
+    def stats(self) -> dict[str, Any]:
+        return {"open_windows": len(self.merger.open), "closed_windows": len(self.merger.closed),
+                "dead_lettered": self.stage1.deadletters.count}
