@@ -360,6 +360,49 @@ class FeatureFrame:
         )
 
     @classmethod
+    def from_records(cls, items: Sequence[tuple[Mapping[str, Any], int]]) -> FeatureFrame:
+        """Decode many events' ``Columns`` at once: ``items`` are (columns, rows) pairs.
+
+        Events that share a layout (the same feature names in the same
+        blocks, as one application's events do) are stacked with one
+        ``b"".join`` and one ``np.frombuffer`` instead of a frame per event.
+        """
+        groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[tuple[Mapping[str, Any], int]]] = {}
+        for columns, rows in items:
+            layout = (tuple(columns["numeric_names"]), tuple(columns["categorical_names"]))
+            groups.setdefault(layout, []).append((columns, rows))
+        frames = [cls._stack(layout, group) for layout, group in groups.items()]
+        if not frames:
+            raise DecodeError("no events to decode")
+        return cls.concat(frames)
+
+    @classmethod
+    def _stack(cls, layout: tuple[tuple[str, ...], tuple[str, ...]],
+               group: list[tuple[Mapping[str, Any], int]]) -> FeatureFrame:
+        if len(group) == 1 or any(c["numeric_nulls"] or c["categorical_nulls"] or c.get("mismatched")
+                                  for c, _ in group):
+            return cls.concat(cls.from_record(c, r) for c, r in group)
+        numeric_names, categorical_names = layout
+        if len(set(numeric_names + categorical_names)) != len(numeric_names) + len(categorical_names):
+            raise DecodeError(f"duplicate feature names in event: {sorted(numeric_names + categorical_names)}")
+        rows = sum(r for _, r in group)
+        width, cat_width = len(numeric_names), len(categorical_names)
+        raw = b"".join(c["numeric_values"] for c, _ in group)
+        if len(raw) != 8 * rows * width:
+            return cls.concat(cls.from_record(c, r) for c, r in group)  # names the bad event
+        values: list[str] = []
+        for c, _ in group:
+            values.extend(c["categorical_values"])
+        if len(values) != rows * cat_width:
+            return cls.concat(cls.from_record(c, r) for c, r in group)
+        return cls(
+            rows, numeric_names, np.frombuffer(raw, dtype="<f8").reshape(rows, width),
+            np.zeros((rows, width), dtype=bool), categorical_names,
+            np.array(values, dtype=object).reshape(rows, cat_width),
+            np.zeros((rows, cat_width), dtype=bool), [],
+        )
+
+    @classmethod
     def concat(cls, frames: Iterable[FeatureFrame]) -> FeatureFrame:
         """Stack frames row-wise, aligning features by name (absent -> null)."""
         frames = list(frames)

@@ -84,8 +84,7 @@ class PartitionWindows:
                 per_model[model]["rows"] += int(rows[i])
         for (model, start), indices in groups.items():
             profile = profiles[model]
-            frame = FeatureFrame.concat(
-                FeatureFrame.from_record(records[i]["columns"], int(rows[i])) for i in indices)
+            frame = FeatureFrame.from_records([(records[i]["columns"], int(rows[i])) for i in indices])
             version = records[indices[-1]].get("model_version", "")
             out.deltas.append(summarize(frame, profile, start, start + self.window_ms,
                                         partition=source[1], model_version=version))

@@ -246,8 +246,9 @@ class Monitor:
     def run(self, stop: Callable[[], bool]) -> None:
         while not stop():
             self.profiles.poll()
-            self.step_stage1()
-            self.step_stage2()
+            busy = self.step_stage1(timeout=0.05)
+            # While stage 1 has a backlog, stage 2 only takes what is already there.
+            self.step_stage2(timeout=0.0 if busy else 0.05)
 
     def close(self) -> None:
         for part in (self.stage1, self.stage2, self.profiles):

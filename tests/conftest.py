@@ -40,8 +40,12 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaSession]:
         yield KafkaSession(load_settings(env={"KAFKA_BOOTSTRAP_SERVERS": external}), None)
         return
     state = tmp_path_factory.mktemp("kafka-state")
-    settings = load_settings(env={}, state_dir=str(state), broker_port=free_port(),
-                             controller_port=free_port())
+    broker_port = free_port()
+    controller_port = free_port()
+    while controller_port == broker_port:
+        controller_port = free_port()
+    settings = load_settings(env={}, state_dir=str(state), broker_port=broker_port,
+                             controller_port=controller_port)
     jars = REPO_ROOT / ".driftline" / f"kafka-{settings.kafka_version}" / "libs"
     broker = LocalBroker(settings, jars_dir=jars)
     bootstrap = broker.up(timeout=120)

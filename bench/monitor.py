@@ -1,0 +1,169 @@
+"""Monitor throughput, detection latency and memory, beside a raw consume+decode baseline.
+
+* ``events_per_s``: single-row 20-feature events through the monitor's stage 1
+  and 2 in one process (decode, window deltas, transactions), against
+  ``baseline_events_per_s``: confluent-kafka consume + decode of the same
+  events, no statistics.
+* ``batch_rows_per_s``: the same with 100-row events.
+* ``detect_latency_p50_s`` / ``_p99_s``: wall time from a drifted window's
+  close (its end + grace) to its alert on the alerts topic, with live traffic.
+* ``rss_mb`` after the run, and ``rss_mb_half`` halfway: memory is bounded by
+  models x features x open windows, not by events.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import numpy as np
+from _common import bench_settings, parser, report, rss_mb
+from confluent_kafka import Consumer
+
+from driftline import Producer
+from driftline.kafka_clients import common_config, make_producer
+from schemas import Codec, FeatureFrame, Table
+from streams.profile import Profile
+from streams.worker import Monitor
+
+NUMERIC = [f"n{i}" for i in range(16)]
+CATEGORICAL = [f"c{i}" for i in range(4)]
+PLANS = np.array(["free", "pro", "team", "enterprise"], dtype=object)
+
+
+def batch_columns(rng, rows, shift=0.0):
+    return {**{n: rng.normal(size=rows) + (shift if n == "n0" else 0.0) for n in NUMERIC},
+            **{c: rng.choice(PLANS, rows) for c in CATEGORICAL}}
+
+
+def publish_profile(settings, rng):
+    types = {**{n: "float" for n in NUMERIC}, **{c: "string" for c in CATEGORICAL}}
+    profile = Profile.build(Table(batch_columns(rng, 20_000), types), "bench", chunk_rows=2000)
+    producer = make_producer(settings)
+    producer.produce(settings.topic("profiles"), key=b"bench", value=profile.to_bytes())
+    producer.flush()
+
+
+def produce(settings, events, rows, rng, start_ms):
+    rows_list = [dict(zip(NUMERIC + CATEGORICAL, values, strict=True)) for values in zip(
+        *[rng.normal(size=events).tolist() for _ in NUMERIC],
+        *[rng.choice(PLANS, events).tolist() for _ in CATEGORICAL], strict=True)] if rows == 1 else None
+    with Producer(model="bench", settings=settings) as producer:
+        for i in range(events):
+            t = start_ms + i  # 1 ms apart: many windows, all in order
+            if rows == 1:
+                producer.prediction(rows_list[i], 0.5, event_time=t)
+            else:
+                producer.predictions(batch_columns(rng, rows), np.zeros(rows), event_time=t)
+
+
+def baseline(settings, topic, events):
+    codec = Codec.default()
+    consumer = Consumer({**common_config(settings), "group.id": f"bench-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    seen = 0
+    start = None
+    while seen < events:
+        messages = consumer.consume(5000, 1.0)
+        if messages and start is None:
+            start = time.perf_counter()
+        for m in messages:
+            if m.error():
+                continue
+            record = codec.decode(m.value(), "driftline.Prediction")
+            FeatureFrame.from_record(record["columns"], len(record["request_ids"]))
+            seen += 1
+    elapsed = time.perf_counter() - start
+    consumer.close()
+    return events / elapsed
+
+
+def drain(monitor, events, half=None):
+    """Run the monitor until stage 1 consumed ``events``; seconds from its first event."""
+    start = None
+    consumed = 0
+    rss_half = 0.0
+    while consumed < events:
+        n = monitor.step_stage1(timeout=0.05)
+        if n and start is None:
+            start = time.perf_counter()
+        consumed += n
+        monitor.step_stage2(timeout=0.0 if n else 0.05)
+        if half and not rss_half and consumed >= half:
+            rss_half = rss_mb()
+    return time.perf_counter() - start, rss_half
+
+
+def detection_latency(settings, seconds: float, window_s: float, grace_s: float) -> list[float]:
+    rng = np.random.default_rng(9)
+    monitor = Monitor(settings.replace(window_seconds=window_s, grace_seconds=grace_s),
+                      instance="bench-live", idle_seconds=60)
+    stop = threading.Event()
+    thread = threading.Thread(target=monitor.run, args=(stop.is_set,))
+    thread.start()
+    alerts = Consumer({**common_config(settings), "group.id": f"bench-{uuid.uuid4().hex}",
+                       "auto.offset.reset": "latest"})
+    alerts.subscribe([settings.topic("alerts")])
+    latencies = []
+    try:
+        with Producer(model="bench", settings=settings) as producer:
+            end = time.time() + seconds
+            while time.time() < end:
+                producer.predictions(batch_columns(rng, 200, shift=2.0), np.zeros(200))
+                producer.flush()
+                for m in alerts.consume(100, 0.02):
+                    if m.error():
+                        continue
+                    alert = json.loads(m.value())
+                    if alert["type"] == "driftline.drift":
+                        closes = (alert["data"]["window_end"] / 1000) + grace_s
+                        latencies.append(time.time() - closes)
+    finally:
+        stop.set()
+        thread.join()
+        monitor.close()
+        alerts.close()
+    return latencies
+
+
+def main() -> None:
+    args = parser(__doc__).parse_args()
+    events = 100_000 if args.quick else 1_000_000
+    batches = 2_000 if args.quick else 10_000
+    rng = np.random.default_rng(0)
+    figures: dict[str, float | int] = {"events": events, "batch_events": batches}
+
+    settings = bench_settings(partitions=4)
+    publish_profile(settings, rng)
+    produce(settings, events, 1, rng, start_ms=1_700_000_000_000)
+    figures["baseline_events_per_s"] = baseline(settings, settings.topic("predictions"), events)
+    monitor = Monitor(settings.replace(window_seconds=10.0, grace_seconds=1.0), instance="bench-1")
+    seconds, figures["rss_mb_half"] = drain(monitor, events, half=events // 2)
+    figures["rss_mb"] = rss_mb()
+    monitor.close()
+    figures["events_per_s"] = events / seconds
+    figures["ratio_to_baseline"] = figures["events_per_s"] / figures["baseline_events_per_s"]
+
+    batch_settings = bench_settings(partitions=4)
+    publish_profile(batch_settings, rng)
+    produce(batch_settings, batches, 100, rng, start_ms=1_700_000_000_000)
+    monitor = Monitor(batch_settings.replace(window_seconds=10.0, grace_seconds=1.0), instance="bench-2")
+    seconds, _ = drain(monitor, batches)
+    monitor.close()
+    figures["batch_rows_per_s"] = batches * 100 / seconds
+
+    live = bench_settings(partitions=2)
+    publish_profile(live, rng)
+    latencies = detection_latency(live, 12.0 if args.quick else 40.0, window_s=1.0, grace_s=0.2)
+    figures["detect_alerts"] = len(latencies)
+    if latencies:
+        figures["detect_latency_p50_s"] = float(np.percentile(latencies, 50))
+        figures["detect_latency_p99_s"] = float(np.percentile(latencies, 99))
+    report(figures)
+
+
+if __name__ == "__main__":
+    main()

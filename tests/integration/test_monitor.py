@@ -1,0 +1,206 @@
+"""The monitor worker on the real broker: detection, exact windows across SIGKILL, no duplicate alerts."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from driftline import Producer
+from driftline.kafka_clients import make_producer
+from schemas import Codec, Table
+from streams.profile import Profile
+from streams.summary import WindowSummary, summarize
+from tests.integration.helpers import read_topic
+
+pytestmark = pytest.mark.integration
+
+WINDOW_MS = 2000
+TYPES = {"x": "float", "y": "float", "plan": "string"}
+BASE = 1_700_000_000_000  # synthetic event time: windows do not depend on the wall clock
+
+
+def columns(rng: np.random.Generator, rows: int, shift: float = 0.0) -> dict:
+    return {"x": rng.normal(size=rows) + shift, "y": rng.normal(5, 2, size=rows),
+            "plan": list(rng.choice(["a", "b", "c"], rows))}
+
+
+@pytest.fixture
+def profiled(settings):
+    rng = np.random.default_rng(0)
+    table = Table({k: (np.array(v, dtype=object) if k == "plan" else v)
+                   for k, v in columns(rng, 10_000).items()}, TYPES)
+    profile = Profile.build(table, "m", chunk_rows=1000)
+    producer = make_producer(settings)
+    producer.produce(settings.topic("profiles"), key=b"m", value=profile.to_bytes())
+    producer.flush()
+    return settings, profile
+
+
+def start_monitor(settings, instance="t"):
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+           "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, "DRIFTLINE_PARTITIONS": str(settings.partitions)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "driftline.cli.main", "monitor", "--window", str(WINDOW_MS / 1000),
+         "--grace", "0.5", "--idle", "3", "--metrics-port", "0", "--instance", instance],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def produce_stream(settings, events: int, rows: int, shift_from_window: int | None, seed: int = 1,
+                   pace: float = 0.0):
+    """Deterministic events: event i has time BASE + i * 100 ms (20 events per window)."""
+    rng = np.random.default_rng(seed)
+    sent = []
+    with Producer(model="m", settings=settings) as producer:
+        for i in range(events):
+            t = BASE + i * 100
+            shift = 1.0 if shift_from_window is not None and (t - BASE) // WINDOW_MS >= shift_from_window else 0.0
+            cols = columns(rng, rows, shift)
+            producer.predictions(cols, np.zeros(rows), event_time=t)
+            sent.append((t, cols))
+            if pace:
+                time.sleep(pace)
+        # Advance every partition's watermark past the last window.
+        for j in range(40):
+            producer.predictions(columns(rng, 1), np.zeros(1), event_time=BASE + events * 100 + 10 * WINDOW_MS + j)
+    return sent
+
+
+def expected_windows(sent, profile) -> dict[int, WindowSummary]:
+    by_window = collections.defaultdict(list)
+    for t, cols in sent:
+        by_window[t // WINDOW_MS * WINDOW_MS].append(cols)
+    out = {}
+    for start, parts in by_window.items():
+        table = Table({"x": np.concatenate([p["x"] for p in parts]), "y": np.concatenate([p["y"] for p in parts]),
+                       "plan": np.array([v for p in parts for v in p["plan"]], dtype=object)}, TYPES)
+        out[start] = summarize(table.to_frame(), profile, start, start + WINDOW_MS)
+    return out
+
+
+def closed_windows(settings, want: set[int], timeout: float = 90.0) -> dict[int, WindowSummary]:
+    codec = Codec.default()
+    deadline = time.monotonic() + timeout
+    found: dict[int, WindowSummary] = {}
+    while time.monotonic() < deadline and not want <= set(found):
+        for m in read_topic(settings, settings.topic("stats"), timeout=2):
+            summary = WindowSummary.from_avro(codec.decode(m.value()))
+            found[summary.window_start] = summary
+        time.sleep(0.5)
+    return found
+
+
+def assert_same_window(got: WindowSummary, want: WindowSummary) -> None:
+    assert got.rows == want.rows
+    for name, w in want.features.items():
+        g = got.features[name]
+        assert (g.count, g.nulls) == (w.count, w.nulls), name
+        if w.kind == "numeric":
+            np.testing.assert_array_equal(g.histogram, w.histogram)
+            np.testing.assert_array_equal(g.fine_counts, w.fine_counts)
+            assert g.mean == pytest.approx(w.mean, rel=1e-9, abs=1e-12)
+            assert g.m2 == pytest.approx(w.m2, rel=1e-9)
+        else:
+            assert g.categories == w.categories
+
+
+def stop(process):
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("monitor did not stop on SIGTERM")
+
+
+def test_monitor_summarises_windows_exactly_and_alerts_on_drift(profiled):
+    settings, profile = profiled
+    monitor = start_monitor(settings)
+    try:
+        sent = produce_stream(settings, events=100, rows=50, shift_from_window=3)
+        expected = expected_windows(sent, profile)
+        got = closed_windows(settings, set(expected))
+    finally:
+        stop(monitor)
+    assert monitor.returncode == 0, monitor.stderr.read()
+    for start, want in expected.items():
+        assert_same_window(got[start], want)
+    alerts = [json.loads(m.value()) for m in read_topic(settings, settings.topic("alerts"))]
+    drift = {a["data"]["window_start"]: a for a in alerts if a["type"] == "driftline.drift"}
+    assert BASE + 3 * WINDOW_MS in drift, "the first shifted window raises a drift alert"
+    first = drift[BASE + 3 * WINDOW_MS]
+    assert [f["name"] for f in first["data"]["features"]] == ["x"]
+    feature = first["data"]["features"][0]
+    assert feature["statistic"] == "ks"  # 1,000 rows: the p-value path
+    assert feature["value"] < feature["threshold"]
+    assert first["data"]["sample_size"] == 1000 and first["data"]["reference_version"] == "1"
+    assert all(a["data"]["window_start"] >= BASE + 3 * WINDOW_MS for a in drift.values()), \
+        "no drift alert on the stable windows"
+
+
+def test_window_summaries_survive_sigkill_exactly_and_alerts_are_not_repeated(profiled):
+    settings, profile = profiled
+    monitor = start_monitor(settings, instance="k")
+    sent = []
+    try:
+        import threading
+
+        producer = threading.Thread(target=lambda: sent.extend(
+            produce_stream(settings, events=160, rows=50, shift_from_window=4, pace=0.03)))
+        producer.start()
+        time.sleep(2.5)  # mid-stream, mid-window
+        monitor.send_signal(signal.SIGKILL)
+        monitor.wait()
+        time.sleep(1.0)
+        monitor = start_monitor(settings, instance="k")
+        producer.join()
+        expected = expected_windows(sent, profile)
+        got = closed_windows(settings, set(expected))
+    finally:
+        stop(monitor)
+    assert set(expected) <= set(got)
+    for start, want in expected.items():
+        assert_same_window(got[start], want)
+    ids = [json.loads(m.value())["id"] for m in read_topic(settings, settings.topic("alerts"))]
+    assert ids, "the shifted windows raised alerts"
+    assert len(ids) == len(set(ids)), "no alert id appears twice after the restart"
+
+
+def test_bad_events_are_dead_lettered_and_counts_reconcile(profiled):
+    settings, profile = profiled
+    raw = make_producer(settings)
+    for i in range(7):
+        raw.produce(settings.topic("predictions"), key=f"bad{i}".encode(), value=b"not avro")
+    raw.flush()
+    monitor = start_monitor(settings, instance="d")
+    try:
+        sent = produce_stream(settings, events=60, rows=20, shift_from_window=None)
+        with Producer(model="m", settings=settings) as late:  # a window long closed: late rows
+            late.predictions(columns(np.random.default_rng(5), 30), np.zeros(30), event_time=BASE)
+        expected = expected_windows(sent, profile)
+        tail = (BASE + 60 * 100 + 10 * WINDOW_MS) // WINDOW_MS * WINDOW_MS  # closed once partitions idle
+        got = closed_windows(settings, set(expected) | {tail})
+        deadline = time.monotonic() + 30
+        late_rows = 0
+        while time.monotonic() < deadline and late_rows < 30:
+            codec = Codec.default()
+            late_rows = sum(codec.decode(m.value()).get("late_rows", 0)
+                            for m in read_topic(settings, settings.topic("stats.partial"), timeout=2)
+                            if codec.writer_name(m.value()) == "driftline.PartitionProgress")
+            time.sleep(0.5)
+    finally:
+        stop(monitor)
+    dead = read_topic(settings, settings.topic("deadletter"), 7)
+    assert len(dead) == 7
+    rows_in = sum(len(c["x"]) for _, c in sent) + 40 + 30
+    aggregated = sum(w.rows for w in got.values())
+    assert late_rows == 30
+    assert aggregated + late_rows == rows_in, "events in = aggregated + late (+ the 7 dead letters, not rows)"
+
