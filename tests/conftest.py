@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from driftline.broker import LocalBroker, free_port
+from driftline.errors import BrokerError
 from driftline.settings import Settings, load_settings
 from driftline.topics import create_topics
 
@@ -39,16 +40,24 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaSession]:
     if external:
         yield KafkaSession(load_settings(env={"KAFKA_BOOTSTRAP_SERVERS": external}), None)
         return
-    state = tmp_path_factory.mktemp("kafka-state")
-    broker_port = free_port()
-    controller_port = free_port()
-    while controller_port == broker_port:
+    broker, settings, bootstrap = None, None, ""
+    for attempt in range(2):  # a port taken between choosing and binding it: retry on fresh ports
+        state = tmp_path_factory.mktemp("kafka-state")
+        broker_port = free_port()
         controller_port = free_port()
-    settings = load_settings(env={}, state_dir=str(state), broker_port=broker_port,
-                             controller_port=controller_port)
-    jars = REPO_ROOT / ".driftline" / f"kafka-{settings.kafka_version}" / "libs"
-    broker = LocalBroker(settings, jars_dir=jars)
-    bootstrap = broker.up(timeout=120)
+        while controller_port == broker_port:
+            controller_port = free_port()
+        settings = load_settings(env={}, state_dir=str(state), broker_port=broker_port,
+                                 controller_port=controller_port)
+        jars = REPO_ROOT / ".driftline" / f"kafka-{settings.kafka_version}" / "libs"
+        broker = LocalBroker(settings, jars_dir=jars)
+        try:
+            bootstrap = broker.up(timeout=120)
+            break
+        except BrokerError:
+            broker.down()
+            if attempt:
+                raise
     try:
         yield KafkaSession(settings.replace(bootstrap_servers=bootstrap), broker)
     finally:
