@@ -9,7 +9,7 @@ import resource
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from driftline.broker import broker_up
@@ -32,6 +32,21 @@ def bench_settings(partitions: int = 4) -> Settings:
     create_topics(settings)
     print(f"# broker: {choice.kind} at {choice.bootstrap}; topics {settings.topic_prefix}*", file=sys.stderr)
     return settings
+
+
+def produce_all(producer: Any, topic: str, values: Iterable[bytes], keys: Iterable[bytes] | None = None) -> None:
+    """Produce every value, waiting for queue space instead of failing, then flush."""
+    keys = iter(keys) if keys is not None else None
+    for value in values:
+        key = next(keys) if keys is not None else None
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    producer.flush(60)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:

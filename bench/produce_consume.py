@@ -15,7 +15,7 @@ import time
 import uuid
 
 import numpy as np
-from _common import bench_settings, parser, report, timed
+from _common import bench_settings, parser, produce_all, report, timed
 from confluent_kafka import Consumer, TopicPartition
 
 from driftline import Producer
@@ -90,16 +90,7 @@ def main() -> None:
     raw_topic = settings.topic("features")
 
     def raw_produce() -> None:
-        producer = make_producer(settings)
-        for i, payload in enumerate(payloads):
-            while True:
-                try:
-                    producer.produce(raw_topic, value=payload, key=f"r{i}".encode())
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-            producer.poll(0)
-        producer.flush(60)
+        produce_all(make_producer(settings), raw_topic, payloads, (f"r{i}".encode() for i in range(events)))
 
     seconds, _ = timed(raw_produce)
     figures["raw_produce_events_per_s"] = events / seconds
@@ -143,16 +134,8 @@ def main() -> None:
     raw_batch_topic = settings.topic("stats")
 
     def raw_batches() -> None:
-        producer = make_producer(settings)
-        for i in range(batches):
-            while True:
-                try:
-                    producer.produce(raw_batch_topic, value=batch_payloads[i % len(batch_payloads)])
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-            producer.poll(0)
-        producer.flush(60)
+        produce_all(make_producer(settings), raw_batch_topic,
+                    (batch_payloads[i % len(batch_payloads)] for i in range(batches)))
 
     seconds, _ = timed(raw_batches)
     figures["raw_batch_produce_rows_per_s"] = batches * 100 / seconds

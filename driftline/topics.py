@@ -134,3 +134,21 @@ def list_topics(settings: Settings, timeout: float = 10.0) -> dict[str, int]:
         for name, meta in sorted(metadata.topics.items())
         if name.startswith(settings.topic_prefix)
     }
+
+
+def message_count(settings: Settings, topic: str, timeout: float = 10.0) -> int:
+    """Messages on a topic now: the sum over partitions of high minus low watermark."""
+    from confluent_kafka import Consumer
+
+    from driftline.kafka_clients import common_config
+
+    consumer = Consumer({**common_config(settings), "group.id": "driftline-count"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        return sum(
+            high - low
+            for low, high in (consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+                              for p in partitions)
+        )
+    finally:
+        consumer.close()

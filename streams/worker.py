@@ -31,6 +31,7 @@ from driftline.kafka_clients import common_config
 from driftline.settings import Settings
 from schemas import Codec
 from streams import metrics
+from streams.detectors import Detection, WindowMeanDetectors
 from streams.drift import DriftPolicy, DriftReport, compare
 from streams.profile import Profile
 from streams.summary import WindowSummary
@@ -131,6 +132,26 @@ def alerts_for(report: DriftReport, summary: WindowSummary) -> list[Alert]:
     return alerts
 
 
+def detector_alerts(detections: list[Detection], summary: WindowSummary, reference_version: str) -> list[Alert]:
+    """One alert per feature whose window-mean sequence a river detector flagged."""
+    by_feature: dict[str, list[Detection]] = defaultdict(list)
+    for d in detections:
+        by_feature[d.feature].append(d)
+    alerts = []
+    for feature, found in sorted(by_feature.items()):
+        kinds = sorted(d.detector for d in found)
+        alerts.append(Alert.create(
+            "driftline.drift", summary.model, severity="warning",
+            identity=(summary.window_start, "detector", feature, *kinds),
+            data={"model_version": summary.model_version, "window_start": summary.window_start,
+                  "window_end": summary.window_end, "reference_version": reference_version,
+                  "sample_size": summary.rows,
+                  "message": f"{feature}: its window means changed ({', '.join(kinds)}; z={found[0].z:.2f})",
+                  "features": [{"name": feature, "statistic": d.detector, "value": d.z, "threshold": None}
+                               for d in found]}))
+    return alerts
+
+
 class Monitor:
     """One monitor worker process. Several with distinct ``instance`` ids share the work."""
 
@@ -156,6 +177,8 @@ class Monitor:
             settings, STAGE2_GROUP, [self.partial_topic], stage="monitor-merge",
             transactional_id=f"driftline-monitor-2-{instance}", on_assign=self._restore_closed)
         self.profiles = ProfileFollower(settings)
+        self.detectors = WindowMeanDetectors()
+        self._replay: list[WindowSummary] = []
         self.reports: list[DriftReport] = []  # recent judgements, for the CLI and tests
 
     # ------------------------------------------------------------ recovery
@@ -167,9 +190,24 @@ class Monitor:
                 self.windows.watermarks[(tp.topic, tp.partition)] = json.loads(raw)["watermark"]
 
     def _restore_closed(self, partitions: list[TopicPartition]) -> None:
-        for key in read_compacted(self.settings, self.settings.topic("stats")):
+        """Closed windows (never re-judged) and the detectors' inputs, from the stats topic."""
+        replay = []
+        for key, value in read_compacted(self.settings, self.settings.topic("stats")).items():
             model, _, start = key.decode().rpartition(":")
             self.merger.closed.add((model, int(start)))
+            replay.append(WindowSummary.from_avro(self.codec.decode(value, "driftline.WindowSummary")))
+        self._replay = sorted(replay, key=lambda w: w.window_start)
+
+    def _replay_detectors(self) -> None:
+        """Feed restored windows to the detectors once their model's profile is known (no alerts)."""
+        waiting = []
+        for summary in self._replay:
+            profile = self.profiles.profiles.get(summary.model)
+            if profile is None:
+                waiting.append(summary)
+            else:
+                self.detectors.update(summary, profile)
+        self._replay = waiting
 
     # ------------------------------------------------------------ stage 1
     def step_stage1(self, max_messages: int = 5000, timeout: float = 0.1) -> int:
@@ -205,6 +243,8 @@ class Monitor:
     # ------------------------------------------------------------ stage 2
     def step_stage2(self, max_messages: int = 5000, timeout: float = 0.1) -> int:
         events = self.stage2.poll(max_messages, timeout)
+        if self._replay:
+            self._replay_detectors()
         for event in events:
             if event.schema == "driftline.WindowSummary":
                 self.merger.add_delta(WindowSummary.from_avro(event.record), event.partition, event.offset)
@@ -231,7 +271,9 @@ class Monitor:
                     metrics.DRIFT_STATISTIC.labels(summary.model, f.name, f.method).set(f.value)
                     if f.threshold is not None:
                         metrics.DRIFT_THRESHOLD.labels(summary.model, f.name, f.method).set(f.threshold)
-            for alert in alerts_for(report, summary):
+            detections = self.detectors.update(summary, profile)
+            for alert in [*alerts_for(report, summary),
+                          *detector_alerts(detections, summary, report.reference_version)]:
                 produce(self.settings.topic("alerts"), key=alert.model.encode(), value=alert.to_json(),
                         headers=alert.kafka_headers())
                 metrics.ALERTS.labels(alert.model, alert.type).inc()

@@ -15,7 +15,7 @@ import time
 from driftline.broker import broker_up
 from driftline.producer import Producer
 from driftline.settings import Settings
-from driftline.topics import create_topics
+from driftline.topics import create_topics, message_count
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,29 +23,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--rows", type=int, default=20_000, help="rows of sample traffic (default 20000)")
     parser.add_argument("--batch", type=int, default=100, help="rows per prediction event (default 100)")
     parser.set_defaults(handler=run)
-
-
-def topic_size(settings: Settings, topic: str) -> int:
-    """Messages on a topic: the sum over partitions of high minus low watermark."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": _bootstrap(settings),
-                         "group.id": "driftline-demo-count"})
-    try:
-        metadata = consumer.list_topics(topic, timeout=10)
-        total = 0
-        for p in metadata.topics[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            total += high - low
-        return total
-    finally:
-        consumer.close()
-
-
-def _bootstrap(settings: Settings) -> str:
-    from driftline.kafka_clients import bootstrap_servers
-
-    return bootstrap_servers(settings)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -59,7 +36,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     created = create_topics(settings)
     print(f"[topics]  {sum(v == 'created' for v in created.values())} created, "
           f"{sum(v == 'exists' for v in created.values())} already there")
-    before = {t: topic_size(settings, settings.topic(t)) for t in ("predictions", "labels")}
+    before = {t: message_count(settings, settings.topic(t)) for t in ("predictions", "labels")}
     stream = synth.Agrawal(classification_function=0, seed=7)
     started = time.perf_counter()
     sent = 0
@@ -72,7 +49,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             producer.labels(ids, labels)
             sent += len(batch)
     elapsed = time.perf_counter() - started
-    after = {t: topic_size(settings, settings.topic(t)) for t in ("predictions", "labels")}
+    after = {t: message_count(settings, settings.topic(t)) for t in ("predictions", "labels")}
     print(f"[produce] {sent} rows in {elapsed:.2f}s ({sent / elapsed:,.0f} rows/s), "
           f"{after['predictions'] - before['predictions']} prediction events and "
           f"{after['labels'] - before['labels']} label events on the topics")

@@ -9,6 +9,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from driftline.kafka_clients import common_config
 from driftline.settings import Settings
+from driftline.topics import message_count
 
 
 def read_topic(settings: Settings, topic: str, expected: int | None = None, timeout: float = 30.0) -> list[Message]:
@@ -33,13 +34,4 @@ def read_topic(settings: Settings, topic: str, expected: int | None = None, time
 
 
 def topic_count(settings: Settings, topic: str) -> int:
-    consumer = Consumer({**common_config(settings), "group.id": "test-count"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(
-            high - low
-            for low, high in (consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                              for p in partitions)
-        )
-    finally:
-        consumer.close()
+    return message_count(settings, topic)
