@@ -41,6 +41,27 @@ class Table:
             return np.isnan(column.astype(float))
         return np.array([v is None for v in column.tolist()], dtype=bool)
 
+    @classmethod
+    def from_frame(cls, frame: FeatureFrame) -> Table:
+        """Typed columns from decoded events (numbers that are all integral read as int)."""
+        columns: dict[str, np.ndarray] = {}
+        types: dict[str, str] = {}
+        nulls: dict[str, np.ndarray] = {}
+        for j, name in enumerate(frame.numeric_names):
+            values, null = frame.numeric[:, j].copy(), frame.numeric_null[:, j]
+            values[null] = np.nan
+            present = values[~null & np.isfinite(values)]
+            columns[name], nulls[name] = values, null
+            types[name] = "int" if present.size and np.all(present == np.round(present)) else "float"
+        for j, name in enumerate(frame.categorical_names):
+            null = frame.categorical_null[:, j]
+            values = frame.categorical[:, j].copy()
+            values[null] = None
+            present = set(values[~null].tolist())
+            columns[name], nulls[name] = values, null
+            types[name] = "bool" if present and present <= {"true", "false"} else "string"
+        return cls(columns, types, nulls)
+
     def to_frame(self) -> FeatureFrame:
         """The table as the frame a decoded event would give (numbers and text blocks)."""
         numeric_names = [n for n, t in self.types.items() if t in ("float", "int")]

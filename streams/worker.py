@@ -285,8 +285,20 @@ class Monitor:
         return len(events)
 
     # ------------------------------------------------------------ service
-    def run(self, stop: Callable[[], bool]) -> None:
+    def record_lag(self) -> None:
+        """Consumer lag of stage 1 per assigned partition (high watermark minus position)."""
+        consumer = self.stage1.consumer
+        for tp in consumer.position(consumer.assignment()):
+            _, high = consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
+            if tp.offset >= 0:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+
+    def run(self, stop: Callable[[], bool], lag_every: float = 5.0) -> None:
+        next_lag = 0.0
         while not stop():
+            if time.monotonic() >= next_lag:
+                self.record_lag()
+                next_lag = time.monotonic() + lag_every
             self.profiles.poll()
             busy = self.step_stage1(timeout=0.05)
             # While stage 1 has a backlog, stage 2 only takes what is already there.

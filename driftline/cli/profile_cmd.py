@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 from driftline.errors import ConfigError
 from driftline.kafka_clients import make_producer
@@ -22,7 +23,11 @@ from streams.summary import summarize
 
 def register(sub: argparse._SubParsersAction) -> None:
     profile = sub.add_parser("profile", help="build a reference profile from a CSV or Avro file")
-    profile.add_argument("reference", help="reference data (.csv or .avro)")
+    profile.add_argument("reference", nargs="?", help="reference data (.csv or .avro)")
+    profile.add_argument("--from-topic", choices=("features", "predictions"),
+                         help="read the reference from this topic instead of a file (with --start/--end)")
+    profile.add_argument("--start", help="with --from-topic: ISO 8601 time or epoch ms (inclusive)")
+    profile.add_argument("--end", help="with --from-topic: ISO 8601 time or epoch ms (exclusive; default now)")
     profile.add_argument("--model", required=True, help="model the profile belongs to")
     profile.add_argument("--version", default="1", help="profile version (default 1)")
     profile.add_argument("--spec", help="declared feature spec (YAML/JSON); inferred when omitted")
@@ -45,12 +50,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def build_profile(args: argparse.Namespace, settings: Settings) -> int:
-    table = read_table(args.reference)
+    if args.from_topic:
+        from driftline.reference import parse_time, read_model_rows
+
+        if args.reference or not args.start:
+            raise ConfigError("--from-topic takes --start (and --end), not a file")
+        end = parse_time(args.end) if args.end else int(time.time() * 1000)
+        table, source = read_model_rows(settings, args.from_topic, args.model, parse_time(args.start), end)
+    elif args.reference:
+        table, source = read_table(args.reference), str(args.reference)
+    else:
+        raise ConfigError("give a reference file, or --from-topic with --start")
     spec = FeatureSpec.load(args.spec) if args.spec else None
     if spec is not None and spec.model != args.model:
         raise ConfigError(f"the spec {args.spec} is for model {spec.model!r}, not {args.model!r}")
     profile = Profile.build(table, args.model, version=args.version, spec=spec,
-                            source=str(args.reference), chunk_rows=args.chunk_rows)
+                            source=source, chunk_rows=args.chunk_rows)
     if args.output:
         profile.save(args.output)
         print(f"profile {args.model} v{args.version}: {table.rows} rows, "

@@ -176,3 +176,35 @@ def test_profile_is_published_to_the_compacted_profiles_topic(settings, tmp_path
     profile = Profile.from_bytes(message.value())
     assert (profile.model, profile.version, profile.rows) == ("churn", "3", 300)
     assert set(profile.features) == {"x", "plan"}
+
+
+def test_profile_from_a_topic_time_range_reads_only_that_range(settings, tmp_path):
+    import time as _time
+
+    import numpy as np
+
+    from driftline import Producer
+    from streams.profile import Profile
+
+    rng = np.random.default_rng(0)
+    with Producer(model="churn", settings=settings) as producer:
+        producer.features_batch({"x": rng.normal(100, 1, 50), "plan": ["a"] * 50})  # before the range
+    _time.sleep(1.0)
+    start = int(_time.time() * 1000)
+    with Producer(model="churn", settings=settings) as producer:
+        for _ in range(5):
+            producer.features_batch({"x": rng.normal(size=100), "plan": list(rng.choice(["a", "b"], 100))})
+        producer.features_batch({"x": rng.normal(size=100)}, )  # another model's rows are skipped below
+    with Producer(model="other", settings=settings) as producer:
+        producer.features_batch({"x": rng.normal(size=30)})
+    _time.sleep(0.5)
+    out_file = tmp_path / "p.profile"
+    out = run_cli(settings, "profile", "--from-topic", "features", "--start", str(start),
+                  "--model", "churn", "-o", str(out_file))
+    assert out.returncode == 0, out.stderr
+    profile = Profile.load(out_file)
+    assert profile.rows == 600
+    assert abs(profile.features["x"].mean) < 0.2, "rows before the range are not in the profile"
+    assert profile.source.startswith(f"{settings.topic('features')}@")
+    bad = run_cli(settings, "profile", "--from-topic", "features", "--start", "yesterday", "--model", "churn")
+    assert bad.returncode == 2 and "neither an ISO 8601 time nor epoch milliseconds" in bad.stderr
