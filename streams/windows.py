@@ -163,3 +163,28 @@ class WindowMerger:
                 if partition in safe:
                     safe[partition] = min(safe[partition], offset)
         return safe
+
+
+class RollingView:
+    """The merge of each model's last ``windows`` closed windows (slow drift needs more rows)."""
+
+    def __init__(self, windows: int = 10) -> None:
+        if windows < 2:
+            raise ValueError("a rolling view needs at least 2 windows")
+        self.windows = windows
+        self._recent: dict[str, list[WindowSummary]] = defaultdict(list)
+
+    def add(self, summary: WindowSummary) -> WindowSummary | None:
+        """Record a closed window; the rolling merge once ``windows`` of them are there."""
+        recent = self._recent[summary.model]
+        if recent and summary.window_start <= recent[-1].window_start:
+            return None  # a replay overlap: keep the sequence in window order
+        recent.append(summary)
+        del recent[:-self.windows]
+        if len(recent) < self.windows:
+            return None
+        merged = recent[0]
+        for part in recent[1:]:
+            merged = merged.merge(part)
+        return WindowSummary(summary.model, recent[0].window_start, summary.window_end, merged.rows,
+                             merged.features, -1, summary.model_version, summary.reference_version)

@@ -35,7 +35,7 @@ from streams.detectors import Detection, WindowMeanDetectors
 from streams.drift import DriftPolicy, DriftReport, compare
 from streams.profile import Profile
 from streams.summary import WindowSummary
-from streams.windows import PartitionWindows, WindowMerger
+from streams.windows import PartitionWindows, RollingView, WindowMerger
 
 log = logging.getLogger(__name__)
 STAGE1_GROUP = "driftline-monitor"
@@ -152,11 +152,32 @@ def detector_alerts(detections: list[Detection], summary: WindowSummary, referen
     return alerts
 
 
+def rolling_alerts(rolling: DriftReport, summary: WindowSummary, latest: DriftReport,
+                   windows: int) -> list[Alert]:
+    """Drift the last ``windows`` windows show together that the latest window alone did not."""
+    already = {f.name for f in latest.drifted()}
+    slow = [f for f in rolling.drifted() if f.name not in already]
+    if not slow:
+        return []
+    names = sorted(f.name for f in slow)
+    return [Alert.create(
+        "driftline.drift", summary.model, severity="warning",
+        identity=(summary.window_end, "rolling", windows, *names),
+        data={"model_version": summary.model_version, "window_start": summary.window_start,
+              "window_end": summary.window_end, "reference_version": rolling.reference_version,
+              "sample_size": summary.rows, "rolling_windows": windows,
+              "message": f"slow drift over the last {windows} windows: " + ", ".join(
+                  f"{f.name} {f.method}={f.value:.3g} (threshold {f.threshold:.3g})" for f in slow),
+              "features": [{"name": f.name, "statistic": f.method, "value": f.value,
+                            "threshold": f.threshold, "tests": f.tests} for f in slow]})]
+
+
 class Monitor:
     """One monitor worker process. Several with distinct ``instance`` ids share the work."""
 
     def __init__(self, settings: Settings, *, instance: str | None = None,
-                 policy: DriftPolicy | None = None, idle_seconds: float = 30.0) -> None:
+                 policy: DriftPolicy | None = None, idle_seconds: float = 30.0,
+                 rolling_windows: int = 10) -> None:
         self.settings = settings
         self.codec = Codec.default()
         self.policy = policy or DriftPolicy()
@@ -178,6 +199,7 @@ class Monitor:
             transactional_id=f"driftline-monitor-2-{instance}", on_assign=self._restore_closed)
         self.profiles = ProfileFollower(settings)
         self.detectors = WindowMeanDetectors()
+        self.rolling = RollingView(rolling_windows)
         self._replay: list[WindowSummary] = []
         self.reports: list[DriftReport] = []  # recent judgements, for the CLI and tests
 
@@ -207,6 +229,7 @@ class Monitor:
                 waiting.append(summary)
             else:
                 self.detectors.update(summary, profile)
+                self.rolling.add(summary)
         self._replay = waiting
 
     # ------------------------------------------------------------ stage 1
@@ -272,8 +295,12 @@ class Monitor:
                     if f.threshold is not None:
                         metrics.DRIFT_THRESHOLD.labels(summary.model, f.name, f.method).set(f.threshold)
             detections = self.detectors.update(summary, profile)
-            for alert in [*alerts_for(report, summary),
-                          *detector_alerts(detections, summary, report.reference_version)]:
+            alerts = [*alerts_for(report, summary), *detector_alerts(detections, summary, report.reference_version)]
+            rolling = self.rolling.add(summary)
+            if rolling is not None:
+                alerts += rolling_alerts(compare(rolling, profile, self.policy), rolling, report,
+                                         self.rolling.windows)
+            for alert in alerts:
                 produce(self.settings.topic("alerts"), key=alert.model.encode(), value=alert.to_json(),
                         headers=alert.kafka_headers())
                 metrics.ALERTS.labels(alert.model, alert.type).inc()

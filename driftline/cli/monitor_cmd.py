@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help=f"port for /metrics (default {DEFAULT_METRICS_PORT}; 0 disables)")
     parser.add_argument("--idle", type=float, default=30.0,
                         help="seconds after which a silent partition stops holding windows open (default 30)")
+    parser.add_argument("--rolling", type=int, default=10,
+                        help="windows merged by the rolling view that catches slow drift (default 10)")
     parser.add_argument("--false-alarm-rate", type=float, default=0.01,
                         help="chance a stable window raises a drift alert (default 0.01)")
     parser.set_defaults(handler=run)
@@ -38,6 +40,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.window is not None or args.grace is not None:
         settings = settings.replace(window_seconds=args.window or settings.window_seconds,
                                     grace_seconds=settings.grace_seconds if args.grace is None else args.grace)
+    if args.rolling < 2:
+        raise ConfigError(f"--rolling must be at least 2 windows, got {args.rolling}")
     if not 0 < args.false_alarm_rate < 1:
         raise ConfigError(f"--false-alarm-rate must be between 0 and 1, got {args.false_alarm_rate}")
     port = args.metrics_port if args.metrics_port is not None else (settings.metrics_port or DEFAULT_METRICS_PORT)
@@ -48,7 +52,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
     monitor = Monitor(settings, instance=args.instance,
-                      policy=DriftPolicy(false_alarm_rate=args.false_alarm_rate), idle_seconds=args.idle)
+                      policy=DriftPolicy(false_alarm_rate=args.false_alarm_rate), idle_seconds=args.idle,
+                      rolling_windows=args.rolling)
     log.info("monitor started: windows of %ss, grace %ss, metrics on :%s",
              settings.window_seconds, settings.grace_seconds, port or "-")
     try:

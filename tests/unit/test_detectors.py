@@ -57,3 +57,22 @@ def test_replayed_windows_do_not_feed_twice(profile):
     summary = window(profile, rng, 10)
     detectors.update(summary, profile)
     assert detectors.update(summary, profile) == []
+
+
+def test_rolling_view_catches_a_shift_single_windows_miss_and_equals_one_merge(profile):
+    from streams.windows import RollingView
+
+    rng = np.random.default_rng(4)
+    view = RollingView(10)
+    assert all(view.add(window(profile, rng, i)) is None for i in range(9))
+    shifted = [window(profile, rng, i, shift=0.12) for i in range(9, 19)]
+    single = sum(compare(s, profile).features["x"].drift for s in shifted)
+    rolled = [view.add(s) for s in shifted]
+    last = rolled[-1]
+    assert last.rows == 10 * 500 and last.window_start == 9
+    assert last.features["x"].count == sum(s.features["x"].count for s in shifted)
+    report = compare(last, profile)
+    print(f"0.12-std shift: single 500-row windows flagged {single}/10; rolling 10-window view: "
+          f"{'flagged' if report.features['x'].drift else 'missed'} ({report.features['x'].method})")
+    assert report.features["x"].drift and single < 5
+    assert not compare(last, profile).features["y"].drift
