@@ -137,7 +137,11 @@ def list_topics(settings: Settings, timeout: float = 10.0) -> dict[str, int]:
 
 
 def message_count(settings: Settings, topic: str, timeout: float = 10.0) -> int:
-    """Messages on a topic now: the sum over partitions of high minus low watermark."""
+    """Messages on a topic now: the sum over partitions of high minus low watermark.
+
+    Exact for topics written without transactions only: on a transactional
+    topic (stats, alerts, stats.partial) commit markers take offsets too.
+    """
     from confluent_kafka import Consumer
 
     from driftline.kafka_clients import common_config
