@@ -10,6 +10,8 @@ LATE_ROWS = Counter("driftline_monitor_late_rows_total", "Rows that arrived afte
                     ["model"])
 UNPROFILED_ROWS = Counter("driftline_monitor_unprofiled_rows_total",
                           "Rows of models without a reference profile (counted, not aggregated)")
+REFERENCE_CHANGED_ROWS = Counter("driftline_monitor_reference_changed_rows_total",
+                                 "Rows left out of a window because the profile changed during it", ["model"])
 DEAD_LETTERED = Counter("driftline_monitor_dead_lettered_total", "Events sent to the dead-letter topic")
 WINDOWS_CLOSED = Counter("driftline_monitor_windows_closed_total", "Windows merged and judged", ["model"])
 WINDOW_CLOSE_LATENCY = Histogram(

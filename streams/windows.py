@@ -115,6 +115,7 @@ class WindowMerger:
         self.watermarks: dict[str, dict[SourcePartition, tuple[int, float]]] = defaultdict(dict)
         self.closed: set[tuple[str, int]] = set()
         self.late_rows: dict[str, int] = defaultdict(int)
+        self.mismatched_reference_rows = 0
 
     def add_delta(self, delta: WindowSummary, partition: int, offset: int) -> bool:
         """Merge a delta; False when its window is already closed (a replay after a restart)."""
@@ -125,6 +126,11 @@ class WindowMerger:
         if window is None:
             delta.partition = -1
             self.open[key] = OpenWindow(delta, {partition: offset})
+        elif window.summary.reference_version != delta.reference_version:
+            # The profile changed mid-window: bins differ, so the rows cannot be merged.
+            # The window keeps the version it started with; the rest is counted.
+            self.mismatched_reference_rows += delta.rows
+            return False
         else:
             window.summary = window.summary.merge(delta)
             window.first_offsets.setdefault(partition, offset)

@@ -270,7 +270,13 @@ class Monitor:
             self._replay_detectors()
         for event in events:
             if event.schema == "driftline.WindowSummary":
-                self.merger.add_delta(WindowSummary.from_avro(event.record), event.partition, event.offset)
+                delta = WindowSummary.from_avro(event.record)
+                before = self.merger.mismatched_reference_rows
+                self.merger.add_delta(delta, event.partition, event.offset)
+                if self.merger.mismatched_reference_rows > before:
+                    metrics.REFERENCE_CHANGED_ROWS.labels(delta.model).inc(delta.rows)
+                    log.warning("%s: %d rows of window %d were summarised against another profile "
+                                "version and are left out of it", delta.model, delta.rows, delta.window_start)
             elif event.schema == "driftline.PartitionProgress":
                 self.merger.add_progress(event.record)
         closing = self.merger.ready()
@@ -285,7 +291,10 @@ class Monitor:
             metrics.WINDOWS_CLOSED.labels(summary.model).inc()
             close_at = (summary.window_end + self.settings.grace_seconds * 1000) / 1000
             metrics.WINDOW_CLOSE_LATENCY.observe(max(0.0, time.time() - close_at))
-            if profile is None:
+            if profile is None or profile.version != summary.reference_version:
+                log.warning("%s window %d: summarised against profile v%s, now v%s: not judged",
+                            summary.model, summary.window_start, summary.reference_version,
+                            profile.version if profile else "-")
                 continue
             report = compare(summary, profile, self.policy)
             self.reports = [*self.reports[-99:], report]

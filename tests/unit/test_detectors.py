@@ -76,3 +76,17 @@ def test_rolling_view_catches_a_shift_single_windows_miss_and_equals_one_merge(p
           f"{'flagged' if report.features['x'].drift else 'missed'} ({report.features['x'].method})")
     assert report.features["x"].drift and single < 5
     assert not compare(last, profile).features["y"].drift
+
+
+def test_merger_keeps_a_window_on_the_profile_version_it_started_with(profile):
+    from streams.windows import WindowMerger
+
+    rng = np.random.default_rng(5)
+    merger = WindowMerger(1, 0)
+    first = window(profile, rng, 0)
+    other = window(profile, rng, 0)
+    other.reference_version = "2"
+    assert merger.add_delta(first, 0, 0)
+    assert not merger.add_delta(other, 0, 1)
+    assert merger.mismatched_reference_rows == 500
+    assert merger.open[("m", 0)].summary.rows == 500
