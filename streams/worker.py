@@ -40,10 +40,14 @@ from streams.windows import PartitionWindows, RollingView, WindowMerger
 log = logging.getLogger(__name__)
 STAGE1_GROUP = "driftline-monitor"
 STAGE2_GROUP = "driftline-monitor-merge"
+# Closed windows older than this are never replayed into stage 2 (its commits hold back only to
+# open windows) and are enough history for the detectors and the rolling view.
+STATS_REPLAY_MS = 24 * 3600 * 1000
 
 
-def read_compacted(settings: Settings, topic: str, timeout: float = 10.0) -> dict[bytes, bytes]:
-    """Latest value per key of a (small, compacted) topic, committed records only."""
+def read_compacted(settings: Settings, topic: str, timeout: float = 10.0,
+                   since_ms: int | None = None) -> dict[bytes, bytes]:
+    """Latest value per key of a topic, committed records only (from ``since_ms`` when given)."""
     consumer = Consumer({**common_config(settings), "group.id": "driftline-reader",
                          "enable.auto.commit": False, "isolation.level": "read_committed"})
     try:
@@ -53,7 +57,14 @@ def read_compacted(settings: Settings, topic: str, timeout: float = 10.0) -> dic
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
             if high > low:
                 ends[p] = high
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        starts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends]
+        if since_ms is not None and ends:
+            found = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in ends], timeout)
+            starts = [tp if tp.offset >= 0 else TopicPartition(topic, tp.partition, ends[tp.partition])
+                      for tp in found]
+            ends = {tp.partition: ends[tp.partition] for tp in starts if tp.offset < ends[tp.partition]}
+            starts = [tp for tp in starts if tp.partition in ends]
+        consumer.assign(starts)
         latest: dict[bytes, bytes] = {}
         deadline = time.monotonic() + timeout
         while ends and time.monotonic() < deadline:
@@ -214,7 +225,8 @@ class Monitor:
     def _restore_closed(self, partitions: list[TopicPartition]) -> None:
         """Closed windows (never re-judged) and the detectors' inputs, from the stats topic."""
         replay = []
-        for key, value in read_compacted(self.settings, self.settings.topic("stats")).items():
+        since = int(time.time() * 1000) - STATS_REPLAY_MS  # start-up work bounded by time, not by history
+        for key, value in read_compacted(self.settings, self.settings.topic("stats"), since_ms=since).items():
             model, _, start = key.decode().rpartition(":")
             self.merger.closed.add((model, int(start)))
             replay.append(WindowSummary.from_avro(self.codec.decode(value, "driftline.WindowSummary")))
