@@ -34,6 +34,16 @@ def bench_settings(partitions: int = 4) -> Settings:
     return settings
 
 
+def bench_consumer(settings: Settings, **overrides: Any) -> Any:
+    """A throwaway consumer group reading from the beginning, committing nothing."""
+    from confluent_kafka import Consumer
+
+    from driftline.kafka_clients import common_config
+
+    return Consumer({**common_config(settings), "group.id": f"bench-{uuid.uuid4().hex}",
+                     "enable.auto.commit": False, "auto.offset.reset": "earliest", **overrides})
+
+
 def produce_all(producer: Any, topic: str, values: Iterable[bytes], keys: Iterable[bytes] | None = None) -> None:
     """Produce every value, waiting for queue space instead of failing, then flush."""
     keys = iter(keys) if keys is not None else None

@@ -19,7 +19,7 @@ import time
 import uuid
 
 import numpy as np
-from _common import bench_settings, parser, report, rss_mb
+from _common import bench_consumer, bench_settings, parser, report, rss_mb
 from confluent_kafka import Consumer
 
 from driftline import Producer
@@ -61,8 +61,7 @@ def produce(settings, events, rows, rng, start_ms):
 
 def baseline(settings, topic, events):
     codec = Codec.default()
-    consumer = Consumer({**common_config(settings), "group.id": f"bench-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = bench_consumer(settings)
     consumer.subscribe([topic])
     seen = 0
     start = None

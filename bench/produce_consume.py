@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 
 import numpy as np
-from _common import bench_settings, parser, produce_all, report, timed
-from confluent_kafka import Consumer, TopicPartition
+from _common import bench_consumer, bench_settings, parser, produce_all, report, timed
+from confluent_kafka import TopicPartition
 
 from driftline import Producer
-from driftline.kafka_clients import common_config, make_producer
+from driftline.kafka_clients import make_producer
 from schemas import Codec, FeatureFrame
 
 NUMERIC = [f"n{i}" for i in range(16)]
@@ -41,9 +40,7 @@ def consume_all(settings, topic: str, expected: int, decode=None) -> tuple[float
     The clock starts at the first message so the figure is the steady rate,
     not the consumer's start-up (metadata, first fetch).
     """
-    consumer = Consumer({**common_config(settings), "group.id": f"bench-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                         "fetch.min.bytes": 1, "queued.min.messages": 200000})
+    consumer = bench_consumer(settings, **{"fetch.min.bytes": 1, "queued.min.messages": 200000})
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
     seen = rows = 0
@@ -120,11 +117,11 @@ def main() -> None:
          **{c: [PLANS[k] for k in rng.integers(0, 4, 100)] for c in CATEGORICAL}}
         for _ in range(min(batches, 50))
     ]
-    batch_topic = settings.topic("labels")  # any topic of this run that is still empty
+    batch_settings = bench_settings()  # batch events get topics of their own
+    batch_topic = batch_settings.topic("predictions")
 
     def sdk_batches() -> None:
-        with Producer(model="bench", settings=settings) as producer:
-            producer._topics["predictions"] = batch_topic
+        with Producer(model="bench", settings=batch_settings) as producer:
             for i in range(batches):
                 producer.predictions(batch_columns[i % len(batch_columns)], rng.random(100))
 
@@ -156,8 +153,7 @@ def _columns(row: dict) -> dict:
 
 
 def _first_messages(settings, topic: str, count: int) -> list:
-    consumer = Consumer({**common_config(settings), "group.id": f"bench-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest"})
+    consumer = bench_consumer(settings)
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
     out = []

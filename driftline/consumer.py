@@ -10,7 +10,7 @@ committed never cover work (or dead letters) that is not yet durable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +92,11 @@ class EventReader:
         self.deadletters = DeadLetterQueue.for_producer(settings, self.producer)
         self.consumed = 0
 
+    @property
+    def in_transaction(self) -> bool:
+        """True between a batch's first output and its commit (transactional mode)."""
+        return self._in_transaction
+
     def begin(self) -> None:
         """Open the transaction the next batch's outputs go into (transactional mode only)."""
         if self.transactional and not self._in_transaction:
@@ -161,15 +166,6 @@ class EventReader:
             if exc.args[0].code() != KafkaError._NO_OFFSET:
                 raise
 
-    def run(self, handle: Callable[[list[Event]], None], *, stop: Callable[[], bool],
-            max_messages: int = 500, timeout: float = 0.5) -> None:
-        """Poll, handle and commit until ``stop()`` is true."""
-        while not stop():
-            events = self.poll(max_messages, timeout)
-            if events:
-                handle(events)
-            self.commit()
-
     def close(self) -> None:
         try:
             if self._in_transaction:
@@ -184,7 +180,3 @@ class EventReader:
 
     def __exit__(self, *_: Any) -> None:
         self.close()
-
-
-def records_of(events: Iterable[Event], schema: str) -> list[dict[str, Any]]:
-    return [e.record for e in events if e.schema == schema]

@@ -7,7 +7,6 @@ so SASL/SSL settings, the client id and the producer's durability guarantees
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
@@ -112,7 +111,3 @@ def check_reachable(settings: Settings, timeout: float = 10.0) -> int:
             "start one with 'driftline broker up' or set KAFKA_BOOTSTRAP_SERVERS"
         ) from None
     return len(metadata.brokers)
-
-
-def state_file(settings: Settings, name: str) -> Path:
-    return settings.state_path / name

@@ -19,7 +19,6 @@ Type rules (what goes where):
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,17 +35,6 @@ if TYPE_CHECKING:
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 MISMATCH_TEXT_LIMIT = 200
-
-EMPTY_COLUMNS: dict[str, Any] = {
-    "numeric_names": [],
-    "numeric_values": b"",
-    "numeric_nulls": b"",
-    "categorical_names": [],
-    "categorical_values": [],
-    "categorical_nulls": b"",
-    "mismatched": [],
-}
-
 
 def pack_mask(mask: np.ndarray) -> bytes:
     """Null bitmap of a boolean matrix; empty bytes when nothing is null."""
@@ -437,9 +425,6 @@ class FeatureFrame:
     def numeric_column(self, name: str) -> np.ndarray:
         return self.numeric[:, self.numeric_names.index(name)]
 
-    def categorical_column(self, name: str) -> np.ndarray:
-        return self.categorical[:, self.categorical_names.index(name)]
-
     def to_rows(self) -> list[dict[str, Any]]:
         """Back to one dict per row (nulls omitted): what a river model's ``predict_one`` takes."""
         rows: list[dict[str, Any]] = [{} for _ in range(self.rows)]
@@ -465,7 +450,3 @@ def read_float_buffer(raw: bytes, rows: int, what: str = "prediction") -> np.nda
     if len(raw) != 8 * rows:
         raise DecodeError(f"{what} has {len(raw)} bytes, {8 * rows} expected for {rows} rows")
     return np.frombuffer(raw, dtype="<f8")
-
-
-def is_finite_number(value: Any) -> bool:
-    return _is_number(value) and math.isfinite(value)

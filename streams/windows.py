@@ -114,7 +114,6 @@ class WindowMerger:
         self.open: dict[tuple[str, int], OpenWindow] = {}
         self.watermarks: dict[str, dict[SourcePartition, tuple[int, float]]] = defaultdict(dict)
         self.closed: set[tuple[str, int]] = set()
-        self.late_rows: dict[str, int] = defaultdict(int)
         self.mismatched_reference_rows = 0
 
     def add_delta(self, delta: WindowSummary, partition: int, offset: int) -> bool:
@@ -141,7 +140,6 @@ class WindowMerger:
         marks = self.watermarks[progress["model"]]
         previous = marks.get(source, (np.iinfo(np.int64).min, 0.0))[0]
         marks[source] = (max(previous, progress["watermark"]), time.monotonic() if now is None else now)
-        self.late_rows[progress["model"]] += progress.get("late_rows", 0)
 
     def ready(self, now: float | None = None) -> list[WindowSummary]:
         """Windows every active source partition has moved past; removed from the open set."""

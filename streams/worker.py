@@ -21,7 +21,6 @@ import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -212,7 +211,6 @@ class Monitor:
         self.detectors = WindowMeanDetectors()
         self.rolling = RollingView(rolling_windows)
         self._replay: list[WindowSummary] = []
-        self.reports: list[DriftReport] = []  # recent judgements, for the CLI and tests
 
     # ------------------------------------------------------------ recovery
     def _restore_watermarks(self, partitions: list[TopicPartition]) -> None:
@@ -247,7 +245,7 @@ class Monitor:
     # ------------------------------------------------------------ stage 1
     def step_stage1(self, max_messages: int = 5000, timeout: float = 0.1) -> int:
         events = self.stage1.poll(max_messages, timeout)
-        if not self.stage1._in_transaction:
+        if not self.stage1.in_transaction:
             return 0
         by_source: dict[tuple[str, int], list[Event]] = defaultdict(list)
         for event in events:
@@ -309,7 +307,6 @@ class Monitor:
                             profile.version if profile else "-")
                 continue
             report = compare(summary, profile, self.policy)
-            self.reports = [*self.reports[-99:], report]
             for f in report.features.values():
                 if f.value is not None and f.method:
                     metrics.DRIFT_STATISTIC.labels(summary.model, f.name, f.method).set(f.value)
@@ -326,7 +323,7 @@ class Monitor:
                         headers=alert.kafka_headers())
                 metrics.ALERTS.labels(alert.model, alert.type).inc()
                 log.warning("%s", alert.summary())
-        if self.stage2._in_transaction:
+        if self.stage2.in_transaction:
             assignment = self.stage2.consumer.position(self.stage2.consumer.assignment())
             safe = self.merger.commit_offsets({tp.partition: tp.offset for tp in assignment if tp.offset >= 0})
             self.stage2.commit(offsets=[TopicPartition(self.partial_topic, p, o) for p, o in safe.items()])
@@ -358,7 +355,3 @@ class Monitor:
                 part.close()
             except Exception as exc:  # closing the others matters more
                 log.warning("error while closing: %s", exc)
-
-    def stats(self) -> dict[str, Any]:
-        return {"open_windows": len(self.merger.open), "closed_windows": len(self.merger.closed),
-                "dead_lettered": self.stage1.deadletters.count}

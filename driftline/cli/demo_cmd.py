@@ -22,6 +22,7 @@ import numpy as np
 
 from driftline.alerts import AlertSubscriber
 from driftline.broker import broker_up
+from driftline.kafka_clients import make_producer
 from driftline.producer import Producer
 from driftline.settings import Settings
 from driftline.topics import create_topics
@@ -64,8 +65,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     columns = {name: np.array([r[name] for r in reference], dtype=float) for name in reference[0]}
     table = Table(columns, {name: "float" for name in columns})
     profile = Profile.build(table, "loans", source="river Agrawal(seed=1)")
-    with Producer(model="loans", settings=settings) as producer:
-        producer._producer.produce(settings.topic("profiles"), key=b"loans", value=profile.to_bytes())
+    publisher = make_producer(settings)
+    publisher.produce(settings.topic("profiles"), key=b"loans", value=profile.to_bytes())
+    publisher.flush(30)
     print(f"[profile]  loans v1: {table.rows} reference rows, {len(profile.features)} features")
 
     monitor = Monitor(settings, instance="demo", idle_seconds=3.0)
