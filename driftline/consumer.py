@@ -27,6 +27,17 @@ log = logging.getLogger(__name__)
 Validator = Callable[[dict[str, Any]], None]
 
 
+def static_membership(instance: str, session_timeout_ms: int = 15000) -> dict[str, Any]:
+    """Consumer settings for a worker with a stable identity (KIP-345 static membership).
+
+    A worker restarted under the same instance id gets its partitions straight
+    back instead of waiting for the group to notice the old process died (the
+    45 s default session timeout); the shorter session timeout bounds how long
+    partitions of a worker that is gone for good stay unserved.
+    """
+    return {"group.instance.id": instance, "session.timeout.ms": session_timeout_ms}
+
+
 @dataclass(frozen=True)
 class Event:
     """A decoded event with where it came from."""
@@ -52,6 +63,10 @@ class EventReader:
         a message of another kind is dead-lettered.
     validate
         Called with each decoded record; raise a ContractError to refuse it.
+    dead_letter_topics
+        Topics whose bad events this reader dead-letters (default: all); bad
+        events of the others are left to the stage that owns them and counted
+        in ``skipped``.
     """
 
     def __init__(
@@ -67,6 +82,7 @@ class EventReader:
         codec: EventCodec | None = None,
         transactional_id: str | None = None,
         on_assign: Callable[[list[TopicPartition]], None] | None = None,
+        dead_letter_topics: Sequence[str] | None = None,
         **consumer_config: Any,
     ) -> None:
         self.settings = settings
@@ -74,6 +90,10 @@ class EventReader:
         self.expect = expect or {}
         self.validate = validate
         self.stage = stage
+        # Bad events of a topic are dead-lettered by exactly one stage; another stage reading the
+        # same topic counts them in ``skipped`` instead of filing the same dead letter twice.
+        self.dead_letter_topics = set(topics if dead_letter_topics is None else dead_letter_topics)
+        self.skipped = 0
         self.transactional = transactional_id is not None
         if self.transactional:
             consumer_config.setdefault("isolation.level", "read_committed")
@@ -109,6 +129,9 @@ class EventReader:
             if self.validate is not None:
                 self.validate(record)
         except ContractError as exc:
+            if message.topic() not in self.dead_letter_topics:
+                self.skipped += 1
+                return None
             self.deadletters.send(
                 value=message.value(), key=message.key(), source_topic=message.topic(),
                 partition=message.partition(), offset=message.offset(), error=exc,

@@ -20,7 +20,7 @@ from driftline.settings import Settings
 EVENT_TOPICS = ("features", "predictions", "labels")
 ALL_TOPICS = (
     "features", "predictions", "labels", "stats.partial", "stats", "alerts",
-    "models", "deployments", "runs", "profiles", "deadletter", "monitor.watermarks",
+    "models", "deployments", "runs", "profiles", "deadletter", "monitor.watermarks", "quality",
 )
 COMPACTED = frozenset({"models", "deployments", "profiles", "monitor.watermarks"})
 

@@ -26,3 +26,13 @@ DRIFT_THRESHOLD = Gauge("driftline_drift_threshold", "Threshold the statistic wa
 ALERTS = Counter("driftline_alerts_total", "Alerts published", ["model", "type"])
 CONSUMER_LAG = Gauge("driftline_monitor_consumer_lag", "Messages behind the end of the input",
                      ["topic", "partition"])
+LABELS_JOINED = Counter("driftline_monitor_labels_joined_total", "Labels joined to their prediction", ["model"])
+LATE_LABELS = Counter("driftline_monitor_late_labels_total",
+                      "Labels whose quality window was already published (counted, not re-judged)", ["model"])
+UNLABELLED_EXPIRED = Counter("driftline_monitor_unlabelled_expired_total",
+                             "Predictions whose label did not arrive within the TTL")
+UNMATCHED_LABELS = Counter("driftline_monitor_unmatched_labels_total",
+                           "Labels whose prediction did not arrive within the TTL")
+QUALITY = Gauge("driftline_model_quality", "Quality metric of the latest closed window",
+                ["model", "version", "metric"])
+QUALITY_WINDOWS = Counter("driftline_monitor_quality_windows_total", "Quality windows published", ["model"])

@@ -1,9 +1,11 @@
-"""The monitor worker: both windowing stages as one Kafka service.
+"""The monitor worker: the windowing stages and the decay stage as one Kafka service.
 
 Stage 1 reads ``features`` and ``predictions``, writes window deltas and
 partition progress to ``stats.partial`` and each partition's watermark to
 the compacted ``monitor.watermarks``; stage 2 reads ``stats.partial``, closes
-windows, writes merged summaries to ``stats`` and alerts to ``alerts``.
+windows, writes merged summaries to ``stats`` and alerts to ``alerts``. The
+decay stage (:mod:`streams.decay_stage`) joins ``labels`` to ``predictions``
+and writes quality windows to ``quality`` and decay alerts to ``alerts``.
 
 Each stage commits its outputs and its input offsets in one Kafka
 transaction (confluent-kafka / librdkafka), so a worker killed at any point
@@ -22,14 +24,16 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from driftline.alerts import Alert
-from driftline.consumer import Event, EventReader
-from driftline.kafka_clients import common_config
+from driftline.consumer import Event, EventReader, static_membership
+from driftline.follow import TopicFollower, read_compacted
 from driftline.settings import Settings
 from schemas import Codec
 from streams import metrics
+from streams.decay import DecayPolicy
+from streams.decay_stage import DecayStage
 from streams.detectors import Detection, WindowMeanDetectors
 from streams.drift import DriftPolicy, DriftReport, compare
 from streams.profile import Profile
@@ -44,68 +48,19 @@ STAGE2_GROUP = "driftline-monitor-merge"
 STATS_REPLAY_MS = 24 * 3600 * 1000
 
 
-def read_compacted(settings: Settings, topic: str, timeout: float = 10.0,
-                   since_ms: int | None = None) -> dict[bytes, bytes]:
-    """Latest value per key of a topic, committed records only (from ``since_ms`` when given)."""
-    consumer = Consumer({**common_config(settings), "group.id": "driftline-reader",
-                         "enable.auto.commit": False, "isolation.level": "read_committed"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
-        ends = {}
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            if high > low:
-                ends[p] = high
-        starts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends]
-        if since_ms is not None and ends:
-            found = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in ends], timeout)
-            starts = [tp if tp.offset >= 0 else TopicPartition(topic, tp.partition, ends[tp.partition])
-                      for tp in found]
-            ends = {tp.partition: ends[tp.partition] for tp in starts if tp.offset < ends[tp.partition]}
-            starts = [tp for tp in starts if tp.partition in ends]
-        consumer.assign(starts)
-        latest: dict[bytes, bytes] = {}
-        deadline = time.monotonic() + timeout
-        while ends and time.monotonic() < deadline:
-            for message in consumer.consume(1000, 0.5):
-                if message.error():
-                    continue
-                if message.value() is None:
-                    latest.pop(message.key(), None)
-                else:
-                    latest[message.key()] = message.value()
-                if message.offset() + 1 >= ends.get(message.partition(), 0):
-                    ends.pop(message.partition(), None)
-        return latest
-    finally:
-        consumer.close()
-
-
-class ProfileFollower:
-    """Every model's latest profile, read from the compacted profiles topic and followed."""
+class ProfileFollower(TopicFollower[Profile]):
+    """Every model's latest profile, read from the compacted profiles topic (keyed by model) and followed."""
 
     def __init__(self, settings: Settings) -> None:
-        self.topic = settings.topic("profiles")
-        self.consumer = Consumer({**common_config(settings), "group.id": "driftline-profiles",
-                                  "enable.auto.commit": False})
-        partitions = self.consumer.list_topics(self.topic, timeout=10).topics[self.topic].partitions
-        self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+        super().__init__(settings, "profiles", Profile.from_bytes)
         self.profiles: dict[str, Profile] = {}
 
-    def poll(self, timeout: float = 0.0) -> None:
-        for message in self.consumer.consume(100, timeout):
-            if message.error() or message.value() is None:
-                continue
-            try:
-                profile = Profile.from_bytes(message.value())
-            except Exception as exc:  # a bad profile must not stop monitoring the others
-                log.error("ignoring an unreadable profile at %s@%d: %s", self.topic, message.offset(), exc)
-                continue
+    def poll(self, timeout: float = 0.0, max_messages: int = 100) -> list[Profile]:
+        fresh = super().poll(timeout, max_messages)
+        for profile in fresh:
             self.profiles[profile.model] = profile
             log.info("profile %s v%s loaded", profile.model, profile.version)
-
-    def close(self) -> None:
-        self.consumer.close()
+        return fresh
 
 
 def alerts_for(report: DriftReport, summary: WindowSummary) -> list[Alert]:
@@ -187,7 +142,8 @@ class Monitor:
 
     def __init__(self, settings: Settings, *, instance: str | None = None,
                  policy: DriftPolicy | None = None, idle_seconds: float = 30.0,
-                 rolling_windows: int = 10) -> None:
+                 rolling_windows: int = 10, decay_policy: DecayPolicy | None = None,
+                 label_ttl_seconds: float = 24 * 3600) -> None:
         self.settings = settings
         self.codec = Codec.default()
         self.policy = policy or DriftPolicy()
@@ -203,14 +159,18 @@ class Monitor:
             settings, STAGE1_GROUP, inputs, stage="monitor",
             expect={settings.topic("features"): "driftline.Features",
                     settings.topic("predictions"): "driftline.Prediction"},
-            transactional_id=f"driftline-monitor-1-{instance}", on_assign=self._restore_watermarks)
+            transactional_id=f"driftline-monitor-1-{instance}", on_assign=self._restore_watermarks,
+            **static_membership(f"{instance}-1"))
         self.stage2 = EventReader(
             settings, STAGE2_GROUP, [self.partial_topic], stage="monitor-merge",
-            transactional_id=f"driftline-monitor-2-{instance}", on_assign=self._restore_closed)
+            transactional_id=f"driftline-monitor-2-{instance}", on_assign=self._restore_closed,
+            **static_membership(f"{instance}-2"))
         self.profiles = ProfileFollower(settings)
         self.detectors = WindowMeanDetectors()
         self.rolling = RollingView(rolling_windows)
         self._replay: list[WindowSummary] = []
+        self.decay = DecayStage(settings, instance, lambda: self.profiles.profiles, policy=decay_policy,
+                                ttl_seconds=label_ttl_seconds, idle_seconds=idle_seconds)
 
     # ------------------------------------------------------------ recovery
     def _restore_watermarks(self, partitions: list[TopicPartition]) -> None:
@@ -346,11 +306,12 @@ class Monitor:
                 next_lag = time.monotonic() + lag_every
             self.profiles.poll()
             busy = self.step_stage1(timeout=0.05)
-            # While stage 1 has a backlog, stage 2 only takes what is already there.
+            # While stage 1 has a backlog, the other stages only take what is already there.
             self.step_stage2(timeout=0.0 if busy else 0.05)
+            self.decay.step(timeout=0.0 if busy else 0.02)
 
     def close(self) -> None:
-        for part in (self.stage1, self.stage2, self.profiles):
+        for part in (self.stage1, self.stage2, self.decay, self.profiles):
             try:
                 part.close()
             except Exception as exc:  # closing the others matters more

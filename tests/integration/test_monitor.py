@@ -204,3 +204,74 @@ def test_bad_events_are_dead_lettered_and_counts_reconcile(profiled):
     assert late_rows == 30
     assert aggregated + late_rows == rows_in, "events in = aggregated + late (+ the 7 dead letters, not rows)"
 
+
+
+def test_decay_quality_windows_are_exact_across_sigkill_and_raise_decay_alerts(profiled):
+    """Labels joined to predictions (either order), windowed accuracy = numpy's, decay alert after the drop."""
+    settings, profile = profiled
+    with_metrics = Profile.from_bytes(profile.to_bytes())
+    with_metrics.metrics = {"accuracy": 0.9}
+    publisher = make_producer(settings)
+    publisher.produce(settings.topic("profiles"), key=b"m", value=with_metrics.to_bytes())
+    publisher.flush()
+    rng = np.random.default_rng(3)
+    windows, per_window, rows = 10, 20, 20
+    truth_by_window: dict[int, list[np.ndarray]] = collections.defaultdict(list)
+    correct_by_window: dict[int, list[np.ndarray]] = collections.defaultdict(list)
+
+    def send(first: int, last: int) -> None:
+        with Producer(model="m", settings=settings, model_version="7") as producer:
+            for i in range(first, last):
+                t = BASE + i * (WINDOW_MS // per_window)
+                window = (t + 300 - BASE) // WINDOW_MS
+                truth = rng.random(rows) < 0.5
+                correct = rng.random(rows) < (0.9 if window < 5 else 0.6)
+                predicted = np.where(correct, truth, ~truth)
+                ids = [f"r{i}-{j}" for j in range(rows)]
+                labels_first = i % 7 == 0
+                if labels_first:
+                    producer.labels(ids, truth.tolist(), event_time=t + 300)
+                producer.predictions(columns(rng, rows), np.where(predicted, 0.8, 0.2), request_ids=ids,
+                                     event_time=t)
+                if not labels_first:
+                    producer.labels(ids, truth.tolist(), event_time=t + 300)
+                start = BASE + window * WINDOW_MS
+                truth_by_window[start].append(truth)
+                correct_by_window[start].append(correct)
+                time.sleep(0.01)
+
+    total = windows * per_window - 3  # the last window's last labels fall beyond it
+    monitor = start_monitor(settings, instance="q")
+    try:
+        send(0, total // 2)
+        time.sleep(1.0)
+        monitor.send_signal(signal.SIGKILL)
+        monitor.wait()
+        monitor = start_monitor(settings, instance="q")
+        send(total // 2, total)
+        codec = Codec.default()
+        deadline = time.monotonic() + 60
+        records: list[dict] = []
+        while time.monotonic() < deadline and not set(truth_by_window) <= {r["window_start"] for r in records}:
+            records = [codec.decode(m.value(), "driftline.QualitySummary")
+                       for m in read_topic(settings, settings.topic("quality"), timeout=2)]
+            time.sleep(0.5)
+    finally:
+        stop(monitor)
+    quality = {r["window_start"]: r for r in records}
+    assert len(quality) == len(records), "a quality window was published twice"
+    assert set(truth_by_window) <= set(quality)
+    for start, parts in correct_by_window.items():
+        record = quality[start]
+        assert record["rows"] == sum(len(p) for p in parts), "no pair lost or counted twice"
+        assert record["metrics"]["accuracy"] == pytest.approx(np.concatenate(parts).mean())
+        assert record["model_version"] == "7" and record["baseline_source"] == "profile"
+        assert {"f1", "log_loss", "roc_auc"} <= set(record["metrics"])
+    alerts = [json.loads(m.value()) for m in read_topic(settings, settings.topic("alerts"))]
+    decay = [a for a in alerts if a["type"] == "driftline.decay"]
+    flagged = {a["data"]["window_start"] for a in decay if a["data"].get("metrics_failed", [{}])[0].get(
+        "statistic") == "accuracy"}
+    assert BASE + 5 * WINDOW_MS in flagged, "the first window after the quality drop raises a decay alert"
+    assert all(start >= BASE + 5 * WINDOW_MS for start in flagged), "no decay alert before the drop"
+    ids = [a["id"] for a in alerts]
+    assert len(ids) == len(set(ids))

@@ -1,0 +1,120 @@
+"""Reading driftline's control topics: the latest value per key, then following changes.
+
+Profiles, models, deployments and the monitor's checkpoints are compacted
+topics whose latest record per key is the state. Every service that needs
+them (monitor, trainer, serving nodes, the CLI) reads them here, so they all
+agree on what "latest" means: committed records only, tombstones delete.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from driftline.kafka_clients import common_config
+from driftline.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _reader(settings: Settings) -> Consumer:
+    # A unique group that never commits: followers always start from the beginning.
+    return Consumer({**common_config(settings), "group.id": f"driftline-follow-{uuid.uuid4().hex[:8]}",
+                     "enable.auto.commit": False, "isolation.level": "read_committed",
+                     "fetch.message.max.bytes": max(settings.max_message_bytes, 1048576)})
+
+
+def read_compacted(settings: Settings, topic: str, timeout: float = 10.0,
+                   since_ms: int | None = None) -> dict[bytes, bytes]:
+    """Latest value per key of a topic, committed records only (from ``since_ms`` when given)."""
+    consumer = _reader(settings)
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        ends = {}
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if high > low:
+                ends[p] = high
+        starts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends]
+        if since_ms is not None and ends:
+            found = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in ends], timeout)
+            starts = [tp if tp.offset >= 0 else TopicPartition(topic, tp.partition, ends[tp.partition])
+                      for tp in found]
+            ends = {tp.partition: ends[tp.partition] for tp in starts if tp.offset < ends[tp.partition]}
+            starts = [tp for tp in starts if tp.partition in ends]
+        consumer.assign(starts)
+        latest: dict[bytes, bytes] = {}
+        deadline = time.monotonic() + timeout
+        while ends and time.monotonic() < deadline:
+            for message in consumer.consume(1000, 0.5):
+                if message.error():
+                    continue
+                if message.value() is None:
+                    latest.pop(message.key(), None)
+                else:
+                    latest[message.key()] = message.value()
+                if message.offset() + 1 >= ends.get(message.partition(), 0):
+                    ends.pop(message.partition(), None)
+        return latest
+    finally:
+        consumer.close()
+
+
+class TopicFollower(Generic[T]):
+    """The latest parsed value per key of a control topic, kept current by ``poll``.
+
+    A record that does not parse is logged and skipped (one bad record must
+    not stop a service from following the others); ``caught_up`` says when
+    everything that existed at start-up has been read.
+    """
+
+    def __init__(self, settings: Settings, short_topic: str, parse: Callable[[bytes], T]) -> None:
+        self.topic = settings.topic(short_topic)
+        self.parse = parse
+        self.consumer = _reader(settings)
+        partitions = self.consumer.list_topics(self.topic, timeout=10).topics[self.topic].partitions
+        self._ends: dict[int, int] = {}
+        for p in partitions:
+            low, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
+            if high > low:
+                self._ends[p] = high
+        self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+        self.latest: dict[bytes, T] = {}
+
+    @property
+    def caught_up(self) -> bool:
+        return not self._ends
+
+    def poll(self, timeout: float = 0.0, max_messages: int = 100) -> list[T]:
+        """Read what arrived; the newly parsed values in topic order."""
+        fresh: list[T] = []
+        for message in self.consumer.consume(max_messages, timeout):
+            if message.error():
+                continue
+            if message.offset() + 1 >= self._ends.get(message.partition(), 0):
+                self._ends.pop(message.partition(), None)
+            if message.value() is None:
+                self.latest.pop(message.key(), None)
+                continue
+            try:
+                value = self.parse(message.value())
+            except Exception as exc:  # any unreadable record is skipped the same way
+                log.error("ignoring an unreadable record at %s@%d: %s", self.topic, message.offset(), exc)
+                continue
+            self.latest[message.key()] = value
+            fresh.append(value)
+        return fresh
+
+    def catch_up(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.caught_up and time.monotonic() < deadline:
+            self.poll(0.2, 1000)
+
+    def close(self) -> None:
+        self.consumer.close()

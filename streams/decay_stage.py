@@ -1,0 +1,139 @@
+"""The monitor's decay stage: labels joined to predictions, quality windows, decay alerts.
+
+It reads ``predictions`` and ``labels`` in its own consumer group and, in one
+Kafka transaction per step, publishes closed quality windows to ``quality``
+and decay alerts to ``alerts`` together with offsets held back to the oldest
+row still in its state (see :mod:`streams.join`). A restart therefore
+rebuilds the join state from the topics, and the windows already published
+(read back from ``quality``) are not counted again.
+
+Joining needs a request's prediction and label on the same worker: with
+several workers, key both by request id (the SDK does) and give the two
+topics the same partition count.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from confluent_kafka import TopicPartition
+
+from driftline.consumer import EventReader, static_membership
+from driftline.follow import TopicFollower, read_compacted
+from driftline.settings import Settings
+from schemas import Codec
+from streams import metrics
+from streams.decay import DecayJudge, DecayPolicy, measure
+from streams.join import JoinResult, LabelJoin
+from streams.profile import Profile
+
+log = logging.getLogger(__name__)
+DECAY_GROUP = "driftline-monitor-decay"
+QUALITY_REPLAY_MS = 7 * 24 * 3600 * 1000
+
+
+def model_record_summary(raw: bytes) -> dict:
+    """What the monitor needs of a ModelRecord: task and validation metrics (not the artifact)."""
+    record = Codec.default().decode(raw, "driftline.ModelRecord")
+    return {"model": record["model"], "version": record["version"], "task": record["task"],
+            "metrics": dict(record["metrics"])}
+
+
+class DecayStage:
+    def __init__(self, settings: Settings, instance: str, profiles: Callable[[], dict[str, Profile]],
+                 *, policy: DecayPolicy | None = None, ttl_seconds: float = 24 * 3600,
+                 idle_seconds: float = 30.0) -> None:
+        self.settings = settings
+        self.codec = Codec.default()
+        self.window_ms = int(settings.window_seconds * 1000)
+        self.grace_ms = int(settings.grace_seconds * 1000)
+        self.ttl_ms = int(ttl_seconds * 1000)
+        self.idle_s = idle_seconds
+        self.profiles = profiles
+        self.judge = DecayJudge(policy)
+        self.quality_topic = settings.topic("quality")
+        self.join = self._fresh_join()
+        self.reader = EventReader(
+            settings, DECAY_GROUP, [settings.topic("predictions"), settings.topic("labels")], stage="monitor-decay",
+            expect={settings.topic("predictions"): "driftline.Prediction",
+                    settings.topic("labels"): "driftline.Label"},
+            transactional_id=f"driftline-monitor-3-{instance}", on_assign=self._on_assign,
+            dead_letter_topics=[settings.topic("labels")],  # stage 1 dead-letters bad predictions
+            **static_membership(f"{instance}-3"))
+        self.models = TopicFollower(settings, "models", model_record_summary)
+        self._last_label = time.monotonic()
+        self._next_expiry = 0.0
+
+    def _fresh_join(self) -> LabelJoin:
+        return LabelJoin(self.window_ms, self.grace_ms, self.ttl_ms)
+
+    def _on_assign(self, _: list[TopicPartition]) -> None:
+        """Rebuild from the committed (held-back) offsets: state starts empty, published windows are known."""
+        self.join = self._fresh_join()
+        since = int(time.time() * 1000) - QUALITY_REPLAY_MS
+        for value in read_compacted(self.settings, self.quality_topic, since_ms=since).values():
+            record = self.codec.decode(value, "driftline.QualitySummary")
+            self.join.published.add((record["model"], record["model_version"], record["window_start"]))
+
+    def _count(self, model: str, result: JoinResult) -> None:
+        metrics.LABELS_JOINED.labels(model).inc(result.joined)
+        metrics.LATE_LABELS.labels(model).inc(result.late_labels)
+
+    def step(self, max_messages: int = 5000, timeout: float = 0.05) -> int:
+        self.models.poll()
+        events = self.reader.poll(max_messages, timeout)
+        labels_topic = self.settings.topic("labels")
+        for event in events:
+            source = (event.topic, event.partition)
+            if event.topic == labels_topic:
+                self._last_label = time.monotonic()
+                self._count(event.record["model"], self.join.add_label(event.record, source, event.offset))
+            else:
+                self._count(event.record["model"], self.join.add_prediction(event.record, source, event.offset))
+        if time.monotonic() >= self._next_expiry:
+            expired = self.join.expire(self.join.clock)
+            metrics.UNLABELLED_EXPIRED.inc(expired.expired_predictions)
+            metrics.UNMATCHED_LABELS.inc(expired.expired_labels)
+            self._next_expiry = time.monotonic() + 5.0
+        labels_idle = time.monotonic() - self._last_label >= self.idle_s
+        closing = self.join.closable(labels_idle)
+        if closing:
+            self.reader.begin()
+        for key in closing:
+            self._publish(key)
+        if self.reader.in_transaction:
+            assignment = self.reader.consumer.position(self.reader.consumer.assignment())
+            positions = {(tp.topic, tp.partition): tp.offset for tp in assignment if tp.offset >= 0}
+            safe = self.join.safe_offsets(positions)
+            self.reader.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in safe.items()])
+        return len(events)
+
+    def _publish(self, key: tuple[str, str, int]) -> None:
+        model, version, start = key
+        pairs = self.join.close(key)
+        record = next((r for r in self.models.latest.values()
+                       if r["model"] == model and r["version"] == version), None)
+        window = measure(model, version, start, self.window_ms, pairs, record["task"] if record else None)
+        profile = self.profiles().get(model)
+        window.baseline, window.baseline_source = self.judge.baseline(
+            window, record["metrics"] if record else None, profile.metrics if profile else None)
+        produce = self.reader.producer.produce
+        produce(self.quality_topic, key=f"{model}:{version}:{start}".encode(),
+                value=self.codec.encode("driftline.QualitySummary", window.to_avro()))
+        for name, value in window.metrics.items():
+            metrics.QUALITY.labels(model, version, name).set(value)
+        metrics.QUALITY_WINDOWS.labels(model).inc()
+        for alert in self.judge.alerts(window):
+            produce(self.settings.topic("alerts"), key=model.encode(), value=alert.to_json(),
+                    headers=alert.kafka_headers())
+            metrics.ALERTS.labels(model, alert.type).inc()
+            log.warning("%s", alert.summary())
+
+    def close(self) -> None:
+        for part in (self.reader, self.models):
+            try:
+                part.close()
+            except Exception as exc:  # closing the other matters more
+                log.warning("error while closing: %s", exc)

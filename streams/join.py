@@ -1,0 +1,228 @@
+"""Joining labels to predictions by request id, with a TTL, as pure logic.
+
+Labels arrive late (minutes to days) and sometimes before the prediction
+they belong to, so both sides wait in state until their partner or their
+TTL comes. State is organised by *block* (one consumed event: its arrays and
+where it came from) with a request-id index pointing at (block, row): every
+insert and lookup is a C-level ``dict``/``map`` pass, and the per-row values
+stay numpy arrays.
+
+Durability without a changelog: a block stays alive while any of its rows is
+waiting or sits in a quality window that has not been published yet, and
+the offsets the worker commits never pass the oldest live block. A restarted
+worker re-reads from there and rebuilds the same state; rows whose window
+was already published are recognised by the published window's key and
+skipped, so no pair is counted twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+
+from schemas.columns import read_float_buffer
+from streams.quality import canonical_labels
+
+
+@dataclass
+class Block:
+    """One consumed event's rows."""
+
+    kind: str  # "prediction" | "label"
+    model: str
+    source: tuple[str, int]
+    offset: int
+    event_time: int
+    request_ids: list[str]
+    values: np.ndarray  # scores (predictions) or canonical class strings (labels)
+    numeric: np.ndarray | None = None  # labels as float64 (regression), NaN where not numeric
+    classes: np.ndarray | None = None  # predicted classes, when the model gave them
+    version: str = ""
+    waiting: int = 0  # rows indexed and waiting for their partner
+    held: int = 0  # rows in windows not yet published
+
+    @property
+    def alive(self) -> bool:
+        return self.waiting + self.held > 0
+
+
+@dataclass
+class Pairs:
+    """Joined rows of one model version, in arrays."""
+
+    truth: list[np.ndarray] = field(default_factory=list)
+    truth_numeric: list[np.ndarray] = field(default_factory=list)
+    scores: list[np.ndarray] = field(default_factory=list)
+    classes: list[np.ndarray | None] = field(default_factory=list)
+    blocks: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # block id -> rows held
+
+    @property
+    def rows(self) -> int:
+        return sum(len(t) for t in self.truth)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        classes = None
+        if self.classes and all(c is not None for c in self.classes):
+            classes = np.concatenate(self.classes)
+        return (np.concatenate(self.truth), np.concatenate(self.truth_numeric), np.concatenate(self.scores),
+                classes)
+
+
+@dataclass
+class JoinResult:
+    joined: int = 0
+    expired_predictions: int = 0
+    expired_labels: int = 0
+    late_labels: int = 0
+
+
+def _label_numbers(values: list[Any]) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return np.full(len(values), np.nan)
+
+
+class LabelJoin:
+    """Predictions and labels waiting for each other, and the quality windows they fill.
+
+    A pair belongs to the tumbling window of its *label's* event time (when
+    the truth became known) and to the prediction's model version.
+    """
+
+    def __init__(self, window_ms: int, grace_ms: int, ttl_ms: int) -> None:
+        self.window_ms = window_ms
+        self.grace_ms = grace_ms
+        self.ttl_ms = ttl_ms
+        self.blocks: dict[int, Block] = {}
+        self._next_block = 0
+        self.waiting: dict[str, dict[str, tuple[int, int]]] = {"prediction": {}, "label": {}}
+        self.windows: dict[tuple[str, str, int], Pairs] = {}
+        self.published: set[tuple[str, str, int]] = set()  # restored from the quality topic
+        self.watermark = np.iinfo(np.int64).min  # largest label event time seen
+        self.clock = np.iinfo(np.int64).min  # largest event time of either stream: the TTL's "now"
+
+    # ------------------------------------------------------------ input
+    def add_prediction(self, record: dict[str, Any], source: tuple[str, int], offset: int) -> JoinResult:
+        classes = record.get("predicted_class")
+        block = Block("prediction", record["model"], source, offset, record["event_time"],
+                      record["request_ids"], read_float_buffer(record["prediction"], len(record["request_ids"])),
+                      classes=np.asarray(classes, dtype=str) if classes is not None else None,
+                      version=record.get("model_version") or "")
+        return self._add(block)
+
+    def add_label(self, record: dict[str, Any], source: tuple[str, int], offset: int) -> JoinResult:
+        self.watermark = max(self.watermark, record["event_time"])
+        block = Block("label", record["model"], source, offset, record["event_time"], record["request_ids"],
+                      canonical_labels(record["labels"]), numeric=_label_numbers(record["labels"]))
+        return self._add(block)
+
+    def _add(self, block: Block) -> JoinResult:
+        self.clock = max(self.clock, block.event_time)
+        block_id = self._next_block
+        self._next_block += 1
+        self.blocks[block_id] = block
+        other = "label" if block.kind == "prediction" else "prediction"
+        partners = list(map(self.waiting[other].pop, block.request_ids, repeat(None)))
+        found = np.fromiter((p is not None for p in partners), dtype=bool, count=len(partners))
+        rows = np.arange(len(partners))
+        if (~found).any():
+            unmatched = rows[~found]
+            ids = [block.request_ids[i] for i in unmatched.tolist()]
+            self.waiting[block.kind].update(zip(ids, zip(repeat(block_id), unmatched.tolist()), strict=True))
+            block.waiting += len(ids)
+        result = JoinResult()
+        if found.any():
+            matched = [p for p in partners if p is not None]
+            self._pair(block_id, rows[found], matched, result)
+        if not block.alive:
+            del self.blocks[block_id]
+        return result
+
+    def _pair(self, block_id: int, rows: np.ndarray, partners: list[tuple[int, int]], result: JoinResult) -> None:
+        """Put matched rows into windows, grouped per partner block (one numpy gather each).
+
+        A pair whose window was already published (a replay after a restart, or a
+        label later than the window's close) is counted as late, not added twice.
+        """
+        partner_ids = np.fromiter((p[0] for p in partners), dtype=np.int64, count=len(partners))
+        partner_rows = np.fromiter((p[1] for p in partners), dtype=np.int64, count=len(partners))
+        block = self.blocks[block_id]
+        for partner_id in np.unique(partner_ids).tolist():
+            mine = rows[partner_ids == partner_id]
+            theirs = partner_rows[partner_ids == partner_id]
+            partner = self.blocks[partner_id]
+            prediction, p_rows, label, l_rows, l_id, p_id = (
+                (block, mine, partner, theirs, partner_id, block_id) if block.kind == "prediction"
+                else (partner, theirs, block, mine, block_id, partner_id))
+            start = label.event_time // self.window_ms * self.window_ms
+            key = (prediction.model, prediction.version, start)
+            partner.waiting -= len(theirs)
+            if key in self.published:
+                result.late_labels += len(mine)
+                if not partner.alive:
+                    del self.blocks[partner_id]
+                continue
+            pairs = self.windows.setdefault(key, Pairs())
+            pairs.truth.append(label.values[l_rows])
+            pairs.truth_numeric.append(label.numeric[l_rows])
+            pairs.scores.append(prediction.values[p_rows])
+            pairs.classes.append(prediction.classes[p_rows] if prediction.classes is not None else None)
+            pairs.blocks[l_id] += len(l_rows)
+            pairs.blocks[p_id] += len(p_rows)
+            block.held += len(mine)
+            partner.held += len(theirs)
+            result.joined += len(mine)
+
+    # ------------------------------------------------------------ time
+    def expire(self, now_ms: int) -> JoinResult:
+        """Drop rows that waited longer than the TTL (by event time against ``now_ms``)."""
+        result = JoinResult()
+        for block_id, block in list(self.blocks.items()):
+            if block.event_time >= now_ms - self.ttl_ms:
+                continue
+            if block.waiting > 0:
+                index = self.waiting[block.kind]
+                mine = [rid for rid in block.request_ids if index.get(rid, (None,))[0] == block_id]
+                for rid in mine:
+                    del index[rid]
+                if block.kind == "prediction":
+                    result.expired_predictions += len(mine)
+                else:
+                    result.expired_labels += len(mine)
+                block.waiting = 0  # ids a later duplicate took over are not this block's any more
+            if not block.alive:
+                del self.blocks[block_id]
+        return result
+
+    def closable(self, labels_idle: bool = False) -> list[tuple[str, str, int]]:
+        """Windows whose end plus grace the label watermark passed (all of them once labels stopped)."""
+        if labels_idle:
+            return sorted(self.windows)
+        horizon = self.watermark
+        return sorted(key for key in self.windows if key[2] + self.window_ms + self.grace_ms <= horizon)
+
+    def close(self, key: tuple[str, str, int]) -> Pairs:
+        """Take a window out of state (after the caller published it)."""
+        pairs = self.windows.pop(key)
+        self.published.add(key)
+        for block_id, held in pairs.blocks.items():
+            block = self.blocks.get(block_id)
+            if block is not None:
+                block.held -= held
+                if not block.alive:
+                    del self.blocks[block_id]
+        return pairs
+
+    # ------------------------------------------------------------ offsets
+    def safe_offsets(self, positions: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+        """Offsets to commit: each partition's position, held back to its oldest live block."""
+        safe = dict(positions)
+        for block in self.blocks.values():
+            if block.source in safe:
+                safe[block.source] = min(safe[block.source], block.offset)
+        return safe

@@ -1,0 +1,163 @@
+"""Model quality from joined (label, prediction) pairs, as arrays.
+
+Used by the monitor's decay check and by the trainer's validation, so a
+model is judged by the same numbers in both places.
+
+Classification labels are canonical strings ("1"/"0" for booleans and
+integers); a prediction's class is its ``predicted_class`` when the model
+gave one, else ``score >= 0.5`` for a binary model. Probability metrics
+(log loss, ROC AUC) need a binary task and a score.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+
+BINARY_CLASSES = frozenset({"0", "1"})
+EPS = 1e-15
+# Metrics where larger is better; the others (log loss, MAE, RMSE) are errors.
+HIGHER_IS_BETTER = frozenset({"accuracy", "f1", "roc_auc"})
+
+
+def canonical_labels(values: list | np.ndarray) -> np.ndarray:
+    """Labels as class strings: True/1 -> "1", False/0 -> "0", strings as given."""
+    array = np.asarray(values)
+    if array.dtype.kind in "biu":
+        return array.astype(np.int64).astype(str)
+    if array.dtype.kind == "f" and np.all(np.mod(array, 1) == 0):
+        return array.astype(np.int64).astype(str)
+    if array.dtype.kind in "fU":
+        return array.astype(str)
+    # a mix of kinds in one event (rare): convert each value
+    return np.array([str(int(v)) if isinstance(v, (bool, int)) else str(v) for v in values], dtype=str)
+
+
+def predicted_classes(scores: np.ndarray, classes: np.ndarray | None) -> np.ndarray:
+    if classes is not None:
+        return np.asarray(classes, dtype=str)
+    return np.where(np.asarray(scores) >= 0.5, "1", "0")
+
+
+def binary_f1(y: np.ndarray, predicted: np.ndarray) -> float:
+    tp = float(np.sum(y & predicted))
+    denominator = 2 * tp + float(np.sum(~y & predicted)) + float(np.sum(y & ~predicted))
+    return 2 * tp / denominator if denominator else 0.0
+
+
+def macro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
+    classes = np.union1d(truth, predicted)
+    return float(np.mean([binary_f1(truth == c, predicted == c) for c in classes])) if len(classes) else 0.0
+
+
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, EPS, 1 - EPS)
+    return float(-np.mean(np.where(y, np.log(p), np.log1p(-p))))
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Mann-Whitney U over the ranks (ties averaged); NaN when one class is absent."""
+    positives = int(np.sum(y))
+    negatives = len(y) - positives
+    if positives == 0 or negatives == 0:
+        return math.nan
+    ranks = rankdata(score)
+    return float((np.sum(ranks[y]) - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def classification_metrics(truth: np.ndarray, scores: np.ndarray | None,
+                           classes: np.ndarray | None) -> dict[str, float]:
+    """accuracy and F1 always; log loss and ROC AUC when binary with scores (NaN scores excluded)."""
+    if len(truth) == 0:
+        return {}
+    truth = np.asarray(truth, dtype=str)
+    predicted = predicted_classes(scores if scores is not None else np.zeros(len(truth)), classes)
+    out = {"accuracy": float(np.mean(predicted == truth))}
+    binary = set(np.unique(truth)) | set(np.unique(predicted)) <= BINARY_CLASSES
+    if binary:
+        y = truth == "1"
+        out["f1"] = binary_f1(y, predicted == "1")
+        if scores is not None:
+            finite = np.isfinite(scores) & (scores >= 0) & (scores <= 1)
+            if finite.any():
+                out["log_loss"] = log_loss(y[finite], scores[finite])
+                auc = roc_auc(y[finite], scores[finite])
+                if not math.isnan(auc):
+                    out["roc_auc"] = auc
+    else:
+        out["f1"] = macro_f1(truth, predicted)
+    return out
+
+
+def regression_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    if len(truth) == 0:
+        return {}
+    error = np.asarray(predicted, dtype=np.float64) - np.asarray(truth, dtype=np.float64)
+    return {"mae": float(np.mean(np.abs(error))), "rmse": float(np.sqrt(np.mean(error ** 2)))}
+
+
+def worse_by(metric: str, value: float, baseline: float) -> float:
+    """How much worse ``value`` is than ``baseline`` (positive = worse), in the metric's own units."""
+    return baseline - value if metric in HIGHER_IS_BETTER else value - baseline
+
+
+@dataclass
+class DDM:
+    """Drift Detection Method (Gama et al., 2004) over a 0/1 error stream, fed in batches.
+
+    With error rate ``p_i`` after ``i`` rows and ``s_i = sqrt(p_i (1 - p_i) / i)``,
+    it remembers the smallest ``p + s`` seen (after ``min_rows``) and signals
+    a drift when ``p_i + s_i >= p_min + 3 s_min``, a warning at 2. Computed with
+    cumulative sums over each batch, so the per-row recurrence runs in numpy.
+    """
+
+    min_rows: int = 300  # the classic 30 fires on the noise of a lucky start
+    warning_level: float = 2.0
+    drift_level: float = 3.0
+    rows: int = 0
+    errors: float = 0.0
+    p_min: float = math.inf
+    s_min: float = math.inf
+
+    def reset(self) -> None:
+        self.rows, self.errors, self.p_min, self.s_min = 0, 0.0, math.inf, math.inf
+
+    def update(self, errors: np.ndarray) -> str | None:
+        """Feed a batch of 0/1 errors in order; "drift", "warning" or None. Resets after a drift."""
+        errors = np.asarray(errors, dtype=np.float64)
+        if errors.size == 0:
+            return None
+        with np.errstate(invalid="ignore"):  # inf - inf before the first eligible row
+            return self._update(errors)
+
+    def _update(self, errors: np.ndarray) -> str | None:
+        n = self.rows + np.arange(1, errors.size + 1)
+        p = (self.errors + np.cumsum(errors)) / n
+        s = np.sqrt(p * (1 - p) / n)
+        eligible = n >= self.min_rows
+        ps = np.where(eligible, p + s, np.inf)
+        # the running minimum of p + s (and the s at that minimum), carried over from earlier batches
+        best = np.minimum.accumulate(np.concatenate([[self.p_min + self.s_min], ps]))[1:]
+        at_min = np.where(ps <= best, s, np.nan)
+        s_at_best = _forward_fill(at_min, self.s_min)
+        p_best = best - s_at_best
+        drift = eligible & (ps > p_best + self.drift_level * s_at_best)
+        warning = eligible & (ps > p_best + self.warning_level * s_at_best)
+        if drift.any():
+            self.reset()
+            return "drift"
+        self.rows, self.errors = int(n[-1]), float(self.errors + errors.sum())
+        if np.isfinite(best[-1]):
+            self.p_min, self.s_min = float(p_best[-1]), float(s_at_best[-1])
+        return "warning" if warning[-1] else None
+
+
+def _forward_fill(values: np.ndarray, initial: float) -> np.ndarray:
+    """Each NaN replaced by the last non-NaN before it (``initial`` before the first)."""
+    filled = np.concatenate([[initial], values])
+    index = np.where(np.isnan(filled), 0, np.arange(filled.size))
+    np.maximum.accumulate(index, out=index)
+    return filled[index][1:]

@@ -1,0 +1,159 @@
+"""Quality metrics against independent computations, DDM against a per-row reference, and the label join."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from schemas.columns import float_buffer
+from streams.decay import DecayJudge, DecayPolicy, QualityWindow, infer_task
+from streams.join import LabelJoin
+from streams.quality import DDM, canonical_labels, classification_metrics, regression_metrics, roc_auc
+
+rng = np.random.default_rng(7)
+
+
+def test_classification_metrics_match_direct_computation() -> None:
+    y = rng.random(2000) < 0.4
+    score = np.clip(y * 0.3 + rng.random(2000) * 0.7, 0, 1)
+    truth = np.where(y, "1", "0")
+    got = classification_metrics(truth, score, None)
+    predicted = score >= 0.5
+    tp, fp, fn = np.sum(y & predicted), np.sum(~y & predicted), np.sum(y & ~predicted)
+    assert got["accuracy"] == pytest.approx(np.mean(predicted == y))
+    assert got["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert got["log_loss"] == pytest.approx(-np.mean(y * np.log(score) + (1 - y) * np.log(1 - score)))
+    u = stats.mannwhitneyu(score[y], score[~y]).statistic
+    assert got["roc_auc"] == pytest.approx(u / (y.sum() * (~y).sum()))
+
+
+def test_auc_with_ties_and_single_class() -> None:
+    y = np.array([True, False, True, False])
+    assert roc_auc(y, np.array([0.5, 0.5, 0.5, 0.5])) == pytest.approx(0.5)
+    assert math.isnan(roc_auc(np.array([True, True]), np.array([0.1, 0.2])))
+
+
+def test_multiclass_uses_predicted_classes_and_macro_f1() -> None:
+    truth = np.array(["a", "b", "c", "a"])
+    classes = np.array(["a", "b", "a", "a"])
+    got = classification_metrics(truth, np.zeros(4), classes)
+    assert got["accuracy"] == 0.75
+    f1_a = 2 * 2 / (2 * 2 + 1 + 0)
+    assert got["f1"] == pytest.approx((f1_a + 1.0 + 0.0) / 3)
+    assert "roc_auc" not in got
+
+
+def test_regression_metrics() -> None:
+    truth, predicted = rng.normal(size=500), rng.normal(size=500)
+    got = regression_metrics(truth, predicted)
+    assert got["mae"] == pytest.approx(np.abs(predicted - truth).mean())
+    assert got["rmse"] == pytest.approx(np.sqrt(((predicted - truth) ** 2).mean()))
+
+
+def test_canonical_labels_and_task() -> None:
+    assert canonical_labels([True, False]).tolist() == ["1", "0"]
+    assert canonical_labels([1, 0, 1]).tolist() == ["1", "0", "1"]
+    assert canonical_labels(["x", "y"]).tolist() == ["x", "y"]
+    assert infer_task(np.array([0.0, 1.0])) == "classification"
+    assert infer_task(np.array([0.5, 1.25])) == "regression"
+
+
+def reference_ddm(errors: np.ndarray, min_rows: int = 300) -> int | None:
+    """Per-row DDM exactly as Gama et al. describe it: the index of the first drift."""
+    p_min = s_min = math.inf
+    n = wrong = 0
+    for i, e in enumerate(errors):
+        n += 1
+        wrong += e
+        p = wrong / n
+        s = math.sqrt(p * (1 - p) / n)
+        if n < min_rows:
+            continue
+        if p + s <= p_min + s_min:
+            p_min, s_min = p, s
+        if p + s > p_min + 3 * s_min:
+            return i
+    return None
+
+
+@pytest.mark.parametrize("batch", [1, 37, 500, 5000])
+def test_ddm_batched_matches_per_row_reference(batch: int) -> None:
+    local = np.random.default_rng(11)
+    errors = np.concatenate([local.random(3000) < 0.1, local.random(2000) < 0.35]).astype(float)
+    expected = reference_ddm(errors)
+    assert expected is not None and expected > 3000
+    ddm = DDM()
+    fired_at = None
+    for start in range(0, len(errors), batch):
+        if ddm.update(errors[start:start + batch]) == "drift":
+            fired_at = start
+            break
+    assert fired_at is not None and fired_at <= expected < fired_at + batch
+
+
+def test_ddm_quiet_on_stable_errors() -> None:
+    ddm = DDM()
+    assert all(ddm.update(rng.random(500) < 0.2) != "drift" for _ in range(20))
+
+
+def prediction(model: str, ids: list[str], scores: list[float], t: int, version: str = "1") -> dict:
+    return {"model": model, "model_version": version, "event_time": t, "request_ids": ids,
+            "prediction": float_buffer(np.array(scores)), "predicted_class": None}
+
+
+def label(model: str, ids: list[str], values: list, t: int) -> dict:
+    return {"model": model, "event_time": t, "request_ids": ids, "labels": values}
+
+
+def test_join_any_arrival_order_and_offsets_held_back() -> None:
+    join = LabelJoin(window_ms=1000, grace_ms=0, ttl_ms=10_000)
+    p, lab = ("predictions", 0), ("labels", 0)
+    join.add_prediction(prediction("m", ["a", "b", "c"], [0.9, 0.2, 0.7], 100), p, 10)
+    result = join.add_label(label("m", ["c", "x"], [True, False], 200), lab, 5)  # x: prediction comes later
+    assert result.joined == 1
+    assert join.add_prediction(prediction("m", ["x"], [0.1], 300), p, 11).joined == 1
+    # a and b still wait at offset 10; the label block at 5 is held by the open window
+    assert join.safe_offsets({p: 12, lab: 6}) == {p: 10, lab: 5}
+    assert join.add_label(label("m", ["a", "b"], [1, 1], 2500), lab, 6).joined == 2
+    keys = join.closable()
+    assert keys == [("m", "1", 0)]  # the window at 2000 is still open
+    pairs = join.close(keys[0])
+    truth, _, scores, _ = pairs.arrays()
+    assert sorted(zip(truth.tolist(), scores.tolist(), strict=True)) == [("0", 0.1), ("1", 0.7)]
+    assert join.safe_offsets({p: 12, lab: 7}) == {p: 10, lab: 6}
+    join.close(("m", "1", 2000))
+    assert join.safe_offsets({p: 12, lab: 7}) == {p: 12, lab: 7}
+
+
+def test_join_ttl_and_replayed_labels_of_published_windows() -> None:
+    join = LabelJoin(window_ms=1000, grace_ms=0, ttl_ms=1000)
+    p, lab = ("predictions", 0), ("labels", 0)
+    join.add_prediction(prediction("m", ["a", "b"], [0.9, 0.2], 0), p, 0)
+    join.add_label(label("m", ["zzz"], [True], 100), lab, 0)
+    join.add_prediction(prediction("m", ["c"], [0.9], 5000), p, 1)
+    expired = join.expire(join.clock)
+    assert (expired.expired_predictions, expired.expired_labels) == (2, 1)
+    assert join.safe_offsets({p: 2, lab: 1}) == {p: 1, lab: 1}
+    join.published.add(("m", "1", 5000))
+    assert join.add_label(label("m", ["c"], [True], 5100), lab, 1).late_labels == 1
+    assert join.windows == {}
+
+
+def test_decay_judge_baseline_order_and_significance() -> None:
+    judge = DecayJudge(DecayPolicy(min_rows=100, baseline_windows=2))
+    window = QualityWindow("m", "1", 0, 1000, "classification", 1000, {"accuracy": 0.80, "f1": 0.7})
+    assert judge.baseline(window, {"accuracy": 0.9}, {"accuracy": 0.5}) == ({"accuracy": 0.9}, "model-record")
+    assert judge.baseline(window, None, {"accuracy": 0.5}) == ({"accuracy": 0.5}, "profile")
+    assert judge.baseline(window, None, None) == ({}, "")
+    assert judge.baseline(window, None, None) == ({}, "")
+    baseline, source = judge.baseline(window, None, None)
+    assert source == "first-windows" and baseline["accuracy"] == pytest.approx(0.8)
+    window.baseline = {"accuracy": 0.9}
+    [verdict] = judge.judge(window)
+    assert verdict.metric == "accuracy" and verdict.z > 3
+    small = QualityWindow("m", "1", 0, 1000, "classification", 100, {"accuracy": 0.84}, baseline={"accuracy": 0.9})
+    assert judge.judge(small) == []  # 6 points down on 100 rows is not significant at z = 3
+    assert judge.alerts(window)[0].type == "driftline.decay"
