@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     profile.add_argument("--spec", help="declared feature spec (YAML/JSON); inferred when omitted")
     profile.add_argument("--chunk-rows", type=int, default=None,
                          help="rows per calibration draw: about the rows of one monitor window (default 2000)")
+    profile.add_argument("--metric", action="append", default=[], metavar="NAME=VALUE",
+                         help="the model's expected quality (e.g. accuracy=0.91): the decay baseline when "
+                              "the model has no ModelRecord")
     profile.add_argument("-o", "--output", help="write the profile to this file instead of publishing it")
     profile.set_defaults(handler=build_profile)
 
@@ -47,6 +50,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--skew-rate", type=float, default=DriftPolicy.skew_rate,
                        help="share of rows with a skew finding that counts as skew (default 0.01)")
     check.set_defaults(handler=run_check)
+
+
+def parse_metrics(items: list[str]) -> dict[str, float]:
+    metrics = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            metrics[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--metric takes NAME=NUMBER, got {item!r}") from None
+        if not name.strip():
+            raise ConfigError(f"--metric takes NAME=NUMBER, got {item!r}")
+    return metrics
 
 
 def build_profile(args: argparse.Namespace, settings: Settings) -> int:
@@ -66,6 +82,7 @@ def build_profile(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"the spec {args.spec} is for model {spec.model!r}, not {args.model!r}")
     profile = Profile.build(table, args.model, version=args.version, spec=spec,
                             source=source, chunk_rows=args.chunk_rows)
+    profile.metrics = parse_metrics(args.metric)
     if args.output:
         profile.save(args.output)
         print(f"profile {args.model} v{args.version}: {table.rows} rows, "
