@@ -19,7 +19,7 @@ from typing import Any, get_type_hints
 from driftline.errors import ConfigError
 
 ENV_PREFIX = "DRIFTLINE_"
-SECRET_FIELDS = frozenset({"sasl_password", "signing_key", "ssl_key_password"})
+SECRET_FIELDS = frozenset({"sasl_password", "signing_key", "verify_key", "ssl_key_password"})
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
@@ -62,7 +62,10 @@ class Settings:
     window_seconds: float = 60.0
     grace_seconds: float = 5.0
     signing_key: str = ""
-    """HMAC key (or path to an Ed25519 private key) for model artifacts."""
+    """HMAC key (or path to an Ed25519 private key PEM) the trainer signs model artifacts with."""
+    verify_key: str = ""
+    """What serving nodes verify with: the HMAC key, or the path to an Ed25519 public key PEM
+    (default: the signing key, or the public half of its Ed25519 private key)."""
     log_level: str = "INFO"
 
     extra_kafka: dict[str, str] = field(default_factory=dict)

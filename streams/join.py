@@ -80,7 +80,7 @@ class JoinResult:
     late_labels: int = 0
 
 
-def _label_numbers(values: list[Any]) -> np.ndarray:
+def label_numbers(values: list[Any]) -> np.ndarray:
     try:
         return np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
@@ -118,7 +118,7 @@ class LabelJoin:
     def add_label(self, record: dict[str, Any], source: tuple[str, int], offset: int) -> JoinResult:
         self.watermark = max(self.watermark, record["event_time"])
         block = Block("label", record["model"], source, offset, record["event_time"], record["request_ids"],
-                      canonical_labels(record["labels"]), numeric=_label_numbers(record["labels"]))
+                      canonical_labels(record["labels"]), numeric=label_numbers(record["labels"]))
         return self._add(block)
 
     def _add(self, block: Block) -> JoinResult:

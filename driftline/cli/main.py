@@ -14,12 +14,24 @@ from collections.abc import Sequence
 
 from confluent_kafka import KafkaException
 
-from driftline.cli import alerts_cmd, broker_cmd, config_cmd, demo_cmd, monitor_cmd, profile_cmd, topics_cmd
+from driftline.cli import (
+    alerts_cmd,
+    broker_cmd,
+    config_cmd,
+    demo_cmd,
+    models_cmd,
+    monitor_cmd,
+    profile_cmd,
+    runs_cmd,
+    topics_cmd,
+    trainer_cmd,
+)
 from driftline.errors import DriftlineError
 from driftline.settings import load_settings
 from schemas.errors import ContractError
 
-COMMANDS = (broker_cmd, topics_cmd, config_cmd, profile_cmd, monitor_cmd, alerts_cmd, demo_cmd)
+COMMANDS = (broker_cmd, topics_cmd, config_cmd, profile_cmd, monitor_cmd, trainer_cmd, models_cmd, runs_cmd,
+            alerts_cmd, demo_cmd)
 EXIT_USAGE = 2
 
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 
-from prometheus_client import start_http_server
-
+from driftline.cli.service import serve_metrics, stop_event
 from driftline.errors import ConfigError
 from driftline.settings import Settings
 from driftline.topics import create_topics
@@ -46,11 +43,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"--false-alarm-rate must be between 0 and 1, got {args.false_alarm_rate}")
     port = args.metrics_port if args.metrics_port is not None else (settings.metrics_port or DEFAULT_METRICS_PORT)
     create_topics(settings)
-    if port:
-        start_http_server(port)
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
+    serve_metrics(port)
+    stopping = stop_event()
     monitor = Monitor(settings, instance=args.instance,
                       policy=DriftPolicy(false_alarm_rate=args.false_alarm_rate), idle_seconds=args.idle,
                       rolling_windows=args.rolling)

@@ -1,0 +1,162 @@
+"""Trainer logic without Kafka: signatures, validation verdicts, model files, trigger policy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from driftline import artifacts
+from driftline.artifacts import ArtifactError
+from driftline.errors import ConfigError
+from driftline.modeling import RiverModel
+from driftline.settings import Settings
+from driftline.synthetic import agrawal
+from schemas import FeatureSpec, Table
+from trainers.dataset import from_table
+from trainers.job import TrainingJob, Trigger
+from trainers.modelfile import parse_duration, parse_model_config
+from trainers.trigger import TriggerState
+from trainers.validation import evaluate, validate
+
+HMAC = Settings(signing_key="unit-secret")
+
+
+def record_for(model: object, settings: Settings) -> dict:
+    artifact, sha = artifacts.pack(model)
+    return artifacts.sign({"model": "m", "version": "3", "flavor": artifacts.FLAVOR, "compression": "zlib",
+                           "artifact": artifact, "artifact_sha256": sha}, settings)
+
+
+def test_hmac_round_trip_and_a_flipped_byte_is_refused() -> None:
+    record = record_for({"weights": [1, 2, 3]}, HMAC)
+    assert artifacts.load(record, HMAC) == {"weights": [1, 2, 3]}
+    tampered = bytearray(record["artifact"])
+    tampered[len(tampered) // 2] ^= 0x01
+    with pytest.raises(ArtifactError, match="does not match its SHA-256"):
+        artifacts.load({**record, "artifact": bytes(tampered)}, HMAC)
+    forged = {**record, "artifact": bytes(tampered), "artifact_sha256": "0" * 64}
+    with pytest.raises(ArtifactError, match="signature does not verify"):
+        artifacts.load(forged, HMAC)
+    with pytest.raises(ArtifactError, match="signature does not verify"):
+        artifacts.load(record, Settings(signing_key="another-secret"))
+    with pytest.raises(ArtifactError, match="no verify key"):
+        artifacts.load(record, Settings())
+
+
+def test_ed25519_signing_and_verifying_with_the_public_key(tmp_path) -> None:
+    key = Ed25519PrivateKey.generate()
+    private = tmp_path / "signing.pem"
+    public = tmp_path / "verify.pem"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    record = record_for([42], Settings(signing_key=str(private)))
+    assert record["signature_alg"] == "ed25519"
+    assert artifacts.load(record, Settings(verify_key=str(public))) == [42]
+    with pytest.raises(ArtifactError):
+        artifacts.load({**record, "version": "4"}, Settings(verify_key=str(public)))  # the version is signed too
+    other = Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "other.pem").write_bytes(other)
+    with pytest.raises(ArtifactError, match="does not verify"):
+        artifacts.load(record, Settings(verify_key=str(tmp_path / "other.pem")))
+
+
+class NaNModel(RiverModel):
+    def predict(self, rows):  # a broken candidate
+        scores, classes = super().predict(rows)
+        scores[::7] = np.nan
+        return scores, classes
+
+
+class OneSegmentWorse(RiverModel):
+    """Better overall than the champion, but wrong on every row of one segment."""
+
+    def predict(self, rows):
+        scores, classes = super().predict(rows)
+        flip = np.array([r.get("elevel") == 2.0 for r in rows])
+        scores[flip] = 1 - np.round(scores[flip])
+        return scores, classes
+
+
+def datasets():
+    columns, labels = agrawal(3000, function=2, seed=5)
+    table = Table({**columns, "label": labels.astype(np.int64)}, {**{n: "float" for n in columns}, "label": "int"})
+    return from_table(table, "label").split(0.3)
+
+
+CONFIG = parse_model_config({"name": "m", "pipeline": "hoeffding_adaptive_tree", "segments": ["elevel"],
+                             "validation": {"segment_min_rows": 30, "max_latency_p99_ms": 100}})
+
+
+def trained(cls, train) -> RiverModel:
+    numeric = tuple(sorted(train.table.columns))
+    model = cls("classification", "hoeffding_adaptive_tree", numeric, ())
+    model.learn(train.table.to_rows(), train.labels.tolist())
+    return model
+
+
+def test_nan_outputs_and_a_regressing_segment_are_rejected_with_the_reason() -> None:
+    train, holdout = datasets()
+    champion = trained(RiverModel, train.take(np.arange(0)))  # untrained: always answers "0"
+    job = TrainingJob(HMAC, CONFIG)
+    for cls, failed_check in ((NaNModel, "finite_outputs"), (OneSegmentWorse, "segments:accuracy")):
+        candidate = trained(cls, train)
+        record = {"run_id": "r", "champion_version": "1", "reason": ""}
+        champion_record = {"spec": FeatureSpec.infer(holdout.table, "m").to_avro(), "version": "1"}
+        job.finish(record, candidate, holdout, champion, champion_record, Trigger("t", "drift"))
+        assert record["status"] == "rejected"
+        assert failed_check in record["reason"]
+        failed = [c["name"] for c in record["checks"] if not c["passed"]]
+        assert failed_check in failed
+    assert failed == ["segments:accuracy"]
+    # the segment case really was better overall
+    overall = {c["name"]: c for c in record["checks"]}["regression:accuracy"]
+    assert overall["passed"] and overall["value"] < 0
+
+
+def test_validation_checks_carry_their_numbers() -> None:
+    train, holdout = datasets()
+    candidate = trained(RiverModel, train)
+    mine = evaluate(candidate, holdout, ("elevel",))
+    assert set(mine.segments) == {f"elevel={v}" for v in ("0.0", "1.0", "2.0", "3.0", "4.0")}
+    assert sum(s["rows"] for s in mine.segments.values()) == holdout.rows
+    spec = FeatureSpec.infer(holdout.table, "m")
+    narrower = FeatureSpec("m", tuple(f for f in spec.features if f.name != "salary"))
+    checks = {c.name: c for c in validate(CONFIG, mine, None, 10**9, 16 * 2**20, spec, narrower)}
+    assert not checks["artifact_bytes"].passed and checks["artifact_bytes"].threshold == 8 * 2**20
+    assert not checks["input_compatible"].passed and "salary" in checks["input_compatible"].detail
+
+
+def test_model_file_errors_are_one_sentence() -> None:
+    with pytest.raises(ConfigError, match="unknown pipeline 'magic'"):
+        parse_model_config({"name": "m", "pipeline": "magic"})
+    with pytest.raises(ConfigError, match="holdout_fraction must be between 0 and 1"):
+        parse_model_config({"name": "m", "pipeline": "logistic_regression", "holdout_fraction": 1.5})
+    with pytest.raises(ConfigError, match="unknown key"):
+        parse_model_config({"name": "m", "pipeline": "logistic_regression", "epochs": 3})
+    with pytest.raises(ConfigError, match="is for classification, not regression"):
+        parse_model_config({"name": "m", "pipeline": "logistic_regression", "task": "regression"})
+    with pytest.raises(ConfigError, match="trigger.cooldown must be a duration"):
+        parse_model_config({"name": "m", "pipeline": "logistic_regression", "trigger": {"cooldown": "soon"}})
+    assert parse_duration("15m", "x") == 900 and parse_duration(2, "x") == 2.0 and parse_duration("2d", "x") == 172800
+
+
+def test_trigger_policy_debounce_cooldown_labels_and_operator() -> None:
+    policy = parse_model_config({"name": "m", "pipeline": "logistic_regression",
+                                 "trigger": {"on": ["drift"], "debounce": "10s", "cooldown": "1m",
+                                             "min_new_labels": 100}}).trigger
+    state = TriggerState(policy)
+    assert state.offer(Trigger("a1", "skew"), 0).action == "skipped"
+    assert state.offer(Trigger("a2", "drift"), 0).action == "pending"
+    assert state.offer(Trigger("a3", "drift"), 5_000).action == "merged"
+    assert state.due(9_999) is None and state.due(10_000).trigger.id == "a2"
+    assert state.enough_labels(99, Trigger("a2", "drift")).action == "skipped"
+    assert state.enough_labels(99, Trigger("op", "operator")) is None
+    state.finished(10_000)
+    assert "cooldown" in state.offer(Trigger("a4", "drift"), 30_000).reason
+    assert state.offer(Trigger("op", "operator"), 30_000).action == "pending"
+    assert state.due(30_000).trigger.kind == "operator"

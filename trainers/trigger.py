@@ -1,0 +1,85 @@
+"""When an alert, the clock or an operator starts a run: debounce, cooldown, label minimum.
+
+Pure logic (the service feeds it). Each offer is answered with a decision
+the service records on ``runs``, so "why did (or didn't) it retrain?" always
+has an answer.
+
+- **debounce**: the first trigger opens a short wait; triggers arriving during
+  it join the same run instead of starting another.
+- **cooldown**: after a run, alerts are skipped for a while (the new model
+  needs windows of traffic before the monitor can judge it). An operator
+  command is never skipped for cooldown.
+- **minimum new labels**: a due run is skipped when fewer labelled rows
+  arrived since the last run than the model file asks for (operator
+  commands excepted).
+- **one run per model at a time**: a model has at most one pending run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trainers.job import Trigger
+from trainers.modelfile import TriggerPolicy
+
+ALERT_KINDS = ("drift", "skew", "decay")
+
+
+@dataclass
+class Decision:
+    action: str  # "pending" | "merged" | "skipped"
+    reason: str
+
+
+@dataclass
+class Pending:
+    trigger: Trigger
+    due_ms: int
+    merged: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TriggerState:
+    policy: TriggerPolicy
+    last_run_ms: int | None = None
+    pending: Pending | None = None
+
+    def offer(self, trigger: Trigger, now_ms: int) -> Decision:
+        if trigger.kind in ALERT_KINDS and trigger.kind not in self.policy.on:
+            return Decision("skipped", f"{trigger.kind} alerts do not trigger this model (trigger.on)")
+        if self.pending is not None:
+            self.pending.merged.append(trigger.id)
+            if trigger.kind == "operator":  # an operator does not wait for the debounce
+                self.pending.due_ms = now_ms
+            return Decision("merged", f"joined the pending run for {self.pending.trigger.id}")
+        if trigger.kind != "operator" and self.last_run_ms is not None:
+            left = self.last_run_ms + self.policy.cooldown_seconds * 1000 - now_ms
+            if left > 0:
+                return Decision("skipped", f"cooldown: {left / 1000:.0f} s left since the last run")
+        wait = 0 if trigger.kind == "operator" else int(self.policy.debounce_seconds * 1000)
+        self.pending = Pending(trigger, now_ms + wait)
+        return Decision("pending", f"run in {wait / 1000:.0f} s")
+
+    def schedule_due(self, now_ms: int) -> Trigger | None:
+        period = int(self.policy.schedule_seconds * 1000)
+        if not period or self.pending is not None:
+            return None
+        if self.last_run_ms is not None and now_ms - self.last_run_ms < period:
+            return None
+        return Trigger(f"schedule:{now_ms // period}", "schedule", "scheduled retraining")
+
+    def due(self, now_ms: int) -> Pending | None:
+        if self.pending is not None and now_ms >= self.pending.due_ms:
+            return self.pending
+        return None
+
+    def enough_labels(self, new_labels: int, trigger: Trigger) -> Decision | None:
+        """None when the run may go ahead; a skip decision when too few labels arrived."""
+        if trigger.kind == "operator" or new_labels >= self.policy.min_new_labels:
+            return None
+        return Decision("skipped", f"only {new_labels} new labelled rows since the last run "
+                                   f"(trigger.min_new_labels is {self.policy.min_new_labels})")
+
+    def finished(self, now_ms: int) -> None:
+        self.pending = None
+        self.last_run_ms = now_ms
