@@ -52,7 +52,7 @@ def read_compacted(settings: Settings, topic: str, timeout: float = 10.0,
         latest: dict[bytes, bytes] = {}
         deadline = time.monotonic() + timeout
         while ends and time.monotonic() < deadline:
-            for message in consumer.consume(1000, 0.5):
+            for message in consumer.consume(1000, 0.05):  # a batch call waits its whole timeout unless full
                 if message.error():
                     continue
                 if message.value() is None:

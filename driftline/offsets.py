@@ -73,7 +73,7 @@ def read_ranges(settings: Settings, ranges: list[OffsetRange], timeout: float = 
         while pending:
             if time.monotonic() > deadline:
                 raise ConfigError(f"reading {sorted(pending)} timed out; is the broker up?")
-            messages = consumer.consume(batch, 0.5)
+            messages = consumer.consume(batch, 0.05)  # a batch call waits its whole timeout unless full
             inside = []
             for message in messages:
                 if message.error():
