@@ -23,6 +23,7 @@ from driftline.cli import (
     monitor_cmd,
     profile_cmd,
     runs_cmd,
+    serve_cmd,
     topics_cmd,
     trainer_cmd,
 )
@@ -31,7 +32,7 @@ from driftline.settings import load_settings
 from schemas.errors import ContractError
 
 COMMANDS = (broker_cmd, topics_cmd, config_cmd, profile_cmd, monitor_cmd, trainer_cmd, models_cmd, runs_cmd,
-            alerts_cmd, demo_cmd)
+            serve_cmd, alerts_cmd, demo_cmd)
 EXIT_USAGE = 2
 
 

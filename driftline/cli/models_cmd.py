@@ -57,12 +57,14 @@ def _when(ms: int | None) -> str:
 
 def init_model(args: argparse.Namespace, settings: Settings) -> int:
     from driftline.reference import parse_time
+    from driftline.topics import create_topics
     from schemas import read_table
     from trainers.dataset import assemble, from_table
     from trainers.job import TrainingJob, Trigger
     from trainers.modelfile import load_model_config
 
     config = load_model_config(args.model_file)
+    create_topics(settings)
     if args.from_topic:
         if args.data or not args.start:
             raise ConfigError("--from-topic takes --start (and --end), not --data")

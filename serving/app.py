@@ -1,0 +1,227 @@
+"""The serving node's ASGI app (Starlette): Open Inference Protocol v2 REST, /metrics, access logs.
+
+Every inference takes the model *once* from the store at its start, so a
+swap that lands meanwhile never changes the version answering a request
+already in flight. Errors use the protocol's body, ``{"error": "..."}``:
+400 for a request the model cannot take, 404 for an unknown model or
+version, 503 while the node is not ready.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from driftline import __version__
+from driftline.alerts import Alert
+from driftline.kafka_clients import make_producer
+from driftline.settings import Settings, load_settings
+from serving import metrics
+from serving.emitter import Emission, PredictionEmitter
+from serving.protocol import ProtocolError, infer_response, model_metadata, parse_infer
+from serving.store import LoadedModel, ModelStore
+
+access_log = logging.getLogger("driftline.serving.access")
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NodeOptions:
+    models: list[str] | None = None
+    node_id: str = ""
+    max_body_bytes: int = 4 * 1024 * 1024
+    emit_mode: str = "async"
+    emit_capacity: int = 10_000
+    access_log: bool = True
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class AccessLog:
+    """One JSON line per request: method, path, status, duration, and the version that answered."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        version = ""
+
+        async def capture(message: Message) -> None:
+            nonlocal status, version
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for key, value in message.get("headers", []):
+                    if key == b"x-model-version":
+                        version = value.decode()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            access_log.info(json.dumps({
+                "method": scope["method"], "path": scope["path"], "status": status,
+                "ms": round((time.perf_counter() - started) * 1000, 3), "model_version": version,
+                "client": scope["client"][0] if scope.get("client") else None}))
+
+
+def create_app(settings: Settings | None = None, options: NodeOptions | None = None) -> Starlette:
+    settings = settings or load_settings()
+    options = options or NodeOptions()
+    node_id = options.node_id or f"{socket.gethostname()}-{os.getpid()}"
+    state: dict[str, object] = {}
+
+    def store() -> ModelStore:
+        return state["store"]  # type: ignore[return-value]
+
+    def load_failed(model: str, version: str, reason: str) -> None:
+        alert = Alert.create("driftline.serving.load_failed", model, severity="critical",
+                             source=f"/driftline/serving/{node_id}", identity=(version, node_id),
+                             data={"model_version": version, "node": node_id, "features": [],
+                                   "message": f"node {node_id} refused {model} v{version}: {reason}"})
+        producer = make_producer(settings)
+        producer.produce(settings.topic("alerts"), key=model.encode(), value=alert.to_json(),
+                         headers=alert.kafka_headers())
+        producer.flush(10)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        state["store"] = ModelStore(settings, options.models, on_load_failed=load_failed)
+        state["emitter"] = PredictionEmitter(settings, capacity=options.emit_capacity, mode=options.emit_mode)
+        store().start()
+        log.info("serving node %s started (models: %s)", node_id, ", ".join(options.models or ["all deployed"]))
+        try:
+            yield
+        finally:
+            store().stop()
+            state["emitter"].close()  # type: ignore[attr-defined]
+            log.info("serving node %s stopped cleanly", node_id)
+
+    async def server_metadata(_: Request) -> Response:
+        return JSONResponse({"name": "driftline", "version": __version__, "extensions": []})
+
+    async def live(_: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    async def ready(_: Request) -> Response:
+        ok = store().ready
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 400)
+
+    def lookup(request: Request) -> tuple[LoadedModel | None, JSONResponse | None]:
+        name = request.path_params["name"]
+        version = request.path_params.get("version")
+        served = store().get(name, version)
+        if served is None:
+            if not store().known(name):
+                return None, error(404, f"unknown model {name!r}")
+            if version is not None:
+                return None, error(404, f"version {version!r} of {name!r} is not loaded on this node "
+                                        f"(loaded: {', '.join(store().versions(name)) or 'none'})")
+            return None, error(503, f"model {name!r} is not loaded yet")
+        return served, None
+
+    async def model_meta(request: Request) -> Response:
+        served, failure = lookup(request)
+        if failure is not None:
+            return failure
+        return JSONResponse(model_metadata(served.name, store().versions(served.name), served.spec, served.task,
+                                           served.version), headers={"x-model-version": served.version})
+
+    async def model_ready(request: Request) -> Response:
+        served, _ = lookup(request)
+        name = request.path_params["name"]
+        if served is None and not store().known(name):
+            return error(404, f"unknown model {name!r}")
+        return JSONResponse({"name": name, "ready": served is not None}, status_code=200 if served else 400)
+
+    async def infer(request: Request) -> Response:
+        started = time.perf_counter()
+        served, failure = lookup(request)
+        if failure is not None:
+            metrics.REQUESTS.labels(request.path_params["name"], "", str(failure.status_code)).inc()
+            return failure
+        metrics.IN_FLIGHT.inc()
+        status = 200
+        try:
+            declared = request.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > options.max_body_bytes:
+                status = 400
+                return error(400, f"the body is {declared} bytes; this node takes at most {options.max_body_bytes}")
+            body = await request.body()
+            if len(body) > options.max_body_bytes:
+                status = 400
+                return error(400, f"the body is larger than {options.max_body_bytes} bytes")
+            try:
+                parsed = parse_infer(json.loads(body), served.spec)
+            except json.JSONDecodeError as exc:
+                status = 400
+                return error(400, f"the body is not JSON: {exc.msg} at position {exc.pos}")
+            except (ProtocolError, UnicodeDecodeError) as exc:
+                status = 400
+                return error(400, str(exc))
+            scores, classes = served.model.predict(parsed.rows)
+            try:
+                answer = infer_response(served.name, served.version, parsed, served.task, scores, classes)
+            except ProtocolError as exc:
+                status = 400
+                return error(400, str(exc))
+            await state["emitter"].emit(Emission(  # type: ignore[attr-defined]
+                served.name, served.version, parsed.columns, scores, classes, parsed.request_ids,
+                int(time.time() * 1000)))
+            metrics.ROWS.labels(served.name, served.version).inc(len(parsed.rows))
+            return JSONResponse(answer, headers={"x-model-version": served.version})
+        finally:
+            metrics.IN_FLIGHT.dec()
+            metrics.REQUESTS.labels(served.name, served.version, str(status)).inc()
+            metrics.LATENCY.labels(served.name, served.version).observe(time.perf_counter() - started)
+
+    async def prometheus(_: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    routes = [
+        Route("/v2", server_metadata),
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2/models/{name}", model_meta),
+        Route("/v2/models/{name}/ready", model_ready),
+        Route("/v2/models/{name}/versions/{version}", model_meta),
+        Route("/v2/models/{name}/versions/{version}/ready", model_ready),
+        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
+        Route("/metrics", prometheus),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_exception_handler(404, lambda _r, _e: error(404, "no such endpoint"))
+    app.add_exception_handler(405, lambda _r, _e: error(405, "method not allowed"))
+    if options.access_log:
+        app.add_middleware(AccessLog)
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for ``uvicorn --factory`` and multi-worker runs: options from DRIFTLINE_SERVE_* variables."""
+    models = [m for m in os.environ.get("DRIFTLINE_SERVE_MODELS", "").split(",") if m]
+    return create_app(load_settings(), NodeOptions(
+        models=models or None, node_id=os.environ.get("DRIFTLINE_SERVE_NODE_ID", ""),
+        max_body_bytes=int(os.environ.get("DRIFTLINE_SERVE_MAX_BODY_BYTES", 4 * 1024 * 1024)),
+        emit_mode=os.environ.get("DRIFTLINE_SERVE_EMIT", "async"),
+        access_log=os.environ.get("DRIFTLINE_SERVE_ACCESS_LOG", "1") == "1"))

@@ -1,0 +1,166 @@
+"""Which model version answers: followed from ``models`` and ``deployments``, swapped atomically.
+
+A background thread reads both compacted topics from the beginning, then
+follows them. For each model's latest Deployment it loads the version
+(signature verified first, then a warm-up prediction) *off the request path*
+and then replaces one reference: ``current`` is a new dict each time, so a
+request that took its model from the old dict finishes on that version.
+The versions loaded before stay cached, so a rollback to them is instant.
+A version that fails to load is refused once (alert and metric) and the
+node keeps serving what it had.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from driftline import artifacts
+from driftline.follow import TopicFollower
+from driftline.modeling import RiverModel
+from driftline.settings import Settings
+from schemas import Codec, FeatureSpec
+from serving import metrics
+
+log = logging.getLogger(__name__)
+KEEP_VERSIONS = 3
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    task: str
+    model: RiverModel
+    spec: FeatureSpec
+    loaded_at: float
+
+
+def warm_up_row(spec: FeatureSpec) -> dict[str, Any]:
+    """A plausible row from the spec (midpoints, first categories): exercises every code path once."""
+    row: dict[str, Any] = {}
+    for f in spec.features:
+        if spec.kinds()[f.name] == "numeric":
+            low, high = f.min if f.min is not None else 0.0, f.max if f.max is not None else 0.0
+            row[f.name] = (low + high) / 2
+        else:
+            row[f.name] = f.domain[0] if f.domain else ""
+    return row
+
+
+class ModelStore:
+    def __init__(self, settings: Settings, models: list[str] | None = None,
+                 on_load_failed: Callable[[str, str, str], None] | None = None) -> None:
+        self.settings = settings
+        self.only = set(models) if models else None
+        self.on_load_failed = on_load_failed
+        codec = Codec.default()
+        self._records = TopicFollower(settings, "models", lambda raw: codec.decode(raw, "driftline.ModelRecord"))
+        self._deployments = TopicFollower(settings, "deployments",
+                                          lambda raw: codec.decode(raw, "driftline.Deployment"))
+        self.current: dict[str, LoadedModel] = {}
+        self.cache: dict[str, dict[str, LoadedModel]] = {}
+        self.wanted: dict[str, dict[str, Any]] = {}
+        self.failed: dict[tuple[str, str], str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="model-store", daemon=True)
+        self.caught_up = False
+
+    # ------------------------------------------------------------ reads (request path)
+    def get(self, name: str, version: str | None = None) -> LoadedModel | None:
+        if version is None:
+            return self.current.get(name)
+        return self.cache.get(name, {}).get(version)
+
+    def versions(self, name: str) -> list[str]:
+        return sorted(self.cache.get(name, {}))
+
+    def known(self, name: str) -> bool:
+        return name in self.wanted or name in self.current
+
+    @property
+    def ready(self) -> bool:
+        if not self.caught_up:
+            return False
+        names = self.only if self.only is not None else set(self.wanted)
+        return all(name in self.current for name in names)
+
+    # ------------------------------------------------------------ the follower thread
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        for follower in (self._records, self._deployments):
+            follower.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:  # a bad record or a broker hiccup must not end following
+                log.exception("model store step failed")
+                time.sleep(0.5)
+
+    def step(self, timeout: float = 0.05) -> None:
+        self._records.poll(timeout, 50)
+        for deployment in self._deployments.poll(timeout, 500):
+            if self.only is None or deployment["model"] in self.only:
+                self.wanted[deployment["model"]] = deployment
+        if self._records.caught_up and self._deployments.caught_up:
+            self.caught_up = True
+        if not self.caught_up:
+            return  # apply only the latest deployment of each model, once everything is read
+        for name, deployment in list(self.wanted.items()):
+            self._apply(name, deployment)
+
+    def _apply(self, name: str, deployment: dict[str, Any]) -> None:
+        version = deployment["version"]
+        serving = self.current.get(name)
+        if serving is not None and serving.version == version:
+            return
+        if (name, version) in self.failed:
+            return
+        loaded = self.cache.get(name, {}).get(version)
+        if loaded is None:
+            record = self._records.latest.get(f"{name}:{version}".encode())
+            if record is None:
+                return  # the ModelRecord has not arrived yet
+            try:
+                loaded = self._load(record)
+            except Exception as exc:  # bad signature, unpickling or warm-up: refuse, keep serving
+                reason = f"{type(exc).__name__}: {exc}"
+                self.failed[(name, version)] = reason
+                metrics.LOAD_FAILURES.labels(name).inc()
+                log.error("%s v%s refused: %s (still serving v%s)", name, version, reason,
+                          serving.version if serving else "-")
+                if self.on_load_failed is not None:
+                    self.on_load_failed(name, version, reason)
+                return
+            versions = self.cache.setdefault(name, {})
+            versions[version] = loaded
+            for old in sorted(versions, key=lambda v: versions[v].loaded_at)[:-KEEP_VERSIONS]:
+                if serving is None or old != serving.version:
+                    del versions[old]
+        self.current = {**self.current, name: loaded}  # the swap: one reference
+        metrics.SWAPS.labels(name, deployment["action"]).inc()
+        if serving is not None:
+            metrics.MODEL_VERSION.remove(name, serving.version)
+        metrics.MODEL_VERSION.labels(name, version).set(1)
+        log.info("%s now serves v%s (%s, was v%s)", name, version, deployment["action"],
+                 serving.version if serving else "-")
+
+    def _load(self, record: dict[str, Any]) -> LoadedModel:
+        model = artifacts.load(record, self.settings)
+        spec = FeatureSpec.from_avro(record["spec"])
+        scores, _ = model.predict([warm_up_row(spec)])
+        if scores.shape != (1,) or not np.all(np.isfinite(scores)):
+            raise ValueError(f"warm-up prediction was {scores!r}, not one finite number")
+        return LoadedModel(record["model"], record["version"], record["task"], model, spec, time.monotonic())

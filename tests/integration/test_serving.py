@@ -1,0 +1,147 @@
+"""Serving nodes on the real broker: the v2 protocol, prediction events, hot swap under load, rollback, tampering."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from driftline.registry import Registry
+from driftline.synthetic import agrawal
+from schemas import Codec
+from serving.client import generate_load, infer_body
+from tests.integration.helpers import read_topic
+from tests.integration.serving_helpers import publish_first_version, publish_version, start_node
+
+pytestmark = pytest.mark.integration
+POOL, _ = agrawal(400, function=0, seed=9)
+
+
+def body(i: int, rows: int = 1, **kwargs) -> dict:
+    start = (i * rows) % (400 - rows)
+    return infer_body({k: v[start:start + rows] for k, v in POOL.items()}, **kwargs)
+
+
+@pytest.fixture
+def signed(settings):
+    return settings.replace(signing_key="serving-test-secret")
+
+
+def stop(process) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=60)
+
+
+def test_open_inference_protocol_endpoints_errors_and_prediction_events(signed):
+    publish_first_version(signed)
+    node, url = start_node(signed, "--max-body-bytes", "20000")
+    try:
+        assert httpx.get(f"{url}/v2").json()["name"] == "driftline"
+        assert httpx.get(f"{url}/v2/health/live").json() == {"live": True}
+        meta = httpx.get(f"{url}/v2/models/loans").json()
+        assert meta["versions"] == ["1"] and meta["version"] == "1" and meta["platform"] == "river"
+        assert {i["name"] for i in meta["inputs"]} == set(POOL) and all(i["datatype"] == "FP64" for i in meta["inputs"])
+        assert [o["name"] for o in meta["outputs"]] == ["score", "predicted_class"]
+        assert httpx.get(f"{url}/v2/models/loans/versions/1").status_code == 200
+        assert httpx.get(f"{url}/v2/models/loans/ready").json() == {"name": "loans", "ready": True}
+
+        single = httpx.post(f"{url}/v2/models/loans/infer", json=body(0, request_id="req-1")).json()
+        assert single["id"] == "req-1" and single["model_version"] == "1"
+        assert single["parameters"]["request_ids"] == ["req-1"]
+        score = single["outputs"][0]
+        assert score["name"] == "score" and score["shape"] == [1] and 0 <= score["data"][0] <= 1
+        ids = [f"b-{i}" for i in range(5)]
+        batch = httpx.post(f"{url}/v2/models/loans/versions/1/infer", json=body(1, rows=5, request_ids=ids)).json()
+        assert batch["parameters"]["request_ids"] == ids and batch["outputs"][1]["shape"] == [5]
+        only = httpx.post(f"{url}/v2/models/loans/infer",
+                          json={**body(2), "outputs": [{"name": "predicted_class"}]}).json()
+        assert [o["name"] for o in only["outputs"]] == ["predicted_class"]
+
+        bad = {
+            "unknown input": {**body(3), "inputs": [*body(3)["inputs"], {"name": "colour", "datatype": "BYTES",
+                                                                          "shape": [1], "data": ["red"]}]},
+            "numeric": {"inputs": [{**t, "datatype": "BYTES"} if t["name"] == "age" else t
+                                   for t in body(3)["inputs"]]},
+            "has 2 rows": {"inputs": [{**t, "shape": [2]} if t["name"] == "age" else t for t in body(3)["inputs"]]},
+            "missing input": {"inputs": [t for t in body(3)["inputs"] if t["name"] != "salary"]},
+            "request_ids must be": body(3, request_ids=["a", "b"]),
+        }
+        for expected, payload in bad.items():
+            response = httpx.post(f"{url}/v2/models/loans/infer", json=payload)
+            assert response.status_code == 400 and expected in response.json()["error"], (expected, response.text)
+        not_json = httpx.post(f"{url}/v2/models/loans/infer", content=b"{nope")
+        assert not_json.status_code == 400 and "not JSON" in not_json.json()["error"]
+        huge = httpx.post(f"{url}/v2/models/loans/infer", json=body(0, rows=300))
+        assert huge.status_code == 400 and "at most 20000" in huge.json()["error"]
+        assert httpx.post(f"{url}/v2/models/nope/infer", json=body(0)).status_code == 404
+        assert httpx.post(f"{url}/v2/models/loans/versions/7/infer", json=body(0)).status_code == 404
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'driftline_serving_model_version_info{model="loans",version="1"} 1.0' in metrics
+        assert 'driftline_serving_requests_total{model="loans",status="400",version="1"}' in metrics
+    finally:
+        assert stop(node) == 0, "SIGTERM stops the node cleanly"
+    codec = Codec.default()
+    events = [codec.decode(m.value(), "driftline.Prediction")
+              for m in read_topic(signed, signed.topic("predictions"), 3)]
+    emitted = [rid for e in events for rid in e["request_ids"]]
+    assert sorted(emitted) == sorted(["req-1", *ids, *only["parameters"]["request_ids"]]), \
+        "one prediction event per answered request, none for refused ones"
+    first = next(e for e in events if e["request_ids"] == ["req-1"])
+    assert first["model_version"] == "1" and first["model"] == "loans"
+    assert np.frombuffer(first["prediction"], "<f8")[0] == pytest.approx(score["data"][0])
+
+
+def test_hot_swap_under_load_rollback_and_a_tampered_version(signed):
+    base = publish_first_version(signed)
+    nodes = [start_node(signed) for _ in range(2)]
+    urls = [url for _, url in nodes]
+    timeline: list[tuple[float, str]] = [(0.0, "1")]
+    stop_publishing = threading.Event()
+
+    def publisher() -> None:
+        time.sleep(2)
+        for version in range(2, 12):  # ten deployments, then a rollback
+            publish_version(signed, base, str(version))
+            timeline.append((time.time(), str(version)))
+            time.sleep(0.5)
+        Registry(signed).deploy("loans", "6", "rollback", reason="test rollback")
+        timeline.append((time.time(), "6"))
+
+    thread = threading.Thread(target=publisher)
+    thread.start()
+    try:
+        answers = asyncio.run(generate_load(urls, "loans", lambda i: body(i), rate=300, duration=30, concurrency=16))
+    finally:
+        stop_publishing.set()
+        thread.join()
+    try:
+        # a tampered artifact is refused and the nodes keep serving the rolled-back version
+        publish_version(signed, base, "99", tamper=True)
+        time.sleep(3)
+        after = [httpx.post(f"{u}/v2/models/loans/infer", json=body(0)).json()["model_version"] for u in urls]
+        assert after == ["6", "6"]
+        metrics = httpx.get(f"{urls[0]}/metrics").text
+        assert 'driftline_serving_load_failures_total{model="loans"} 1.0' in metrics
+    finally:
+        for process, _ in nodes:
+            assert stop(process) == 0
+    assert len(answers) == 300 * 30
+    failures = [a for a in answers if a.status != 200]
+    assert failures == [], f"{len(failures)} failed requests, first: {failures[0].error if failures else ''}"
+    deployed = sorted(timeline)
+    for answer in answers:
+        # versions deployed before the request started: the latest two are allowed; and any landing during it
+        before = [v for t, v in deployed if t <= answer.started]
+        during = {v for t, v in deployed if answer.started < t <= answer.finished}
+        assert answer.version in set(before[-2:]) | during, (answer.version, before[-2:], during)
+    settled = [a for a in answers if a.started > timeline[-1][0] + 2]
+    assert settled and {a.version for a in settled} == {"6"}, "the rollback reached every node"
+    alerts = [json.loads(m.value()) for m in read_topic(signed, signed.topic("alerts"))]
+    refused = [a for a in alerts if a["type"] == "driftline.serving.load_failed"]
+    assert len(refused) == 2 and all("v99" in a["data"]["message"] for a in refused)  # one per node
