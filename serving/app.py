@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -48,8 +49,37 @@ class NodeOptions:
     access_log: bool = True
 
 
+class FastJSON(JSONResponse):
+    """orjson: several times faster than the standard library on the request path."""
+
+    def render(self, content: object) -> bytes:
+        return orjson.dumps(content)
+
+
 def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+    return FastJSON({"error": message}, status_code=status)
+
+
+class RequestMetrics:
+    """Metric children per (model, version, status), looked up once instead of per request."""
+
+    def __init__(self) -> None:
+        self._requests: dict[tuple[str, str, str], object] = {}
+        self._timing: dict[tuple[str, str], tuple[object, object]] = {}
+
+    def count(self, model: str, version: str, status: int) -> None:
+        key = (model, version, str(status))
+        child = self._requests.get(key)
+        if child is None:
+            child = self._requests[key] = metrics.REQUESTS.labels(*key)
+        child.inc()  # type: ignore[attr-defined]
+
+    def timing(self, model: str, version: str) -> tuple:
+        children = self._timing.get((model, version))
+        if children is None:
+            children = self._timing[(model, version)] = (metrics.LATENCY.labels(model, version),
+                                                          metrics.ROWS.labels(model, version))
+        return children
 
 
 class AccessLog:
@@ -89,6 +119,7 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
     options = options or NodeOptions()
     node_id = options.node_id or f"{socket.gethostname()}-{os.getpid()}"
     state: dict[str, object] = {}
+    counters = RequestMetrics()
 
     def store() -> ModelStore:
         return state["store"]  # type: ignore[return-value]
@@ -108,12 +139,13 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
         state["store"] = ModelStore(settings, options.models, on_load_failed=load_failed)
         state["emitter"] = PredictionEmitter(settings, capacity=options.emit_capacity, mode=options.emit_mode)
         store().start()
+        state["emitter"].start()  # type: ignore[attr-defined]
         log.info("serving node %s started (models: %s)", node_id, ", ".join(options.models or ["all deployed"]))
         try:
             yield
         finally:
             store().stop()
-            state["emitter"].close()  # type: ignore[attr-defined]
+            await state["emitter"].close()  # type: ignore[attr-defined]
             log.info("serving node %s stopped cleanly", node_id)
 
     async def server_metadata(_: Request) -> Response:
@@ -143,7 +175,7 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
         served, failure = lookup(request)
         if failure is not None:
             return failure
-        return JSONResponse(model_metadata(served.name, store().versions(served.name), served.spec, served.task,
+        return FastJSON(model_metadata(served.name, store().versions(served.name), served.spec, served.task,
                                            served.version), headers={"x-model-version": served.version})
 
     async def model_ready(request: Request) -> Response:
@@ -157,7 +189,7 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
         started = time.perf_counter()
         served, failure = lookup(request)
         if failure is not None:
-            metrics.REQUESTS.labels(request.path_params["name"], "", str(failure.status_code)).inc()
+            counters.count(request.path_params["name"], "", failure.status_code)
             return failure
         metrics.IN_FLIGHT.inc()
         status = 200
@@ -171,8 +203,8 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
                 status = 400
                 return error(400, f"the body is larger than {options.max_body_bytes} bytes")
             try:
-                parsed = parse_infer(json.loads(body), served.spec)
-            except json.JSONDecodeError as exc:
+                parsed = parse_infer(orjson.loads(body), served.spec)
+            except orjson.JSONDecodeError as exc:
                 status = 400
                 return error(400, f"the body is not JSON: {exc.msg} at position {exc.pos}")
             except (ProtocolError, UnicodeDecodeError) as exc:
@@ -187,12 +219,12 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
             await state["emitter"].emit(Emission(  # type: ignore[attr-defined]
                 served.name, served.version, parsed.columns, scores, classes, parsed.request_ids,
                 int(time.time() * 1000)))
-            metrics.ROWS.labels(served.name, served.version).inc(len(parsed.rows))
-            return JSONResponse(answer, headers={"x-model-version": served.version})
+            counters.timing(served.name, served.version)[1].inc(len(parsed.rows))
+            return FastJSON(answer, headers={"x-model-version": served.version})
         finally:
             metrics.IN_FLIGHT.dec()
-            metrics.REQUESTS.labels(served.name, served.version, str(status)).inc()
-            metrics.LATENCY.labels(served.name, served.version).observe(time.perf_counter() - started)
+            counters.count(served.name, served.version, status)
+            counters.timing(served.name, served.version)[0].observe(time.perf_counter() - started)
 
     async def prometheus(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,9 +1,11 @@
 """Every served prediction back into the loop, off the request path, bounded, never dropped silently.
 
-Handlers put one item per request on a bounded queue and return; a
-background thread encodes items into Prediction events (the request's
-columns, scores, model version and request ids) and produces them
-(idempotent, acks=all). When the queue is full the handler *waits* for room
+Handlers put one item per request on a bounded queue and return; a task
+on the server's event loop (no thread hand-off per request) takes whatever
+is queued every few milliseconds, encodes the requests of one
+model version into one Prediction event (their columns, scores, and one
+request id per row: encoding cost is amortised over the batch) and
+produces it (idempotent, acks=all). When the queue is full the handler *waits* for room
 (backpressure, counted in ``driftline_serving_emit_backpressure_total``)
 rather than drop the event. Delivery failures are counted and logged.
 
@@ -16,11 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
-import threading
-import time
+from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from confluent_kafka import KafkaError, Message
@@ -38,7 +37,7 @@ log = logging.getLogger(__name__)
 class Emission:
     model: str
     version: str
-    columns: dict[str, Any]
+    columns: dict[str, list]
     scores: np.ndarray
     classes: np.ndarray | None
     request_ids: list[str]
@@ -47,85 +46,127 @@ class Emission:
 
 
 class PredictionEmitter:
-    def __init__(self, settings: Settings, *, capacity: int = 10_000, mode: str = "async") -> None:
+    def __init__(self, settings: Settings, *, capacity: int = 10_000, mode: str = "async",
+                 interval: float = 0.002) -> None:
         if mode not in ("async", "ack"):
             raise ValueError(f"emit mode must be async or ack, got {mode!r}")
         self.mode = mode
+        self.capacity = capacity
+        self.interval = interval
         self.topic = settings.topic("predictions")
         self.codec = Codec.default()
-        self.producer = make_producer(settings, **{"linger.ms": 2})
-        self.queue: queue.Queue[Emission | None] = queue.Queue(maxsize=capacity)
+        self.producer = make_producer(settings, **{"linger.ms": 5})
+        self.pending: deque[Emission] = deque()
         self.emitted = 0
         self.failed = 0
-        self._thread = threading.Thread(target=self._run, name="prediction-emitter", daemon=True)
-        self._thread.start()
+        self._room = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        """Start pumping on the running event loop (the server's)."""
+        self._task = asyncio.get_running_loop().create_task(self._pump())
 
     async def emit(self, item: Emission) -> None:
+        while len(self.pending) >= self.capacity:
+            metrics.EMIT_BLOCKED.inc()  # backpressure: wait for room, never drop
+            self._room.clear()
+            await self._room.wait()
         if self.mode == "ack":
             loop = asyncio.get_running_loop()
             item.done = (loop, loop.create_future())
-        try:
-            self.queue.put_nowait(item)
-        except queue.Full:
-            metrics.EMIT_BLOCKED.inc()
-            await asyncio.to_thread(self.queue.put, item)  # backpressure: wait for room, never drop
-        metrics.EMIT_QUEUE.set(self.queue.qsize())
+        self.pending.append(item)
+        self._wake.set()
         if item.done is not None:
             await item.done[1]
 
-    def _delivered(self, item: Emission, error: KafkaError | None, _: Message) -> None:
+    def _delivered(self, items: list[Emission], error: KafkaError | None, _: Message) -> None:
+        rows = sum(len(item.request_ids) for item in items)
         if error is None:
-            self.emitted += 1
-            metrics.EMITTED.inc()
+            self.emitted += rows
+            metrics.EMITTED.inc(rows)
         else:
-            self.failed += 1
-            metrics.EMIT_ERRORS.inc()
-            log.error("prediction event for %s not delivered: %s", item.request_ids[0], error.str())
-        if item.done is not None:
-            loop, future = item.done
-            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(error is None))
+            self.failed += rows
+            metrics.EMIT_ERRORS.inc(rows)
+            log.error("%d prediction rows (first request %s) not delivered: %s", rows, items[0].request_ids[0],
+                      error.str())
+        self._resolve(items, error is None)
 
-    def _encode(self, item: Emission) -> bytes:
-        record = {"model": item.model, "model_version": item.version, "event_time": item.event_time,
-                  "request_ids": item.request_ids, "segment": None, "columns": encode_columns(item.columns),
-                  "prediction": float_buffer(item.scores),
-                  "predicted_class": item.classes.tolist() if item.classes is not None else None}
+    @staticmethod
+    def _resolve(items: list[Emission], ok: bool) -> None:
+        for item in items:
+            if item.done is not None and not item.done[1].done():
+                item.done[1].set_result(ok)
+
+    def _encode(self, items: list[Emission]) -> bytes:
+        """One Prediction event for requests of one model version with the same features."""
+        first = items[0]
+        columns = {name: [v for item in items for v in item.columns[name]] for name in first.columns}
+        classes = None
+        if all(item.classes is not None for item in items):
+            classes = [c for item in items for c in item.classes.tolist()]
+        record = {"model": first.model, "model_version": first.version, "event_time": items[-1].event_time,
+                  "request_ids": [r for item in items for r in item.request_ids], "segment": None,
+                  "columns": encode_columns(columns),
+                  "prediction": float_buffer(np.concatenate([item.scores for item in items])),
+                  "predicted_class": classes}
         return self.codec.encode("driftline.Prediction", record)
 
-    def _run(self) -> None:
+    def drain(self, limit: int = 1000) -> None:
+        """Encode and produce what is pending: one event per model version and feature set."""
+        groups: dict[tuple, list[Emission]] = {}
+        for _ in range(min(limit, len(self.pending))):
+            item = self.pending.popleft()
+            groups.setdefault((item.model, item.version, tuple(item.columns)), []).append(item)
+        for items in groups.values():
+            self._produce(items)
+        self.producer.poll(0)  # delivery callbacks run here, on the loop's thread
+        metrics.EMIT_QUEUE.set(len(self.pending))
+        self._room.set()
+
+    async def _pump(self) -> None:
+        while not self._closing or self.pending:
+            if not self.pending:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), 0.1)
+                except TimeoutError:
+                    self.producer.poll(0)
+                    continue
+            await asyncio.sleep(self.interval)  # let a few more requests join this event
+            try:
+                self.drain()
+            except Exception:  # the pump must survive anything one batch does
+                log.exception("emitting prediction events failed")
+
+    def _produce(self, items: list[Emission]) -> None:
+        try:
+            value = self._encode(items)
+        except Exception as exc:  # a bad group must not stop the others
+            rows = sum(len(item.request_ids) for item in items)
+            self.failed += rows
+            metrics.EMIT_ERRORS.inc(rows)
+            log.error("could not encode the prediction event of %s: %s", items[0].request_ids[0], exc)
+            self._resolve(items, False)
+            return
         while True:
             try:
-                item = self.queue.get(timeout=0.05)
-            except queue.Empty:
-                self.producer.poll(0)
-                continue
-            if item is None:
-                break
-            try:
-                value = self._encode(item)
-            except Exception as exc:  # one bad item must not stop the others
-                self.failed += 1
-                metrics.EMIT_ERRORS.inc()
-                log.error("could not encode the prediction event of %s: %s", item.request_ids[0], exc)
-                if item.done is not None:
-                    loop, future = item.done
-                    loop.call_soon_threadsafe(lambda f=future: f.done() or f.set_result(False))
-                continue
-            while True:
-                try:
-                    self.producer.produce(self.topic, value=value, key=item.request_ids[0].encode(),
-                                          on_delivery=lambda e, m, it=item: self._delivered(it, e, m))
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)
-            self.producer.poll(0)
-            metrics.EMIT_QUEUE.set(self.queue.qsize())
+                self.producer.produce(self.topic, value=value, key=items[0].request_ids[0].encode(),
+                                      on_delivery=lambda e, m, batch=items: self._delivered(batch, e, m))
+                return
+            except BufferError:
+                self.producer.poll(0.05)
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Produce what is queued and wait for Kafka to acknowledge it."""
-        deadline = time.monotonic() + timeout
-        self.queue.put(None)
-        self._thread.join(timeout)
-        remaining = self.producer.flush(max(0.0, deadline - time.monotonic()))
+    async def close(self, timeout: float = 30.0) -> None:
+        """Produce what is pending and wait for Kafka to acknowledge it."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.wait_for(self._task, timeout)
+        while self.pending:
+            self.drain()
+        remaining = await asyncio.to_thread(self.producer.flush, timeout)
+        self.producer.poll(0)
         if remaining:
             log.error("%d prediction events were not acknowledged before shutdown", remaining)

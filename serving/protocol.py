@@ -35,7 +35,7 @@ class ProtocolError(ValueError):
 @dataclass
 class InferRequest:
     rows: list[dict[str, Any]]
-    columns: dict[str, np.ndarray | list]  # what the Prediction event carries
+    columns: dict[str, list]  # what the Prediction event carries (numbers, or text; None for null)
     request_ids: list[str]
     id: str | None
     outputs: list[str] | None
@@ -88,10 +88,7 @@ def parse_infer(body: Any, spec: FeatureSpec) -> InferRequest:
         if kinds[name] == "numeric":
             if datatype not in NUMERIC_TYPES:
                 raise ProtocolError(f"input {name!r} is numeric: use FP64/FP32/INT* not {datatype}")
-            try:
-                columns[name] = np.array([math.nan if v is None else v for v in data], dtype=np.float64)
-            except (TypeError, ValueError):
-                raise ProtocolError(f"input {name!r}: data must be numbers for datatype {datatype}") from None
+            columns[name] = _numbers(data, name, datatype)
         else:
             if datatype not in ("BYTES", "BOOL"):
                 raise ProtocolError(f"input {name!r} is categorical: use BYTES, not {datatype}")
@@ -124,10 +121,32 @@ def parse_infer(body: Any, spec: FeatureSpec) -> InferRequest:
             raise ProtocolError("'outputs' must be a list of {\"name\": ...} objects")
         outputs = [o["name"] for o in wanted]
     names = list(columns)
-    values = [c.tolist() if isinstance(c, np.ndarray) else c for c in columns.values()]
-    model_rows = [{n: v for n, v in zip(names, row, strict=True) if v is not None and v == v}
+    values = list(columns.values())
+    # nulls are left out of the row: the model sees a missing feature
+    model_rows = [{n: v for n, v in zip(names, row, strict=True) if v is not None}
                   for row in zip(*values, strict=True)]
     return InferRequest(model_rows, columns, ids, request_id, outputs, parameters)
+
+
+_PLAIN_NUMBERS = (int, float)
+
+
+def _numbers(data: list, name: str, datatype: str) -> list[float | None]:
+    """The tensor's values as Python numbers (None for null), refusing anything else."""
+    for v in data:
+        if type(v) not in _PLAIN_NUMBERS:
+            break
+    else:
+        return data  # the common case: every value is already a plain number
+    out: list[float | None] = []
+    for v in data:
+        if v is None or (isinstance(v, float) and v != v):
+            out.append(None)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append(v)
+        else:
+            raise ProtocolError(f"input {name!r}: data must be numbers for datatype {datatype}, got {v!r}")
+    return out
 
 
 def output_tensors(task: str, scores: np.ndarray, classes: np.ndarray | None) -> list[dict[str, Any]]:

@@ -1,0 +1,156 @@
+"""Serving figures: single-row inference throughput and latency beside the server stack's ceiling.
+
+One serving node (one uvicorn worker process, uvloop + httptools) serving a
+river pipeline (standard scaler + logistic regression) over 20 features:
+Agrawal's 9 plus 11 noise columns. For concurrency 1, 8 and 32 keep-alive
+connections (closed loop, a raw asyncio HTTP/1.1 client so the client is
+not the bottleneck) it reports ``rps``, ``p50_ms``, ``p99_ms``; the same
+against ``ceiling``: the same stack (uvicorn, Starlette) answering a
+constant JSON body with no model. ``swap_ms``: from the Deployment record
+being acknowledged to the first response from the new version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+from _common import bench_settings, parser, report
+
+from driftline import artifacts
+from driftline.broker.local import free_port
+from driftline.registry import Registry
+from driftline.synthetic import agrawal
+from schemas import Table
+from serving.client import infer_body
+from trainers.dataset import from_table
+from trainers.job import TrainingJob, Trigger
+from trainers.modelfile import parse_model_config
+
+CEILING = """
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+ANSWER = {"model_name": "bench", "model_version": "1", "outputs": [
+    {"name": "score", "datatype": "FP64", "shape": [1], "data": [0.5]},
+    {"name": "predicted_class", "datatype": "BYTES", "shape": [1], "data": ["1"]}],
+    "parameters": {"request_ids": ["0123456789abcdef0123456789abcdef"]}}
+
+async def infer(request):
+    await request.body()
+    return JSONResponse(ANSWER)
+
+app = Starlette(routes=[Route("/v2/models/{name}/infer", infer, methods=["POST"])])
+uvicorn.run(app, host="127.0.0.1", port=int(__import__("sys").argv[1]), loop="uvloop", http="httptools",
+            access_log=False, log_level="warning")
+"""
+
+
+def columns_for(rows: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    columns, labels = agrawal(rows, function=0, seed=seed)
+    rng = np.random.default_rng(seed)
+    columns.update({f"noise{i}": rng.normal(size=rows) for i in range(11)})
+    return columns, labels
+
+
+async def closed_loop(port: int, request: bytes, connections: int, seconds: float) -> list[float]:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            answer = await reader.readexactly(length)
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"{head[:40]!r} {answer[:200]!r}")
+            latencies.append(time.perf_counter() - started)
+        writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    return latencies
+
+
+def wait_ready(port: int) -> None:
+    import httpx
+
+    for _ in range(300):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the serving node did not become ready")
+
+
+def main() -> None:
+    args = parser(__doc__).parse_args()
+    seconds = 3.0 if args.quick else 10.0
+    settings = bench_settings().replace(signing_key="bench-secret")
+    config = parse_model_config({"name": "bench", "pipeline": "logistic_regression",
+                                 "validation": {"max_latency_p99_ms": 50}})
+    columns, labels = columns_for(3000, 1)
+    table = Table({**columns, "label": labels.astype(np.int64)}, {**{n: "float" for n in columns}, "label": "int"})
+    TrainingJob(settings, config).run(Trigger("init", "init"), dataset=from_table(table, "label"))
+
+    node_port, ceiling_port = free_port(), free_port()
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+           "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, "DRIFTLINE_SIGNING_KEY": settings.signing_key,
+           "DRIFTLINE_LOG_LEVEL": "WARNING"}
+    node = subprocess.Popen([sys.executable, "-m", "driftline.cli.main", "serve", "--port", str(node_port),
+                             "--no-access-log"], env=env)
+    ceiling = subprocess.Popen([sys.executable, "-c", CEILING, str(ceiling_port)])
+    figures: dict[str, float | int | str] = {}
+    try:
+        wait_ready(node_port)
+        body = json.dumps(infer_body({k: v[:1] for k, v in columns.items()})).encode()
+        request = (f"POST /v2/models/bench/infer HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        for connections in (1, 8, 32):
+            for name, port in (("", node_port), ("ceiling_", ceiling_port)):
+                latencies = asyncio.run(closed_loop(port, request, connections, seconds))
+                figures[f"{name}rps_c{connections}"] = len(latencies) / seconds
+                figures[f"{name}p50_ms_c{connections}"] = float(np.percentile(latencies, 50) * 1000)
+                figures[f"{name}p99_ms_c{connections}"] = float(np.percentile(latencies, 99) * 1000)
+            figures[f"ratio_c{connections}"] = figures[f"rps_c{connections}"] / figures[f"ceiling_rps_c{connections}"]
+        figures["ceiling_rps"] = figures["ceiling_rps_c8"]
+        figures["rps"] = figures["rps_c8"]
+        figures["p99_ms"] = figures["p99_ms_c8"]
+        figures["swap_ms"] = measure_swap(settings, node_port, body)
+    finally:
+        for process in (node, ceiling):
+            process.terminate()
+            process.wait(30)
+    report(figures)
+
+
+def measure_swap(settings, port: int, body: bytes) -> float:
+    import httpx
+
+    registry = Registry(settings)
+    base = registry.model("bench", "1")
+    record = artifacts.sign({**base, "version": "2", "created_at": int(time.time() * 1000)}, settings)
+    registry.publish_model(record)
+    registry.deploy("bench", "2", "deploy", reason="bench swap")
+    acknowledged = time.perf_counter()
+    with httpx.Client() as client:
+        while True:
+            answer = client.post(f"http://127.0.0.1:{port}/v2/models/bench/infer", content=body).json()
+            if answer["model_version"] == "2":
+                return (time.perf_counter() - acknowledged) * 1000
+
+
+if __name__ == "__main__":
+    main()
