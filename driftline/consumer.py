@@ -125,6 +125,8 @@ class EventReader:
 
     def _decode(self, message: Message) -> Event | None:
         try:
+            if self.expect and message.topic() not in self.expect:
+                raise ContractError(f"topic {message.topic()} is not one this stage reads")
             record = self.codec.decode(message.value() or b"", self.expect.get(message.topic()))
             if self.validate is not None:
                 self.validate(record)

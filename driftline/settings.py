@@ -100,6 +100,14 @@ class Settings:
         """Full topic name of a driftline topic (``features`` -> ``driftline.features``)."""
         return f"{self.topic_prefix}{name}"
 
+    def group(self, name: str) -> str:
+        """A service's consumer group (and transactional id) under the prefix, like its topics.
+
+        Deployments that share a cluster under different prefixes must not share
+        groups: a group's members would be handed the other deployment's topics.
+        """
+        return f"{self.topic_prefix}{name}"
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 

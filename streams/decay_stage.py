@@ -30,7 +30,7 @@ from streams.join import JoinResult, LabelJoin
 from streams.profile import Profile
 
 log = logging.getLogger(__name__)
-DECAY_GROUP = "driftline-monitor-decay"
+DECAY_GROUP = "monitor-decay"
 QUALITY_REPLAY_MS = 7 * 24 * 3600 * 1000
 
 
@@ -56,10 +56,11 @@ class DecayStage:
         self.quality_topic = settings.topic("quality")
         self.join = self._fresh_join()
         self.reader = EventReader(
-            settings, DECAY_GROUP, [settings.topic("predictions"), settings.topic("labels")], stage="monitor-decay",
+            settings, settings.group(DECAY_GROUP), [settings.topic("predictions"), settings.topic("labels")],
+            stage="monitor-decay",
             expect={settings.topic("predictions"): "driftline.Prediction",
                     settings.topic("labels"): "driftline.Label"},
-            transactional_id=f"driftline-monitor-3-{instance}", on_assign=self._on_assign,
+            transactional_id=settings.group(f"monitor-3-{instance}"), on_assign=self._on_assign,
             dead_letter_topics=[settings.topic("labels")],  # stage 1 dead-letters bad predictions
             **static_membership(f"{instance}-3"))
         self.models = TopicFollower(settings, "models", model_record_summary)

@@ -40,15 +40,21 @@ def skew_findings(
     *,
     rate_threshold: float = 0.01,
     null_alpha: float = 0.001,
+    min_count: int = 3,
 ) -> dict[str, list[SkewFinding]]:
-    """Findings per feature (features without findings are left out)."""
+    """Findings per feature (features without findings are left out).
+
+    A finding needs ``min_count`` offending rows as well as a rate over the
+    threshold: one odd value among a handful of rows is 50 % of a tiny
+    window and no evidence of a broken pipeline.
+    """
     out: dict[str, list[SkewFinding]] = {}
     rows = max(summary.rows, 1)
     for name, s in summary.features.items():
         findings = []
         for kind in RATE_KINDS:
             count = s.skew.get(kind, 0)
-            if count and count / rows > rate_threshold:
+            if count >= min_count and count / rows > rate_threshold:
                 examples: list[str] = []
                 if kind == "unseen_category" and isinstance(s, CategoricalSummary):
                     examples = [k for k in sorted(s.unseen) if k != OTHER][:5]

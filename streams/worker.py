@@ -41,8 +41,8 @@ from streams.summary import WindowSummary
 from streams.windows import PartitionWindows, RollingView, WindowMerger
 
 log = logging.getLogger(__name__)
-STAGE1_GROUP = "driftline-monitor"
-STAGE2_GROUP = "driftline-monitor-merge"
+STAGE1_GROUP = "monitor"
+STAGE2_GROUP = "monitor-merge"
 # Closed windows older than this are never replayed into stage 2 (its commits hold back only to
 # open windows) and are enough history for the detectors and the rolling view.
 STATS_REPLAY_MS = 24 * 3600 * 1000
@@ -156,14 +156,14 @@ class Monitor:
         self.partial_topic = settings.topic("stats.partial")
         inputs = [settings.topic("features"), settings.topic("predictions")]
         self.stage1 = EventReader(
-            settings, STAGE1_GROUP, inputs, stage="monitor",
+            settings, settings.group(STAGE1_GROUP), inputs, stage="monitor",
             expect={settings.topic("features"): "driftline.Features",
                     settings.topic("predictions"): "driftline.Prediction"},
-            transactional_id=f"driftline-monitor-1-{instance}", on_assign=self._restore_watermarks,
+            transactional_id=settings.group(f"monitor-1-{instance}"), on_assign=self._restore_watermarks,
             **static_membership(f"{instance}-1"))
         self.stage2 = EventReader(
-            settings, STAGE2_GROUP, [self.partial_topic], stage="monitor-merge",
-            transactional_id=f"driftline-monitor-2-{instance}", on_assign=self._restore_closed,
+            settings, settings.group(STAGE2_GROUP), [self.partial_topic], stage="monitor-merge",
+            transactional_id=settings.group(f"monitor-2-{instance}"), on_assign=self._restore_closed,
             **static_membership(f"{instance}-2"))
         self.profiles = ProfileFollower(settings)
         self.detectors = WindowMeanDetectors()

@@ -30,7 +30,7 @@ from trainers.modelfile import ModelConfig
 from trainers.trigger import Decision, TriggerState
 
 log = logging.getLogger(__name__)
-GROUP = "driftline-trainer"
+GROUP = "trainer"
 COMMAND_TYPE = "driftline.command.retrain"
 ALERT_TRIGGERS = {"driftline.drift": "drift", "driftline.skew": "skew", "driftline.decay": "decay",
                   COMMAND_TYPE: "operator"}
@@ -59,10 +59,11 @@ class Trainer:
         self.states = {c.name: TriggerState(c.trigger) for c in configs}
         for run in self.registry.runs():
             state = self.states.get(run["model"])
-            if state is not None and run["status"] in FINISHED:
+            # the first version (models init) does not start a cooldown: nothing was retrained yet
+            if state is not None and run["status"] in FINISHED and run["trigger_type"] != "init":
                 state.last_run_ms = max(state.last_run_ms or 0, run["started_at"])
         self.topic = settings.topic("alerts")
-        self.consumer = make_consumer(settings, GROUP)
+        self.consumer = make_consumer(settings, settings.group(GROUP))
         self.consumer.subscribe([self.topic])
         self._dead_letter_producer = make_producer(settings)
         self.deadletters = DeadLetterQueue.for_producer(settings, self._dead_letter_producer)

@@ -8,7 +8,8 @@ has an answer.
   it join the same run instead of starting another.
 - **cooldown**: after a run, alerts are skipped for a while (the new model
   needs windows of traffic before the monitor can judge it). An operator
-  command is never skipped for cooldown.
+  command is never skipped for cooldown, and the first version (``models
+  init``) starts none.
 - **minimum new labels**: a due run is skipped when fewer labelled rows
   arrived since the last run than the model file asks for (operator
   commands excepted).

@@ -1,0 +1,262 @@
+"""The whole loop on one machine: broker, topics, reference, v1, monitor, trainer, serving nodes, traffic.
+
+``run_loop`` is what ``driftline demo`` runs, what ``bench/loop.py``
+measures and what the end-to-end and chaos tests assert on. The services are
+real child processes started with the one CLI; the application talks to
+the nodes over HTTP (Open Inference Protocol) and sends labels after a
+delay. The loop *closes* when the change is detected, a retrained model is
+validated, published and served by every node, and its accuracy on the
+changed stream beats the stale model's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from driftline.broker.local import free_port
+from driftline.demo.observer import Observer
+from driftline.demo.services import Service
+from driftline.demo.simulator import Application, Traffic
+from driftline.kafka_clients import make_producer
+from driftline.settings import Settings
+from driftline.synthetic import agrawal
+from driftline.topics import create_topics
+
+MODEL = "loans"
+
+
+@dataclass
+class Scenario:
+    window: float = 10.0
+    stable: float = 25.0  # seconds of traffic before the change
+    after_swap: float = 15.0  # seconds of traffic on the new model before the summary
+    deadline: float = 120.0  # seconds after the change by which the loop must have closed
+    nodes: int = 2
+    traffic: Traffic = field(default_factory=Traffic)
+    emit: str = "async"  # the nodes' prediction-event mode ("ack" for the chaos test)
+    chaos: bool = False  # SIGKILL the monitor and one node after the change, then restart them
+    reference_rows: int = 4000
+
+
+def model_file(path: Path, scenario: Scenario) -> Path:
+    """The demo model: what a team would declare (YAML-compatible JSON)."""
+    label_delay = scenario.traffic.label_delay
+    path.write_text(json.dumps({
+        "name": MODEL, "pipeline": "hoeffding_adaptive_tree", "params": {"grace_period": 100},
+        "label_delay": f"{label_delay}s", "training_window": f"{scenario.window * 1.5:g}s",
+        "holdout_fraction": 0.25, "promotion": "auto",
+        "validation": {"floors": {"accuracy": 0.6}, "max_regression": 0.0, "max_latency_p99_ms": 50,
+                       "min_holdout_rows": 100},
+        "trigger": {"on": ["drift", "decay"], "debounce": f"{scenario.window:g}s", "cooldown": "60s",
+                    "min_new_labels": 500}}, indent=2))
+    return path
+
+
+def scrape(url: str, metric: str) -> float:
+    """Sum of a Prometheus counter on a /metrics page (0 when absent or unreachable)."""
+    try:
+        text = httpx.get(url, timeout=2).text
+    except httpx.HTTPError:
+        return math.nan
+    return sum(float(m.group(1)) for m in re.finditer(rf"^{metric}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.M))
+
+
+class Loop:
+    def __init__(self, settings: Settings, scenario: Scenario, say: Callable[[str, str], None]) -> None:
+        self.settings = settings
+        self.scenario = scenario
+        self.say = say
+        self.dir = Path(settings.state_dir) / "demo" / settings.topic_prefix.strip(".")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.services: dict[str, Service] = {}
+        self.ports = [free_port() for _ in range(scenario.nodes)]
+        self.urls = [f"http://127.0.0.1:{p}" for p in self.ports]
+        self.metrics_port = free_port()
+
+    # ------------------------------------------------------------ set-up
+    def prepare(self) -> None:
+        from schemas import Table
+        from streams.profile import Profile
+        from trainers.dataset import from_table
+        from trainers.job import TrainingJob, Trigger
+        from trainers.modelfile import load_model_config
+
+        create_topics(self.settings)
+        columns, labels = agrawal(self.scenario.reference_rows, function=self.scenario.traffic.function, seed=1)
+        table = Table(dict(columns), {n: "float" for n in columns})
+        config = load_model_config(model_file(self.dir / "loans.model.json", self.scenario))
+        labelled = Table({**columns, "label": labels.astype(np.int64)}, {**table.types, "label": "int"})
+        run = TrainingJob(self.settings, config).run(Trigger("demo-init", "init", "the demo's first model"),
+                                                      dataset=from_table(labelled, "label"))
+        if run["status"] != "published":
+            raise RuntimeError(f"the first model was not published: {run['reason']}")
+        accuracy = run["candidate_metrics"]["accuracy"]
+        profile = Profile.build(table, MODEL, source="river Agrawal(seed=1)",
+                                chunk_rows=int(self.scenario.window * self.scenario.traffic.rate))
+        profile.metrics = {"accuracy": accuracy}
+        producer = make_producer(self.settings)
+        producer.produce(self.settings.topic("profiles"), key=MODEL.encode(), value=profile.to_bytes())
+        producer.flush(30)
+        self.say("setup", f"reference: {table.rows} rows of Agrawal(function {self.scenario.traffic.function}); "
+                          f"profile and {MODEL} v1 published (holdout accuracy {accuracy:.3f})")
+
+    def start_services(self) -> None:
+        window, grace = self.scenario.window, max(0.5, self.scenario.window / 10)
+        self.services["monitor"] = Service(
+            "monitor", ["monitor", "--window", f"{window:g}", "--grace", f"{grace:g}", "--idle", "3",
+                        "--instance", "demo", "--metrics-port", str(self.metrics_port)],
+            self.settings, self.dir, health_url=f"http://127.0.0.1:{self.metrics_port}/metrics")
+        self.services["trainer"] = Service("trainer", ["trainer", str(self.dir / "loans.model.json"),
+                                                       "--metrics-port", "0"], self.settings, self.dir)
+        for i, port in enumerate(self.ports):
+            self.services[f"node{i + 1}"] = Service(
+                f"node{i + 1}", ["serve", "--port", str(port), "--node-id", f"node{i + 1}", "--emit",
+                                 self.scenario.emit], self.settings, self.dir,
+                health_url=f"http://127.0.0.1:{port}/v2/health/ready")
+        for service in self.services.values():
+            service.start()
+        for service in self.services.values():
+            service.wait_healthy()
+        self.say("services", f"monitor (windows of {window:g}s), trainer, {len(self.ports)} serving nodes at "
+                             + ", ".join(self.urls) + f"; logs in {self.dir}")
+
+    def stop_services(self) -> dict[str, int | None]:
+        return {name: service.stop() for name, service in self.services.items()}
+
+    # ------------------------------------------------------------ the run
+    async def _chaos(self, app: Application) -> None:
+        assert app.drift_at is not None
+        await asyncio.sleep(max(0.0, app.drift_at + 3 - time.time()))
+        victims = [self.services["monitor"], self.services[f"node{len(self.ports)}"]]
+        for service in victims:
+            service.kill()
+        self.say("chaos", "SIGKILL: monitor and " + victims[1].name)
+        await asyncio.sleep(3)
+        for service in victims:
+            service.start()
+        self.say("chaos", "restarted monitor and " + victims[1].name)
+
+    async def _traffic(self, app: Application, observer: Observer) -> dict[str, Any]:
+        stop = asyncio.Event()
+        started = time.time()
+        app.drift_at = started + self.scenario.stable
+        hard_end = app.drift_at + self.scenario.deadline
+        runner = asyncio.create_task(app.run(hard_end, stop))
+        chaos = asyncio.create_task(self._chaos(app)) if self.scenario.chaos else None
+        announced = False
+        swapped_at: float | None = None
+        next_status = time.time() + 5
+        while not runner.done():
+            await asyncio.sleep(0.25)
+            now = time.time()
+            if not announced and now >= app.drift_at:
+                announced = True
+                self.say("change", f"concept: Agrawal function {app.traffic.function} -> "
+                                   f"{app.traffic.drift_function}; covariates: salary x{app.traffic.salary_scale}")
+            version = self._new_version(observer)
+            if version and swapped_at is None and all(app.first_answer(u, version) for u in self.urls):
+                swapped_at = max(app.first_answer(u, version) for u in self.urls)
+                self.say("swap", f"every node answers with v{version} "
+                                 f"({swapped_at - app.drift_at:.1f}s after the change)")
+            if swapped_at is not None and now >= swapped_at + self.scenario.after_swap:
+                stop.set()
+            if now >= next_status:
+                next_status = now + 5
+                self._status(app, observer, started)
+        await runner
+        if chaos is not None:
+            chaos.cancel()
+        return {"swapped_at": swapped_at}
+
+    @staticmethod
+    def _new_version(observer: Observer) -> str | None:
+        published = [run for _, run in observer.published() if run["trigger_type"] != "init"]
+        return published[0]["candidate_version"] if published else None
+
+    def _status(self, app: Application, observer: Observer, started: float) -> None:
+        answered = [r for r in app.records if r.answer.status == 200]
+        recent = [r for r in answered if r.answer.finished >= time.time() - 10]
+        accuracy = np.mean([(r.answer.classes[0] == "1") == r.truth for r in recent]) if recent else math.nan
+        versions = sorted({r.answer.version for r in recent})
+        failed = len(app.records) - len(answered)
+        self.say("status", f"+{time.time() - started:5.1f}s  {len(app.records)} requests ({failed} failed), "
+                           f"{app.labels_sent} labels, {observer.windows} windows closed, "
+                           f"accuracy (last 10 s) {accuracy:.3f} from v{'/v'.join(versions) or '-'}")
+
+    def run(self) -> dict[str, Any]:
+        observer = Observer(self.settings, self.say)
+        observer.start()
+        app = Application(self.settings, self.urls, self.scenario.traffic)
+        try:
+            outcome = asyncio.run(self._traffic(app, observer))
+            time.sleep(1.0)  # the last alerts and records reach the observer
+        finally:
+            observer.stop()
+        return self.summary(app, observer, outcome["swapped_at"])
+
+    def summary(self, app: Application, observer: Observer, swapped_at: float | None) -> dict[str, Any]:
+        drift_at = app.drift_at or 0.0
+        alerts = [(t, a) for t, a in observer.alerts() if t >= drift_at and a.type != "driftline.command.retrain"]
+        published = [(t, r) for t, r in observer.published() if r["trigger_type"] != "init"]
+        version = published[0][1]["candidate_version"] if published else None
+        stale = app.accuracy(version="1", drifted=True)
+        after = app.accuracy(version=version, drifted=True) if version else math.nan
+        answered = [r for r in app.records if r.answer.status == 200]
+        monitored = scrape(f"http://127.0.0.1:{self.metrics_port}/metrics", "driftline_monitor_rows_total")
+        dead = scrape(f"http://127.0.0.1:{self.metrics_port}/metrics", "driftline_monitor_dead_lettered_total")
+        versions = sorted({r.answer.version for r in answered}, key=lambda v: (len(v), v))
+        summary: dict[str, Any] = {
+            "ok": False,
+            "drift_injected_at": round(drift_at, 3),
+            "first_alert_s": round(alerts[0][0] - drift_at, 2) if alerts else None,
+            "first_alert": alerts[0][1].message if alerts else None,
+            "alert_types": sorted({a.type for _, a in alerts}),
+            "drifted_features": sorted({f for _, a in alerts for f in a.features}),
+            "published_s": round(published[0][0] - drift_at, 2) if published else None,
+            "swapped_all_nodes_s": round(swapped_at - drift_at, 2) if swapped_at else None,
+            "accuracy_stale": round(stale, 4),
+            "accuracy_after": round(after, 4),
+            "requests": len(app.records),
+            "failed_requests": len(app.records) - len(answered),
+            "events_produced": len(answered) + app.labels_sent,
+            "events_monitored": int(monitored) if not math.isnan(monitored) else None,
+            "dead_lettered": int(dead) if not math.isnan(dead) else None,
+            "serving_url": self.urls[0],
+            "serving_urls": self.urls,
+            "model_versions": versions,
+            "topic_prefix": self.settings.topic_prefix,
+            "run_id": published[0][1]["run_id"] if published else None,
+        }
+        summary["ok"] = bool(alerts and published and swapped_at and after > stale)
+        self.app = app
+        self.observer = observer
+        return summary
+
+
+def print_summary(summary: dict[str, Any], say: Callable[[str, str], None]) -> None:
+    rows = [("drift detected (first alert)", f"{summary['first_alert_s']} s after the change"),
+            ("drifted features", ", ".join(summary["drifted_features"]) or "-"),
+            ("new model published", f"{summary['published_s']} s after the change"),
+            ("served by every node", f"{summary['swapped_all_nodes_s']} s after the change"),
+            ("accuracy on the changed stream", f"stale v1 {summary['accuracy_stale']:.3f} -> "
+                                               f"new {summary['accuracy_after']:.3f}"),
+            ("requests (failed)", f"{summary['requests']} ({summary['failed_requests']})"),
+            ("events produced / monitored rows", f"{summary['events_produced']} / {summary['events_monitored']}"),
+            ("dead-lettered", str(summary["dead_lettered"])),
+            ("model versions answered", ", ".join(f"v{v}" for v in summary["model_versions"])),
+            ("loop closed", "yes" if summary["ok"] else "NO")]
+    width = max(len(k) for k, _ in rows)
+    say("summary", "-" * (width + 40))
+    for key, value in rows:
+        say("summary", f"{key:<{width}}  {value}")

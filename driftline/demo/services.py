@@ -1,0 +1,83 @@
+"""driftline services as child processes, the way an operator runs them (one CLI, one process each)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from driftline.settings import Settings
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """Everything a child needs to see the same cluster, topics and keys as the parent."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+           "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, "DRIFTLINE_PARTITIONS": str(settings.partitions),
+           "DRIFTLINE_SIGNING_KEY": settings.signing_key, "DRIFTLINE_WINDOW_SECONDS": str(settings.window_seconds),
+           "DRIFTLINE_GRACE_SECONDS": str(settings.grace_seconds), "DRIFTLINE_LOG_LEVEL": "INFO"}
+    if settings.verify_key:
+        env["DRIFTLINE_VERIFY_KEY"] = settings.verify_key
+    return env
+
+
+class Service:
+    """One ``driftline ...`` child process with its log file; can be killed and started again."""
+
+    def __init__(self, name: str, args: list[str], settings: Settings, log_dir: Path,
+                 health_url: str | None = None) -> None:
+        self.name = name
+        self.args = args
+        self.settings = settings
+        self.log_path = log_dir / f"{name}.log"
+        self.health_url = health_url
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        log = self.log_path.open("a")
+        self.process = subprocess.Popen([sys.executable, "-m", "driftline.cli.main", *self.args],
+                                        env=service_env(self.settings), stdout=log, stderr=subprocess.STDOUT)
+        self.starts += 1
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        if self.health_url is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
+            try:
+                if httpx.get(self.health_url, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} was not healthy after {timeout:.0f} s; see {self.log_path}")
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye, no flush (the chaos test's crash)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM and wait: the clean shutdown every service promises."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
