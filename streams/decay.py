@@ -37,6 +37,7 @@ class DecayPolicy:
 
     absolute_tolerance: float = 0.05  # accuracy, F1, ROC AUC: points below the baseline
     relative_tolerance: float = 0.2  # log loss, MAE, RMSE: fraction above the baseline
+    log_loss_tolerance: float = 0.1  # and at least this much worse (a perfect model's baseline is 0)
     min_rows: int = 100  # smaller windows are summarised, never judged
     z: float = 3.0  # significance of an accuracy drop
     baseline_windows: int = 3  # windows that set the baseline when nothing else gives one
@@ -44,7 +45,8 @@ class DecayPolicy:
     def threshold(self, metric: str, baseline: float) -> float:
         if metric in HIGHER_IS_BETTER:
             return self.absolute_tolerance
-        return self.relative_tolerance * abs(baseline)
+        floor = self.log_loss_tolerance if metric == "log_loss" else 0.0
+        return max(self.relative_tolerance * abs(baseline), floor)
 
 
 @dataclass

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="seconds of traffic before the change (25)")
     parser.add_argument("--after-swap", type=float, default=15.0,
                         help="seconds of traffic on the new model before the summary (15)")
-    parser.add_argument("--rate", type=float, default=100.0, help="requests per second (100)")
+    parser.add_argument("--rate", type=float, default=150.0, help="requests per second (150)")
     parser.add_argument("--nodes", type=int, default=2, help="serving nodes (2)")
     parser.add_argument("--json-file", help="write the summary to this file as one JSON object")
     parser.add_argument("--hold", type=float, default=0.0,
