@@ -32,6 +32,10 @@ lint: $(STAMP)
 
 bench: broker-jars
 	$(PY) bench/produce_consume.py --quick
+	$(PY) bench/monitor.py --quick
+	$(PY) bench/trainer.py --quick
+	$(PY) bench/serve.py --quick
+	$(PY) bench/loop.py --quick
 
 clean:
 	-$(VENV)/bin/driftline broker down
