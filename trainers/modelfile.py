@@ -126,6 +126,8 @@ def _validation(data: dict[str, Any], where: str) -> ValidationPolicy:
 def _trigger(data: dict[str, Any], where: str) -> TriggerPolicy:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: trigger must be a mapping")
+    if True in data:  # YAML 1.1 reads an unquoted `on:` key as the boolean true
+        data = {**{k: v for k, v in data.items() if k is not True}, "on": data[True]}
     _known(data, {"on", "debounce", "cooldown", "min_new_labels", "schedule"}, f"{where} trigger")
     on = data.get("on", list(TriggerPolicy.on))
     kinds = {"drift", "skew", "decay"}
