@@ -94,7 +94,8 @@ class LabelJoin:
     the truth became known) and to the prediction's model version.
     """
 
-    def __init__(self, window_ms: int, grace_ms: int, ttl_ms: int) -> None:
+    def __init__(self, window_ms: int, grace_ms: int, ttl_ms: int, max_waiting_rows: int = 500_000) -> None:
+        self.max_waiting_rows = max_waiting_rows
         self.window_ms = window_ms
         self.grace_ms = grace_ms
         self.ttl_ms = ttl_ms
@@ -180,16 +181,24 @@ class LabelJoin:
 
     # ------------------------------------------------------------ time
     def expire(self, now_ms: int) -> JoinResult:
-        """Drop rows that waited longer than the TTL (by event time against ``now_ms``)."""
+        """Drop rows that waited longer than the TTL (by event time against ``now_ms``).
+
+        Memory is bounded too: past ``max_waiting_rows`` waiting rows, the oldest
+        blocks are dropped the same way (counted, like an expiry), so a model
+        whose labels never come cannot grow the worker without limit.
+        """
         result = JoinResult()
+        waiting = len(self.waiting["prediction"]) + len(self.waiting["label"])
         for block_id, block in list(self.blocks.items()):
-            if block.event_time >= now_ms - self.ttl_ms:
+            over = waiting > self.max_waiting_rows
+            if block.event_time >= now_ms - self.ttl_ms and not over:
                 continue
             if block.waiting > 0:
                 index = self.waiting[block.kind]
                 mine = [rid for rid in block.request_ids if index.get(rid, (None,))[0] == block_id]
                 for rid in mine:
                     del index[rid]
+                waiting -= len(mine)
                 if block.kind == "prediction":
                     result.expired_predictions += len(mine)
                 else:

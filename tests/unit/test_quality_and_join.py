@@ -157,3 +157,13 @@ def test_decay_judge_baseline_order_and_significance() -> None:
     small = QualityWindow("m", "1", 0, 1000, "classification", 100, {"accuracy": 0.84}, baseline={"accuracy": 0.9})
     assert judge.judge(small) == []  # 6 points down on 100 rows is not significant at z = 3
     assert judge.alerts(window)[0].type == "driftline.decay"
+
+
+def test_join_state_is_bounded_by_waiting_rows() -> None:
+    join = LabelJoin(window_ms=1000, grace_ms=0, ttl_ms=10**9, max_waiting_rows=100)
+    for i in range(50):
+        join.add_prediction(prediction("m", [f"r{i}-{j}" for j in range(10)], [0.5] * 10, i), ("p", 0), i)
+    result = join.expire(join.clock)
+    assert result.expired_predictions == 400
+    assert len(join.waiting["prediction"]) == 100 and len(join.blocks) == 10
+    assert min(b.offset for b in join.blocks.values()) == 40, "the oldest blocks go first"
