@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import collections
 import json
+import os
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -38,18 +41,32 @@ def run_loop(settings, tmp_path, **scenario) -> tuple[Loop, dict]:
     return loop, summary
 
 
-def test_the_loop_closes_drift_retrain_validate_publish_swap(settings, tmp_path):
-    loop, summary = run_loop(settings, tmp_path)
-    assert summary["ok"], summary
-    assert summary["failed_requests"] == 0
-    assert set(summary["exit_codes"].values()) == {0}, "every service stops cleanly on SIGTERM"
-    new = summary["model_versions"][-1]
-    assert new != "1" and summary["versions_now"] == [new, new]
+def test_driftline_demo_closes_the_loop_and_the_topics_show_it(settings, tmp_path):
+    """`driftline demo` as a user runs it (shorter): exit 0, the JSON summary, and the topics behind it."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+           "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, "DRIFTLINE_STATE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "driftline.cli.main", "demo", "--window", "6", "--stable-seconds",
+                          "12", "--after-swap", "4", "--rate", "120", "--json-file", str(tmp_path / "demo.json")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    summary = json.loads((tmp_path / "demo.json").read_text())
+    assert summary["ok"] and summary["failed_requests"] == 0
+    for key in ("drift_injected_at", "first_alert_s", "published_s", "swapped_all_nodes_s", "accuracy_stale",
+                "accuracy_after", "requests", "events_produced", "events_monitored", "dead_lettered",
+                "serving_url", "model_versions"):
+        assert summary[key] is not None, key
     assert summary["accuracy_after"] > summary["accuracy_stale"]
-    s = loop.settings
+    assert summary["events_monitored"] == summary["requests"]  # every answered request reached the monitor
+    assert "monitor exit 0, trainer exit 0, node1 exit 0, node2 exit 0" in out.stdout
+    new = summary["model_versions"][-1]
+    assert new != "1"
+    s = settings.replace(topic_prefix=summary["topic_prefix"])
     alerts = [json.loads(m.value()) for m in read_topic(s, s.topic("alerts"))]
     drift = [a for a in alerts if a["type"] == "driftline.drift"]
     assert any("salary" in [f["name"] for f in a["data"]["features"]] for a in drift)
+    stable = [a for a in alerts if a["type"] in ("driftline.drift", "driftline.decay")
+              and a["data"]["window_end"] <= summary["drift_injected_at"] * 1000]
+    assert stable == [], "no drift or decay alert on windows before the change"
     registry = Registry(s)
     [run] = [r for r in registry.runs("loans") if r["status"] == "published" and r["trigger_type"] != "init"]
     assert run["lineage"] and run["dataset_hash"] and run["candidate_version"] == new
@@ -61,6 +78,8 @@ def test_the_loop_closes_drift_retrain_validate_publish_swap(settings, tmp_path)
 def test_the_loop_survives_a_killed_monitor_and_serving_node(settings, tmp_path):
     loop, summary = run_loop(settings, tmp_path, chaos=True, emit="ack")
     assert summary["ok"], summary
+    new = summary["model_versions"][-1]
+    assert new != "1" and summary["versions_now"] == [new, new], "both nodes, one restarted, serve the new model"
     s = loop.settings
     ids = [json.loads(m.value())["id"] for m in read_topic(s, s.topic("alerts"))]
     assert len(ids) == len(set(ids)), "no alert id appears twice after the monitor's restart"
