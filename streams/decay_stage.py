@@ -1,5 +1,8 @@
 """The monitor's decay stage: labels joined to predictions, quality windows, decay alerts.
 
+It also watches the prediction scores themselves (:mod:`streams.score_drift`),
+which move before any label arrives.
+
 It reads ``predictions`` and ``labels`` in its own consumer group and, in one
 Kafka transaction per step, publishes closed quality windows to ``quality``
 and decay alerts to ``alerts`` together with offsets held back to the oldest
@@ -20,6 +23,7 @@ from collections.abc import Callable
 
 from confluent_kafka import TopicPartition
 
+from driftline.alerts import Alert
 from driftline.consumer import EventReader, static_membership
 from driftline.follow import TopicFollower, read_compacted
 from driftline.settings import Settings
@@ -28,6 +32,7 @@ from streams import metrics
 from streams.decay import DecayJudge, DecayPolicy, measure
 from streams.join import JoinResult, LabelJoin
 from streams.profile import Profile
+from streams.score_drift import ScoreDrift
 
 log = logging.getLogger(__name__)
 DECAY_GROUP = "monitor-decay"
@@ -53,6 +58,7 @@ class DecayStage:
         self.idle_s = idle_seconds
         self.profiles = profiles
         self.judge = DecayJudge(policy)
+        self.scores = ScoreDrift(self.window_ms, self.grace_ms)
         self.quality_topic = settings.topic("quality")
         self.join = self._fresh_join()
         self.reader = EventReader(
@@ -92,7 +98,10 @@ class DecayStage:
                 self._last_label = time.monotonic()
                 self._count(event.record["model"], self.join.add_label(event.record, source, event.offset))
             else:
-                self._count(event.record["model"], self.join.add_prediction(event.record, source, event.offset))
+                record = event.record
+                self._count(record["model"], self.join.add_prediction(record, source, event.offset))
+                block = self.join.last_prediction
+                self.scores.add(record["model"], block.version, block.event_time, block.values)
         if time.monotonic() >= self._next_expiry:
             expired = self.join.expire(self.join.clock)
             metrics.UNLABELLED_EXPIRED.inc(expired.expired_predictions)
@@ -100,10 +109,13 @@ class DecayStage:
             self._next_expiry = time.monotonic() + 5.0
         labels_idle = time.monotonic() - self._last_label >= self.idle_s
         closing = self.join.closable(labels_idle)
-        if closing:
+        score_alerts = self.scores.close()
+        if closing or score_alerts:
             self.reader.begin()
         for key in closing:
             self._publish(key)
+        for alert in score_alerts:
+            self._alert(alert)
         if self.reader.in_transaction:
             assignment = self.reader.consumer.position(self.reader.consumer.assignment())
             positions = {(tp.topic, tp.partition): tp.offset for tp in assignment if tp.offset >= 0}
@@ -127,10 +139,13 @@ class DecayStage:
             metrics.QUALITY.labels(model, version, name).set(value)
         metrics.QUALITY_WINDOWS.labels(model).inc()
         for alert in self.judge.alerts(window):
-            produce(self.settings.topic("alerts"), key=model.encode(), value=alert.to_json(),
-                    headers=alert.kafka_headers())
-            metrics.ALERTS.labels(model, alert.type).inc()
-            log.warning("%s", alert.summary())
+            self._alert(alert)
+
+    def _alert(self, alert: Alert) -> None:
+        self.reader.producer.produce(self.settings.topic("alerts"), key=alert.model.encode(), value=alert.to_json(),
+                                     headers=alert.kafka_headers())
+        metrics.ALERTS.labels(alert.model, alert.type).inc()
+        log.warning("%s", alert.summary())
 
     def close(self) -> None:
         for part in (self.reader, self.models):

@@ -106,6 +106,7 @@ class LabelJoin:
         self.published: set[tuple[str, str, int]] = set()  # restored from the quality topic
         self.watermark = np.iinfo(np.int64).min  # largest label event time seen
         self.clock = np.iinfo(np.int64).min  # largest event time of either stream: the TTL's "now"
+        self.last_prediction: Block | None = None
 
     # ------------------------------------------------------------ input
     def add_prediction(self, record: dict[str, Any], source: tuple[str, int], offset: int) -> JoinResult:
@@ -114,6 +115,7 @@ class LabelJoin:
                       record["request_ids"], read_float_buffer(record["prediction"], len(record["request_ids"])),
                       classes=np.asarray(classes, dtype=str) if classes is not None else None,
                       version=record.get("model_version") or "")
+        self.last_prediction = block
         return self._add(block)
 
     def add_label(self, record: dict[str, Any], source: tuple[str, int], offset: int) -> JoinResult:

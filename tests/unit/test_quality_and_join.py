@@ -167,3 +167,28 @@ def test_join_state_is_bounded_by_waiting_rows() -> None:
     assert result.expired_predictions == 400
     assert len(join.waiting["prediction"]) == 100 and len(join.blocks) == 10
     assert min(b.offset for b in join.blocks.values()) == 40, "the oldest blocks go first"
+
+
+def test_prediction_score_drift_is_flagged_after_a_shift_and_not_before() -> None:
+    from streams.score_drift import ScoreDrift
+
+    drift = ScoreDrift(window_ms=1000, grace_ms=0, baseline_windows=5)
+    local = np.random.default_rng(3)
+    alerts = []
+    for w in range(40):
+        shift = 0.15 if w >= 25 else 0.0
+        for e in range(10):  # ten events per window, 50 rows each
+            drift.add("m", "1", w * 1000 + e * 100, np.clip(local.beta(2, 5, 50) + shift, 0, 1))
+        found = drift.close()
+        alerts += [(w, a) for a in found]
+    assert alerts, "the shifted scores were flagged"
+    assert min(w for w, _ in alerts) >= 25, "nothing before the shift"
+    assert min(w for w, _ in alerts) <= 27
+    assert alerts[0][1].features == ["prediction"] * len(alerts[0][1].features)
+    # the window mean feeding the detectors is numpy's mean of the window's rows
+    check = ScoreDrift(window_ms=1000, grace_ms=0)
+    rows = local.random(100)
+    check.add("m", "1", 5, rows[:60])
+    check.add("m", "1", 7, rows[60:])
+    window = check.versions[("m", "1")].windows[0]
+    assert window.total / window.rows == pytest.approx(rows.mean())

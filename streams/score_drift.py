@@ -1,0 +1,102 @@
+"""Drift of what a model *says*: its prediction scores, window by window, through river's detectors.
+
+A model's output distribution moves when its inputs or its world move, and
+it can be watched before a single label arrives. Per model version, scores
+are summed per tumbling window of prediction event time (numpy over each
+event's rows); the first ``baseline_windows`` windows set the expected mean
+and spread; every later window's mean is standardised,
+``z = (mean - mu) / (sigma / sqrt(n))`` — N(0, 1) while nothing changes —
+and fed to ADWIN and Page-Hinkley, as the per-feature window means are.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from river import base as river_base
+
+from driftline.alerts import Alert
+from streams.detectors import DETECTORS
+
+
+@dataclass
+class _Window:
+    total: float = 0.0
+    squares: float = 0.0
+    rows: int = 0
+
+
+@dataclass
+class _Version:
+    windows: dict[int, _Window] = field(default_factory=dict)
+    baseline: list[_Window] = field(default_factory=list)
+    detectors: dict[str, river_base.DriftDetector] = field(default_factory=dict)
+    watermark: int = -(1 << 62)
+
+
+class ScoreDrift:
+    def __init__(self, window_ms: int, grace_ms: int, *, baseline_windows: int = 5, min_rows: int = 30,
+                 kinds: tuple[str, ...] = ("adwin", "page_hinkley")) -> None:
+        self.window_ms = window_ms
+        self.grace_ms = grace_ms
+        self.baseline_windows = baseline_windows
+        self.min_rows = min_rows
+        self.kinds = kinds
+        self.versions: dict[tuple[str, str], _Version] = {}
+
+    def add(self, model: str, version: str, event_time: int, scores: np.ndarray) -> None:
+        finite = scores[np.isfinite(scores)]
+        state = self.versions.setdefault((model, version), _Version())
+        state.watermark = max(state.watermark, event_time)
+        if finite.size == 0:
+            return
+        start = event_time // self.window_ms * self.window_ms
+        window = state.windows.setdefault(start, _Window())
+        window.total += float(finite.sum())
+        window.squares += float(np.dot(finite, finite))
+        window.rows += int(finite.size)
+
+    def close(self) -> list[Alert]:
+        """Judge every window the version's watermark has passed (end + grace); alerts for detections."""
+        alerts = []
+        for (model, version), state in self.versions.items():
+            for start in sorted(s for s in state.windows if s + self.window_ms + self.grace_ms <= state.watermark):
+                window = state.windows.pop(start)
+                if window.rows < self.min_rows:
+                    continue
+                if len(state.baseline) < self.baseline_windows:
+                    state.baseline.append(window)
+                    continue
+                alert = self._judge(model, version, start, window, state)
+                if alert is not None:
+                    alerts.append(alert)
+        return alerts
+
+    def _judge(self, model: str, version: str, start: int, window: _Window, state: _Version) -> Alert | None:
+        rows = sum(w.rows for w in state.baseline)
+        mu = sum(w.total for w in state.baseline) / rows
+        variance = max(sum(w.squares for w in state.baseline) / rows - mu * mu, 0.0)
+        mean = window.total / window.rows
+        if variance <= 0:
+            return None
+        z = (mean - mu) / (math.sqrt(variance) / math.sqrt(window.rows))
+        fired = []
+        for kind in self.kinds:
+            detector = state.detectors.get(kind)
+            if detector is None:
+                detector = state.detectors[kind] = DETECTORS[kind]()
+            detector.update(z)
+            if detector.drift_detected:
+                fired.append(kind)
+        if not fired:
+            return None
+        return Alert.create(
+            "driftline.drift", model, severity="warning", identity=(version, start, "prediction", *fired),
+            data={"model_version": version, "window_start": start, "window_end": start + self.window_ms,
+                  "sample_size": window.rows,
+                  "message": f"{model} v{version}: its prediction scores moved (mean {mean:.3f} vs {mu:.3f}; "
+                             f"{', '.join(fired)}; z={z:.1f})",
+                  "features": [{"name": "prediction", "statistic": kind, "value": z, "threshold": None}
+                               for kind in fired]})
