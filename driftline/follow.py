@@ -61,6 +61,11 @@ def read_compacted(settings: Settings, topic: str, timeout: float = 10.0,
                     latest[message.key()] = message.value()
                 if message.offset() + 1 >= ends.get(message.partition(), 0):
                     ends.pop(message.partition(), None)
+            # A transactional topic ends on a commit marker, which is never delivered as a record:
+            # the position passing the end is what says the partition is read.
+            for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
+                if tp.offset >= ends.get(tp.partition, 1 << 62):
+                    ends.pop(tp.partition, None)
         return latest
     finally:
         consumer.close()
@@ -94,6 +99,10 @@ class TopicFollower(Generic[T]):
     def poll(self, timeout: float = 0.0, max_messages: int = 100) -> list[T]:
         """Read what arrived; the newly parsed values in topic order."""
         fresh: list[T] = []
+        if self._ends:
+            for tp in self.consumer.position([TopicPartition(self.topic, p) for p in self._ends]):
+                if tp.offset >= self._ends.get(tp.partition, 1 << 62):
+                    self._ends.pop(tp.partition, None)
         for message in self.consumer.consume(max_messages, timeout):
             if message.error():
                 continue

@@ -60,7 +60,10 @@ class Trainer:
         for run in self.registry.runs():
             state = self.states.get(run["model"])
             # the first version (models init) does not start a cooldown: nothing was retrained yet
-            if state is not None and run["status"] in FINISHED and run["trigger_type"] != "init":
+            if state is None or run["status"] not in FINISHED or run["trigger_type"] == "init":
+                continue
+            state.last_attempt_ms = max(state.last_attempt_ms or 0, run["started_at"])
+            if run["status"] == "published":
                 state.last_run_ms = max(state.last_run_ms or 0, run["started_at"])
         self.topic = settings.topic("alerts")
         self.consumer = make_consumer(settings, settings.group(GROUP))
@@ -124,7 +127,7 @@ class Trainer:
             if pending is None:
                 continue
             job = self.jobs[model]
-            since = state.last_run_ms or now_ms() - int(job.config.training_window_seconds * 1000)
+            since = state.last_attempt_ms or now_ms() - int(job.config.training_window_seconds * 1000)
             skip = state.enough_labels(count_new_labels(self.settings, model, since), pending.trigger)
             if skip is not None:
                 state.pending = None
@@ -138,7 +141,7 @@ class Trainer:
             metrics.DATASET_ROWS.labels(model).set(run["rows"])
             if run["status"] == "published" and run["candidate_version"].isdigit():
                 metrics.PUBLISHED_VERSION.labels(model).set(int(run["candidate_version"]))
-            state.finished(now_ms())
+            state.finished(now_ms(), published=run["status"] == "published")
             self.held.pop(model, None)
             finished.append(run)
         return finished

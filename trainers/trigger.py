@@ -6,8 +6,9 @@ has an answer.
 
 - **debounce**: the first trigger opens a short wait; triggers arriving during
   it join the same run instead of starting another.
-- **cooldown**: after a run, alerts are skipped for a while (the new model
-  needs windows of traffic before the monitor can judge it). An operator
+- **cooldown**: after a run that published a model, alerts are skipped for a
+  while (the new model needs windows of traffic before the monitor can judge
+  it); after a rejected or failed run the next alert may try again. An operator
   command is never skipped for cooldown, and the first version (``models
   init``) starts none.
 - **minimum new labels**: a due run is skipped when fewer labelled rows
@@ -42,7 +43,8 @@ class Pending:
 @dataclass
 class TriggerState:
     policy: TriggerPolicy
-    last_run_ms: int | None = None
+    last_run_ms: int | None = None  # the last run that published (starts the cooldown)
+    last_attempt_ms: int | None = None  # the last run of any outcome (new labels are counted from it)
     pending: Pending | None = None
 
     def offer(self, trigger: Trigger, now_ms: int) -> Decision:
@@ -81,6 +83,10 @@ class TriggerState:
         return Decision("skipped", f"only {new_labels} new labelled rows since the last run "
                                    f"(trigger.min_new_labels is {self.policy.min_new_labels})")
 
-    def finished(self, now_ms: int) -> None:
+    def finished(self, now_ms: int, published: bool = True) -> None:
+        """A run ended. Only a published model starts the cooldown: after a rejected or failed run
+        the next alert may try again (the label minimum still applies)."""
         self.pending = None
-        self.last_run_ms = now_ms
+        self.last_attempt_ms = now_ms
+        if published:
+            self.last_run_ms = now_ms

@@ -24,7 +24,7 @@ def run_loop(settings, tmp_path, **scenario) -> tuple[Loop, dict]:
     settings = settings.replace(signing_key="loop-test-secret", state_dir=str(tmp_path), window_seconds=6.0,
                                 grace_seconds=0.6)
     loop = Loop(settings, Scenario(window=6.0, stable=12.0, after_swap=4.0, deadline=90.0,
-                                   traffic=Traffic(rate=120.0), **scenario), lambda tag, text: print(tag, text))
+                                   traffic=Traffic(rate=150.0), **scenario), lambda tag, text: print(tag, text))
     try:
         loop.prepare()
         loop.start_services()
@@ -46,7 +46,7 @@ def test_driftline_demo_closes_the_loop_and_the_topics_show_it(settings, tmp_pat
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
            "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, "DRIFTLINE_STATE_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-m", "driftline.cli.main", "demo", "--window", "6", "--stable-seconds",
-                          "12", "--after-swap", "4", "--rate", "120", "--json-file", str(tmp_path / "demo.json")],
+                          "12", "--after-swap", "4", "--rate", "150", "--json-file", str(tmp_path / "demo.json")],
                          env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     summary = json.loads((tmp_path / "demo.json").read_text())
