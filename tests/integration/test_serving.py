@@ -101,17 +101,21 @@ def test_hot_swap_under_load_rollback_and_a_tampered_version(signed):
     base = publish_first_version(signed)
     nodes = [start_node(signed) for _ in range(2)]
     urls = [url for _, url in nodes]
-    timeline: list[tuple[float, str]] = [(0.0, "1")]
+    # (publish started, publish returned, version): a node may swap to a version as soon as its
+    # deployment record is on the topic, which is somewhere between the two instants
+    timeline: list[tuple[float, float, str]] = [(0.0, 0.0, "1")]
     stop_publishing = threading.Event()
 
     def publisher() -> None:
         time.sleep(2)
         for version in range(2, 12):  # ten deployments, then a rollback
+            began = time.time()
             publish_version(signed, base, str(version))
-            timeline.append((time.time(), str(version)))
+            timeline.append((began, time.time(), str(version)))
             time.sleep(0.5)
+        began = time.time()
         Registry(signed).deploy("loans", "6", "rollback", reason="test rollback")
-        timeline.append((time.time(), "6"))
+        timeline.append((began, time.time(), "6"))
 
     thread = threading.Thread(target=publisher)
     thread.start()
@@ -136,11 +140,12 @@ def test_hot_swap_under_load_rollback_and_a_tampered_version(signed):
     assert failures == [], f"{len(failures)} failed requests, first: {failures[0].error if failures else ''}"
     deployed = sorted(timeline)
     for answer in answers:
-        # versions deployed before the request started: the latest two are allowed; and any landing during it
-        before = [v for t, v in deployed if t <= answer.started]
-        during = {v for t, v in deployed if answer.started < t <= answer.finished}
+        # the latest two versions published before the request started are allowed, and any
+        # version whose publication overlapped the request
+        before = [v for _, returned, v in deployed if returned <= answer.started]
+        during = {v for began, returned, v in deployed if returned > answer.started and began <= answer.finished}
         assert answer.version in set(before[-2:]) | during, (answer.version, before[-2:], during)
-    settled = [a for a in answers if a.started > timeline[-1][0] + 2]
+    settled = [a for a in answers if a.started > timeline[-1][1] + 2]
     assert settled and {a.version for a in settled} == {"6"}, "the rollback reached every node"
     alerts = [json.loads(m.value()) for m in read_topic(signed, signed.topic("alerts"))]
     refused = [a for a in alerts if a["type"] == "driftline.serving.load_failed"]
