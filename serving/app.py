@@ -31,6 +31,7 @@ from driftline.alerts import Alert
 from driftline.kafka_clients import make_producer
 from driftline.settings import Settings, load_settings
 from serving import metrics
+from serving.binary import HEADER, binary_response, split_body, wants_binary
 from serving.emitter import Emission, PredictionEmitter
 from serving.protocol import ProtocolError, infer_response, model_metadata, parse_infer
 from serving.store import LoadedModel, ModelStore
@@ -149,7 +150,7 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
             log.info("serving node %s stopped cleanly", node_id)
 
     async def server_metadata(_: Request) -> Response:
-        return JSONResponse({"name": "driftline", "version": __version__, "extensions": []})
+        return JSONResponse({"name": "driftline", "version": __version__, "extensions": ["binary_tensor_data"]})
 
     async def live(_: Request) -> Response:
         return JSONResponse({"live": True})
@@ -203,7 +204,9 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
                 status = 400
                 return error(400, f"the body is larger than {options.max_body_bytes} bytes")
             try:
-                parsed = parse_infer(orjson.loads(body), served.spec)
+                header_length = request.headers.get(HEADER)
+                payload = orjson.loads(body) if header_length is None else split_body(body, header_length)
+                parsed = parse_infer(payload, served.spec)
             except orjson.JSONDecodeError as exc:
                 status = 400
                 return error(400, f"the body is not JSON: {exc.msg} at position {exc.pos}")
@@ -220,6 +223,11 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
                 served.name, served.version, parsed.columns, scores, classes, parsed.request_ids,
                 int(time.time() * 1000)))
             counters.timing(served.name, served.version)[1].inc(len(parsed.rows))
+            binary = wants_binary(payload)
+            if binary:
+                content, length = binary_response(answer, binary)
+                return Response(content, media_type="application/octet-stream",
+                                headers={"x-model-version": served.version, HEADER: str(length)})
             return FastJSON(answer, headers={"x-model-version": served.version})
         finally:
             metrics.IN_FLIGHT.dec()

@@ -97,6 +97,43 @@ def test_open_inference_protocol_endpoints_errors_and_prediction_events(signed):
     assert np.frombuffer(first["prediction"], "<f8")[0] == pytest.approx(score["data"][0])
 
 
+
+def test_a_stock_v2_client_works_unmodified(signed):
+    """tritonclient, with its defaults (binary tensors both ways), against a node."""
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    publish_first_version(signed)
+    node, url = start_node(signed)
+    try:
+        client = triton.InferenceServerClient(url=url.removeprefix("http://"))
+        assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("loans")
+        assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+        meta = client.get_model_metadata("loans")
+        inputs = []
+        for spec in meta["inputs"]:
+            tensor = triton.InferInput(spec["name"], [5], spec["datatype"])
+            tensor.set_data_from_numpy(np.asarray(POOL[spec["name"]][:5], dtype=np.float64))
+            inputs.append(tensor)
+        result = client.infer("loans", inputs, request_id="stock-1")
+        scores = result.as_numpy("score")
+        assert result.get_response()["model_version"] == "1" and result.get_response()["id"] == "stock-1"
+        assert scores.shape == (5,) and ((scores >= 0) & (scores <= 1)).all()
+        assert result.as_numpy("predicted_class").tolist() == [b"1" if s >= 0.5 else b"0" for s in scores]
+
+        for tensor in inputs:  # the same rows as JSON tensors give the same scores
+            tensor.set_data_from_numpy(np.asarray(POOL[tensor.name()][:5], dtype=np.float64), binary_data=False)
+        as_json = client.infer("loans", inputs, model_version="1",
+                               outputs=[triton.InferRequestedOutput("score", binary_data=False)])
+        np.testing.assert_allclose(as_json.as_numpy("score"), scores)
+        with pytest.raises(InferenceServerException, match="unknown model 'nope'"):
+            client.infer("nope", inputs)
+        with pytest.raises(InferenceServerException, match="missing input"):
+            client.infer("loans", inputs[1:])
+        client.close()
+    finally:
+        assert stop(node) == 0
+
 def test_hot_swap_under_load_rollback_and_a_tampered_version(signed):
     base = publish_first_version(signed)
     nodes = [start_node(signed) for _ in range(2)]

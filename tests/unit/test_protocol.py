@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from schemas import FeatureDef, FeatureSpec
+from serving.binary import binary_response, decode_tensor, split_body, wants_binary
 from serving.protocol import ProtocolError, infer_response, model_metadata, parse_infer
 
 SPEC = FeatureSpec("m", (FeatureDef("age", "int"), FeatureDef("plan", "string"),
@@ -67,3 +68,55 @@ def test_unknown_output_and_metadata() -> None:
     assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [("age", "FP64"), ("plan", "BYTES"),
                                                                    ("score", "FP64")]
     assert meta["outputs"] == [{"name": "prediction", "datatype": "FP64", "shape": [-1]}]
+
+
+def stock_client_request(outputs: list[str] | None = None) -> tuple[bytes, int]:
+    """A binary request as tritonclient (a stock v2 client) builds it by default: the reference encoder."""
+    import tritonclient.http as triton
+
+    age = triton.InferInput("age", [3], "INT32")
+    age.set_data_from_numpy(np.array([30, 41, 52], dtype=np.int32))
+    plan = triton.InferInput("plan", [3, 1], "BYTES")
+    plan.set_data_from_numpy(np.array([[b"pro"], ["bäsic".encode()], [b""]], dtype=np.object_))
+    score = triton.InferInput("score", [3], "FP64")
+    score.set_data_from_numpy(np.array([0.5, np.nan, 2.0]))
+    requested = [triton.InferRequestedOutput(name) for name in outputs] if outputs else None
+    return triton.InferenceServerClient.generate_request_body([age, plan, score], outputs=requested,
+                                                             request_id="call-9")
+
+
+def test_binary_tensors_from_a_stock_client_round_trip() -> None:
+    import tritonclient.http as triton
+
+    body, header_length = stock_client_request()
+    payload = split_body(body, str(header_length))
+    request = parse_infer(payload, SPEC)
+    assert request.rows == [{"age": 30, "plan": "pro", "score": 0.5}, {"age": 41, "plan": "bäsic"},
+                            {"age": 52, "plan": "", "score": 2.0}]  # NaN is a missing value
+    binary = wants_binary(payload)
+    assert binary is True  # tritonclient asks for binary outputs when it names none
+    scores = np.array([0.25, 0.75, np.nan])
+    content, length = binary_response(infer_response("m", "4", request, "classification", scores, None), binary)
+    result = triton.InferenceServerClient.parse_response_body(content, header_length=length)
+    np.testing.assert_array_equal(result.as_numpy("score"), scores)
+    assert result.as_numpy("predicted_class").tolist() == [b"0", b"1", b"0"]
+    assert result.get_response()["model_version"] == "4" and result.get_response()["id"] == "call-9"
+
+
+def test_binary_outputs_only_where_asked_and_broken_bodies_are_refused() -> None:
+    body, header_length = stock_client_request(outputs=["score"])
+    payload = split_body(body, str(header_length))
+    assert wants_binary(payload) == {"score"}  # InferRequestedOutput asks for binary by default
+    assert wants_binary({"inputs": [], "outputs": [{"name": "score"}]}) == set()
+    for broken, message in [(body[:-3], "runs past the body"), (body + b"x", "1 bytes after"),
+                            (b"{nope" + body[5:], "inference header is not JSON")]:
+        with pytest.raises(ProtocolError, match=message):
+            split_body(broken, str(header_length))
+    with pytest.raises(ProtocolError, match="but the body has"):
+        split_body(body, str(len(body) + 1))
+    with pytest.raises(ProtocolError, match="whole number of FP64"):
+        decode_tensor(b"\x00" * 9, "FP64", "score")
+    with pytest.raises(ProtocolError, match="cut off"):
+        decode_tensor(b"\x03\x00", "BYTES", "plan")
+    with pytest.raises(ProtocolError, match="runs past its tensor"):
+        decode_tensor(b"\x09\x00\x00\x00abc", "BYTES", "plan")
