@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -147,6 +146,7 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
         finally:
             store().stop()
             await state["emitter"].close()  # type: ignore[attr-defined]
+            metrics.worker_exited(os.getpid())
             log.info("serving node %s stopped cleanly", node_id)
 
     async def server_metadata(_: Request) -> Response:
@@ -235,7 +235,8 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
             counters.timing(served.name, served.version)[0].observe(time.perf_counter() - started)
 
     async def prometheus(_: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        content, media_type = metrics.exposition()
+        return Response(content, media_type=media_type)
 
     routes = [
         Route("/v2", server_metadata),

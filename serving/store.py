@@ -152,6 +152,8 @@ class ModelStore:
         self.current = {**self.current, name: loaded}  # the swap: one reference
         metrics.SWAPS.labels(name, deployment["action"]).inc()
         if serving is not None:
+            # 0 first: with several worker processes the shared value outlives remove()
+            metrics.MODEL_VERSION.labels(name, serving.version).set(0)
             metrics.MODEL_VERSION.remove(name, serving.version)
         metrics.MODEL_VERSION.labels(name, version).set(1)
         log.info("%s now serves v%s (%s, was v%s)", name, version, deployment["action"],

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
+import tempfile
 
 from driftline.errors import ConfigError
 from driftline.settings import Settings
@@ -60,7 +62,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # a no-op handler makes a graceful stop exit 0 instead of dying of the signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    uvicorn.run("serving.app:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
-                loop="uvloop", http="httptools", access_log=False, log_config=None,
-                timeout_graceful_shutdown=30, lifespan="on")
+    shared_metrics = None
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # one /metrics for the node whichever worker answers the scrape (see serving.metrics)
+        shared_metrics = tempfile.mkdtemp(prefix="driftline-serve-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared_metrics
+    try:
+        uvicorn.run("serving.app:app_from_env", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, loop="uvloop", http="httptools", access_log=False, log_config=None,
+                    timeout_graceful_shutdown=30, lifespan="on")
+    finally:
+        if shared_metrics:
+            shutil.rmtree(shared_metrics, ignore_errors=True)
     return 0

@@ -134,6 +134,24 @@ def test_a_stock_v2_client_works_unmodified(signed):
     finally:
         assert stop(node) == 0
 
+
+def test_several_worker_processes_report_one_nodes_metrics(signed):
+    publish_first_version(signed)
+    node, url = start_node(signed, "--workers", "2")
+    try:
+        deadline = time.monotonic() + 30
+        while sum(httpx.get(f"{url}/v2/health/ready").status_code == 200 for _ in range(10)) < 10:
+            assert time.monotonic() < deadline, "both workers become ready"
+            time.sleep(0.2)
+        for i in range(40):  # a new connection each: the kernel spreads them over the workers
+            assert httpx.post(f"{url}/v2/models/loans/infer", json=body(i)).status_code == 200
+        for _ in range(6):  # whichever worker answers the scrape reports every worker's requests
+            scrape = httpx.get(f"{url}/metrics").text
+            assert 'driftline_serving_requests_total{model="loans",status="200",version="1"} 40.0' in scrape
+            assert 'driftline_serving_model_version_info{model="loans",version="1"} 1.0' in scrape
+    finally:
+        assert stop(node) == 0
+
 def test_hot_swap_under_load_rollback_and_a_tampered_version(signed):
     base = publish_first_version(signed)
     nodes = [start_node(signed) for _ in range(2)]
