@@ -54,6 +54,14 @@ def unpack_mask(bitmap: bytes, rows: int, width: int) -> np.ndarray:
     return bits.astype(bool).reshape(rows, width)
 
 
+_PLAIN = frozenset({float, int, type(None)})
+
+
+def _plain_numbers(values: list[Any]) -> bool:
+    """Only floats, ints and None (no bools, no numpy scalars): safe to hand to numpy whole."""
+    return set(map(type, values)) <= _PLAIN
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
@@ -242,7 +250,15 @@ def encode_columns(
         values = list(values)
         if kind is None:
             kind = _kind_of_values(values)
-        if kind == NUMERIC:
+        if kind == NUMERIC and _plain_numbers(values):
+            # the common case (an SDK list, a serving node's parsed tensor): numpy converts it in C
+            column = np.array(values, dtype=np.float64)
+            nulls = np.array([v is None for v in values], dtype=bool) if None in values else np.zeros(rows, bool)
+            column[nulls] = 0.0
+            numeric_names.append(name)
+            numeric_blocks.append(column)
+            numeric_nulls.append(nulls)
+        elif kind == NUMERIC:
             column = np.zeros(rows, dtype=np.float64)
             nulls = np.zeros(rows, dtype=bool)
             for i, value in enumerate(values):

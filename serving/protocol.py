@@ -15,7 +15,7 @@ regressors.
 from __future__ import annotations
 
 import math
-import uuid
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,17 +43,34 @@ class InferRequest:
 
 
 def _flatten(data: Any) -> list:
+    if type(data) is list and (not data or type(data[0]) is not list):
+        return data  # the common case: already flat
     if isinstance(data, list) and data and isinstance(data[0], list):
         return [v for part in data for v in _flatten(part)]
     return data if isinstance(data, list) else [data]
 
 
 def _rows_in(shape: Any, name: str) -> int:
+    if type(shape) is list and len(shape) == 1 and type(shape[0]) is int and shape[0] >= 0:
+        return shape[0]  # the common case, [N]
     if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise ProtocolError(f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}")
     if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
         raise ProtocolError(f"input {name!r}: shape must be [N] or [N, 1] (one value per row), got {shape}")
     return shape[0]
+
+
+_KINDS: dict[int, tuple[FeatureSpec, dict[str, str]]] = {}
+
+
+def _kinds(spec: FeatureSpec) -> dict[str, str]:
+    """Feature kinds per spec, built once (the spec is kept so its id is never reused)."""
+    cached = _KINDS.get(id(spec))
+    if cached is None or cached[0] is not spec:
+        if len(_KINDS) > 256:
+            _KINDS.clear()
+        cached = _KINDS[id(spec)] = (spec, spec.kinds())
+    return cached[1]
 
 
 def parse_infer(body: Any, spec: FeatureSpec) -> InferRequest:
@@ -63,7 +80,7 @@ def parse_infer(body: Any, spec: FeatureSpec) -> InferRequest:
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise ProtocolError("the request needs a non-empty 'inputs' list of tensors")
-    kinds = spec.kinds()
+    kinds = _kinds(spec)
     columns: dict[str, Any] = {}
     rows = None
     for tensor in inputs:
@@ -112,7 +129,7 @@ def parse_infer(body: Any, spec: FeatureSpec) -> InferRequest:
     elif request_id and rows == 1:
         ids = [request_id]
     else:
-        ids = [uuid.uuid4().hex for _ in range(rows)]
+        ids = [os.urandom(16).hex() for _ in range(rows)]  # 128 random bits, as uuid4 but cheaper
     wanted = body.get("outputs")
     outputs = None
     if wanted is not None:
