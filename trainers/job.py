@@ -36,6 +36,7 @@ class Trigger:
     id: str  # alert id, "schedule:<slot>", an operator command id, or "init"
     kind: str  # drift | skew | decay | schedule | operator | init
     reason: str = ""
+    since_ms: int | None = None  # start of the window an alert flagged (for train_since_change)
 
 
 class RunFailed(Exception):
@@ -66,9 +67,11 @@ class TrainingJob:
             return None, None
         return record, artifacts.load(record, self.settings)
 
-    def dataset(self, at_ms: int) -> Dataset:
+    def dataset(self, at_ms: int, since_ms: int | None = None) -> Dataset:
         end = at_ms - int(self.config.label_delay_seconds * 1000)
         start = at_ms - int(self.config.training_window_seconds * 1000)
+        if self.config.train_since_change and since_ms is not None:
+            start = max(start, since_ms)
         return assemble(self.settings, self.config.name, start, end)
 
     def candidate(self, train: Dataset, champion: RiverModel | None) -> RiverModel:
@@ -135,7 +138,7 @@ class TrainingJob:
     def _execute(self, record: dict[str, Any], trigger: Trigger, dataset: Dataset | None, at_ms: int) -> None:
         champion_record, champion = self.champion()
         record["champion_version"] = champion_record["version"] if champion_record else None
-        data = dataset if dataset is not None else self.dataset(at_ms)
+        data = dataset if dataset is not None else self.dataset(at_ms, trigger.since_ms)
         record.update(lineage=[r.to_avro() for r in data.lineage], dataset_hash=data.hash, rows=data.rows)
         if data.rows == 0:
             raise RunFailed("no labelled rows in the training window")

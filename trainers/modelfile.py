@@ -10,6 +10,7 @@ reported as one sentence naming the key::
     params: {lr: 0.05}
     label_delay: 5m                 # labels newer than this may still be missing
     training_window: 6h             # history a run trains on
+    train_since_change: false       # true: an alert's run trains only from its window's start on
     holdout_fraction: 0.25          # the newest rows, never trained on
     warm_start: false               # true: clone the champion and learn on the new data
     segments: [plan]                # features whose values are validated one by one
@@ -77,6 +78,9 @@ class ModelConfig:
     params: dict[str, Any] = field(default_factory=dict)
     label_delay_seconds: float = 0.0
     training_window_seconds: float = 3600.0
+    # A run triggered by a drift or decay alert starts its data at the alerted window's start (still
+    # within training_window): after an abrupt change, rows from the old world only teach the old concept.
+    train_since_change: bool = False
     holdout_fraction: float = 0.25
     warm_start: bool = False
     segments: tuple[str, ...] = ()
@@ -147,7 +151,7 @@ def parse_model_config(data: Any, where: str = "model file") -> ModelConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping of settings")
     _known(data, {"name", "task", "pipeline", "params", "label_delay", "training_window", "holdout_fraction",
-                  "warm_start", "segments", "promotion", "validation", "trigger"}, where)
+                  "train_since_change", "warm_start", "segments", "promotion", "validation", "trigger"}, where)
     for key in ("name", "pipeline"):
         if not data.get(key) or not isinstance(data[key], str):
             raise ConfigError(f"{where}: {key!r} is required")
@@ -166,6 +170,9 @@ def parse_model_config(data: Any, where: str = "model file") -> ModelConfig:
     segments = data.get("segments", [])
     if isinstance(segments, str):
         segments = [segments]
+    since_change = data.get("train_since_change", False)
+    if not isinstance(since_change, bool):
+        raise ConfigError(f"{where}: train_since_change must be true or false, got {since_change!r}")
     params = data.get("params", {}) or {}
     if not isinstance(params, dict):
         raise ConfigError(f"{where}: params must be a mapping")
@@ -173,6 +180,7 @@ def parse_model_config(data: Any, where: str = "model file") -> ModelConfig:
         name=data["name"], pipeline=pipeline, task=task, params=params,
         label_delay_seconds=parse_duration(data.get("label_delay", 0), "label_delay"),
         training_window_seconds=parse_duration(data.get("training_window", 3600), "training_window"),
+        train_since_change=since_change,
         holdout_fraction=float(holdout), warm_start=bool(data.get("warm_start", False)),
         segments=tuple(str(s) for s in segments), promotion=promotion,
         validation=_validation(data.get("validation", {}) or {}, where),

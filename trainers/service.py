@@ -94,7 +94,8 @@ class Trainer:
         if kind is None or alert.model not in self.jobs:
             return
         reason = alert.data.get("reason", "") if kind == "operator" else alert.message
-        trigger = Trigger(alert.id, kind, str(reason))
+        since = alert.data.get("window_start")
+        trigger = Trigger(alert.id, kind, str(reason), since if isinstance(since, int) else None)
         decision = self.states[alert.model].offer(trigger, now_ms())
         if decision.action == "pending":
             self.held[alert.model] = tp

@@ -55,6 +55,7 @@ def model_file(path: Path, scenario: Scenario) -> Path:
     path.write_text(json.dumps({
         "name": MODEL, "pipeline": "hoeffding_adaptive_tree", "params": {"grace_period": 100},
         "label_delay": f"{label_delay}s", "training_window": f"{scenario.window * 2:g}s",
+        "train_since_change": True,
         "holdout_fraction": 0.25, "promotion": "auto",
         "validation": {"floors": {"accuracy": 0.6}, "max_regression": 0.0, "max_latency_p99_ms": 50,
                        "min_holdout_rows": 100},

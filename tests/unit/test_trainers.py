@@ -143,6 +143,21 @@ def test_model_file_errors_are_one_sentence() -> None:
     with pytest.raises(ConfigError, match="trigger.cooldown must be a duration"):
         parse_model_config({"name": "m", "pipeline": "logistic_regression", "trigger": {"cooldown": "soon"}})
     assert parse_duration("15m", "x") == 900 and parse_duration(2, "x") == 2.0 and parse_duration("2d", "x") == 172800
+    with pytest.raises(ConfigError, match="train_since_change must be true or false"):
+        parse_model_config({"name": "m", "pipeline": "logistic_regression", "train_since_change": "yes"})
+
+
+def test_an_alerts_run_trains_from_the_flagged_window_only_when_the_model_asks(monkeypatch) -> None:
+    asked: list[tuple[int, int]] = []
+    monkeypatch.setattr("trainers.job.assemble", lambda _s, _m, start, end: asked.append((start, end)))
+    now, flagged = 10_000_000, 9_990_000
+    base = {"name": "m", "pipeline": "logistic_regression", "training_window": "60s", "label_delay": "2s"}
+    TrainingJob(Settings(), parse_model_config(base)).dataset(now, flagged)
+    TrainingJob(Settings(), parse_model_config({**base, "train_since_change": True})).dataset(now, flagged)
+    TrainingJob(Settings(), parse_model_config({**base, "train_since_change": True})).dataset(now, 1)
+    TrainingJob(Settings(), parse_model_config({**base, "train_since_change": True})).dataset(now, None)
+    assert asked == [(now - 60_000, now - 2_000), (flagged, now - 2_000), (now - 60_000, now - 2_000),
+                     (now - 60_000, now - 2_000)]
 
 
 def test_trigger_policy_debounce_cooldown_labels_and_operator() -> None:
