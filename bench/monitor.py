@@ -80,16 +80,16 @@ def baseline(settings, topic, events):
     return events / elapsed
 
 
-def drain(monitor, events, half=None):
+def drain(monitor, events, half=None, per_call=5000):
     """Run the monitor until stage 1 consumed ``events``; seconds from its first event."""
     start = None
     consumed = 0
     rss_half = 0.0
     while consumed < events:
-        # the clock starts before the first call that returns events, so that call counts too; calls
-        # of at most 1000 events return as soon as they are full instead of waiting out the timeout
+        # the clock starts before the first call that returns events, so that call counts too; a call
+        # returns as soon as it holds per_call events instead of waiting out its timeout
         before = time.perf_counter()
-        n = monitor.step_stage1(max_messages=1000, timeout=0.05)
+        n = monitor.step_stage1(max_messages=per_call, timeout=0.05)
         if n and start is None:
             start = before
         consumed += n
@@ -153,7 +153,7 @@ def main() -> None:
     publish_profile(batch_settings, rng)
     produce(batch_settings, batches, 100, rng, start_ms=1_700_000_000_000)
     monitor = Monitor(batch_settings.replace(window_seconds=10.0, grace_seconds=1.0), instance="bench-2")
-    seconds, _ = drain(monitor, batches)
+    seconds, _ = drain(monitor, batches, per_call=500)  # 500 events of 100 rows per transaction
     monitor.close()
     figures["batch_rows_per_s"] = batches * 100 / seconds
 

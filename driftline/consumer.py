@@ -127,7 +127,7 @@ class EventReader:
         try:
             if self.expect and message.topic() not in self.expect:
                 raise ContractError(f"topic {message.topic()} is not one this stage reads")
-            record = self.codec.decode(message.value() or b"", self.expect.get(message.topic()))
+            schema, record = self.codec.decode_named(message.value() or b"", self.expect.get(message.topic()))
             if self.validate is not None:
                 self.validate(record)
         except ContractError as exc:
@@ -142,7 +142,6 @@ class EventReader:
             log.warning("dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(),
                         message.offset(), exc)
             return None
-        schema = self.codec.writer_name(message.value())
         return Event(schema, record, message.topic(), message.partition(), message.offset(),
                      message.key(), message.timestamp()[1])
 

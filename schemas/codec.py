@@ -157,7 +157,9 @@ class Codec:
             raise DecodeError(
                 f"not an Avro single-object encoded event: expected header c3 01, got {head}"
             )
-        fp = bytes(data[2:HEADER_LEN])
+        fp = data[2:HEADER_LEN]
+        if not isinstance(fp, bytes):
+            fp = bytes(fp)
         writer = self._by_fingerprint.get(fp)
         if writer is None:
             raise DecodeError(
@@ -175,6 +177,10 @@ class Codec:
         ``expect`` names the schema the caller wants; a message of another
         kind is a DecodeError rather than a record of surprising shape.
         """
+        return self.decode_named(data, expect)[1]
+
+    def decode_named(self, data: bytes, expect: str | None = None) -> tuple[str, dict[str, Any]]:
+        """:meth:`decode`, with the schema's name: readers of mixed topics need both, header read once."""
         writer = self.writer_of(data)
         if expect is not None and writer.name != expect:
             raise DecodeError(f"expected a {expect} event, got {writer.name}")
@@ -192,7 +198,7 @@ class Codec:
             raise DecodeError(
                 f"invalid {writer.name} body: {len(data) - stream.tell()} trailing bytes"
             )
-        return record
+        return writer.name, record
 
 
 _DEFAULT: Codec | None = None

@@ -210,7 +210,8 @@ class Monitor:
         by_source: dict[tuple[str, int], list[Event]] = defaultdict(list)
         for event in events:
             by_source[(event.topic, event.partition)].append(event)
-            metrics.EVENTS_IN.labels(event.topic).inc()
+        for (topic, _), batch in by_source.items():
+            metrics.EVENTS_IN.labels(topic).inc(len(batch))
         produce = self.stage1.producer.produce
         for source, batch in by_source.items():
             result = self.windows.process(source, [e.record for e in batch], batch[-1].offset + 1,
