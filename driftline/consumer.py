@@ -20,7 +20,7 @@ from driftline.contract import EventCodec, codec_for
 from driftline.deadletter import DeadLetterQueue
 from driftline.kafka_clients import make_consumer, make_producer
 from driftline.settings import Settings
-from schemas import ContractError
+from schemas import ContractError, DecodeError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class Event:
     offset: int
     key: bytes | None
     timestamp_ms: int
+    value: bytes = b""  # the original bytes, for stages that forward events unchanged
 
 
 class EventReader:
@@ -59,8 +60,9 @@ class EventReader:
     topics
         Full topic names to subscribe to.
     expect
-        Schema name each topic must carry (``{topic: "driftline.Prediction"}``);
-        a message of another kind is dead-lettered.
+        Schema name each topic must carry (``{topic: "driftline.Prediction"}``),
+        or a tuple of the names it may carry; a message of another kind is
+        dead-lettered.
     validate
         Called with each decoded record; raise a ContractError to refuse it.
     dead_letter_topics
@@ -75,7 +77,7 @@ class EventReader:
         group_id: str,
         topics: Sequence[str],
         *,
-        expect: dict[str, str] | None = None,
+        expect: dict[str, str | tuple[str, ...]] | None = None,
         validate: Validator | None = None,
         stage: str = "consume",
         producer: Producer | None = None,
@@ -127,7 +129,13 @@ class EventReader:
         try:
             if self.expect and message.topic() not in self.expect:
                 raise ContractError(f"topic {message.topic()} is not one this stage reads")
-            schema, record = self.codec.decode_named(message.value() or b"", self.expect.get(message.topic()))
+            wanted = self.expect.get(message.topic())
+            if isinstance(wanted, tuple):
+                schema, record = self.codec.decode_named(message.value() or b"")
+                if schema not in wanted:
+                    raise DecodeError(f"expected one of {', '.join(wanted)}, got {schema}")
+            else:
+                schema, record = self.codec.decode_named(message.value() or b"", wanted)
             if self.validate is not None:
                 self.validate(record)
         except ContractError as exc:
@@ -143,7 +151,7 @@ class EventReader:
                         message.offset(), exc)
             return None
         return Event(schema, record, message.topic(), message.partition(), message.offset(),
-                     message.key(), message.timestamp()[1])
+                     message.key(), message.timestamp()[1], message.value())
 
     def poll(self, max_messages: int = 500, timeout: float = 1.0) -> list[Event]:
         """Decoded events of the next batch (bad ones already dead-lettered)."""

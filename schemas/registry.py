@@ -89,8 +89,11 @@ class RegistryCodec:
         return self._writer(struct.unpack(">I", data[1:5])[0])[0]
 
     def decode(self, data: bytes, expect: str | None = None) -> dict[str, Any]:
+        return self.decode_named(data, expect)[1]
+
+    def decode_named(self, data: bytes, expect: str | None = None) -> tuple[str, dict[str, Any]]:
         if data[:2] == MAGIC:
-            return self.codec.decode(data, expect)
+            return self.codec.decode_named(data, expect)
         name = self.writer_name(data)
         if expect is not None and name != expect:
             raise DecodeError(f"expected a {expect} event, got {name}")
@@ -103,7 +106,7 @@ class RegistryCodec:
             raise DecodeError(f"invalid {name} body: {type(exc).__name__}: {exc}") from exc
         if stream.tell() != len(data):
             raise DecodeError(f"invalid {name} body: {len(data) - stream.tell()} trailing bytes")
-        return record
+        return name, record
 
 
 def _plain(schema: Any) -> Any:
