@@ -21,6 +21,7 @@ EVENT_TOPICS = ("features", "predictions", "labels")
 ALL_TOPICS = (
     "features", "predictions", "labels", "stats.partial", "stats", "alerts",
     "models", "deployments", "runs", "profiles", "deadletter", "monitor.watermarks", "quality",
+    "monitor.by-model",
 )
 COMPACTED = frozenset({"models", "deployments", "profiles", "monitor.watermarks"})
 

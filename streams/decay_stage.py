@@ -3,16 +3,15 @@
 It also watches the prediction scores themselves (:mod:`streams.score_drift`),
 which move before any label arrives.
 
-It reads ``predictions`` and ``labels`` in its own consumer group and, in one
-Kafka transaction per step, publishes closed quality windows to ``quality``
-and decay alerts to ``alerts`` together with offsets held back to the oldest
-row still in its state (see :mod:`streams.join`). A restart therefore
-rebuilds the join state from the topics, and the windows already published
-(read back from ``quality``) are not counted again.
-
-Joining needs a request's prediction and label on the same worker: with
-several workers, key both by request id (the SDK does) and give the two
-topics the same partition count.
+It reads predictions and labels from ``monitor.by-model``, where
+:mod:`streams.decay_route` puts each model's events on one partition (so with
+several workers, each model's join and windows live on exactly one), in its
+own consumer group. In one Kafka transaction per step it publishes closed
+quality windows to ``quality`` and decay alerts to ``alerts`` together with
+offsets held back to the oldest row still in its state (see
+:mod:`streams.join`). A restart therefore rebuilds the join state from the
+topic, and the windows already published (read back from ``quality``) are
+not counted again.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from driftline.settings import Settings
 from schemas import Codec
 from streams import metrics
 from streams.decay import DecayJudge, DecayPolicy, measure
+from streams.decay_route import BY_MODEL_TOPIC
 from streams.join import JoinResult, LabelJoin
 from streams.profile import Profile
 from streams.score_drift import ScoreDrift
@@ -61,13 +61,12 @@ class DecayStage:
         self.scores = ScoreDrift(self.window_ms, self.grace_ms)
         self.quality_topic = settings.topic("quality")
         self.join = self._fresh_join()
+        by_model = settings.topic(BY_MODEL_TOPIC)
         self.reader = EventReader(
-            settings, settings.group(DECAY_GROUP), [settings.topic("predictions"), settings.topic("labels")],
-            stage="monitor-decay",
-            expect={settings.topic("predictions"): "driftline.Prediction",
-                    settings.topic("labels"): "driftline.Label"},
+            settings, settings.group(DECAY_GROUP), [by_model], stage="monitor-decay",
+            expect={by_model: ("driftline.Prediction", "driftline.Label")},
             transactional_id=settings.group(f"monitor-3-{instance}"), on_assign=self._on_assign,
-            dead_letter_topics=[settings.topic("labels")],  # stage 1 dead-letters bad predictions
+            dead_letter_topics=[],  # the router checked these events and dead-lettered the bad ones
             **static_membership(f"{instance}-3"))
         self.models = TopicFollower(settings, "models", model_record_summary)
         self._last_label = time.monotonic()
@@ -91,10 +90,9 @@ class DecayStage:
     def step(self, max_messages: int = 5000, timeout: float = 0.05) -> int:
         self.models.poll()
         events = self.reader.poll(max_messages, timeout)
-        labels_topic = self.settings.topic("labels")
         for event in events:
             source = (event.topic, event.partition)
-            if event.topic == labels_topic:
+            if event.schema == "driftline.Label":
                 self._last_label = time.monotonic()
                 self._count(event.record["model"], self.join.add_label(event.record, source, event.offset))
             else:

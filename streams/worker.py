@@ -4,8 +4,10 @@ Stage 1 reads ``features`` and ``predictions``, writes window deltas and
 partition progress to ``stats.partial`` and each partition's watermark to
 the compacted ``monitor.watermarks``; stage 2 reads ``stats.partial``, closes
 windows, writes merged summaries to ``stats`` and alerts to ``alerts``. The
-decay stage (:mod:`streams.decay_stage`) joins ``labels`` to ``predictions``
-and writes quality windows to ``quality`` and decay alerts to ``alerts``.
+decay router (:mod:`streams.decay_route`) copies ``predictions`` and
+``labels`` to ``monitor.by-model`` keyed by model; the decay stage
+(:mod:`streams.decay_stage`) joins them there and writes quality windows to
+``quality`` and decay alerts to ``alerts``.
 
 Each stage commits its outputs and its input offsets in one Kafka
 transaction (confluent-kafka / librdkafka), so a worker killed at any point
@@ -33,6 +35,7 @@ from driftline.settings import Settings
 from schemas import Codec
 from streams import metrics
 from streams.decay import DecayPolicy
+from streams.decay_route import DecayRouter
 from streams.decay_stage import DecayStage
 from streams.detectors import Detection, WindowMeanDetectors
 from streams.drift import DriftPolicy, DriftReport, compare
@@ -169,6 +172,7 @@ class Monitor:
         self.detectors = WindowMeanDetectors()
         self.rolling = RollingView(rolling_windows)
         self._replay: list[WindowSummary] = []
+        self.decay_route = DecayRouter(settings, instance)
         self.decay = DecayStage(settings, instance, lambda: self.profiles.profiles, policy=decay_policy,
                                 ttl_seconds=label_ttl_seconds, idle_seconds=idle_seconds)
 
@@ -309,10 +313,11 @@ class Monitor:
             busy = self.step_stage1(timeout=0.05)
             # While stage 1 has a backlog, the other stages only take what is already there.
             self.step_stage2(timeout=0.0 if busy else 0.05)
+            self.decay_route.step(timeout=0.0)
             self.decay.step(timeout=0.0 if busy else 0.02)
 
     def close(self) -> None:
-        for part in (self.stage1, self.stage2, self.decay, self.profiles):
+        for part in (self.stage1, self.stage2, self.decay_route, self.decay, self.profiles):
             try:
                 part.close()
             except Exception as exc:  # closing the others matters more

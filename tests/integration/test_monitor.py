@@ -207,7 +207,11 @@ def test_bad_events_are_dead_lettered_and_counts_reconcile(profiled):
 
 
 def test_decay_quality_windows_are_exact_across_sigkill_and_raise_decay_alerts(profiled):
-    """Labels joined to predictions (either order), windowed accuracy = numpy's, decay alert after the drop."""
+    """Labels joined to predictions (either order), windowed accuracy = numpy's, decay alert after the drop.
+
+    Two workers, and labels batched differently from their predictions (so keyed differently, so often on
+    another partition): the join still sees every pair, because the router puts a model's rows together.
+    """
     settings, profile = profiled
     with_metrics = Profile.from_bytes(profile.to_bytes())
     with_metrics.metrics = {"accuracy": 0.9}
@@ -218,6 +222,10 @@ def test_decay_quality_windows_are_exact_across_sigkill_and_raise_decay_alerts(p
     windows, per_window, rows = 10, 20, 20
     truth_by_window: dict[int, list[np.ndarray]] = collections.defaultdict(list)
     correct_by_window: dict[int, list[np.ndarray]] = collections.defaultdict(list)
+
+    def send_labels(producer: Producer, ids: list[str], truth: np.ndarray, at: int) -> None:
+        for part in (slice(0, 7), slice(7, None)):  # two batches keyed by ids[0] and ids[7]
+            producer.labels(ids[part], truth[part].tolist(), event_time=at)
 
     def send(first: int, last: int) -> None:
         with Producer(model="m", settings=settings, model_version="7") as producer:
@@ -230,17 +238,18 @@ def test_decay_quality_windows_are_exact_across_sigkill_and_raise_decay_alerts(p
                 ids = [f"r{i}-{j}" for j in range(rows)]
                 labels_first = i % 7 == 0
                 if labels_first:
-                    producer.labels(ids, truth.tolist(), event_time=t + 300)
+                    send_labels(producer, ids, truth, t + 300)
                 producer.predictions(columns(rng, rows), np.where(predicted, 0.8, 0.2), request_ids=ids,
                                      event_time=t)
                 if not labels_first:
-                    producer.labels(ids, truth.tolist(), event_time=t + 300)
+                    send_labels(producer, ids, truth, t + 300)
                 start = BASE + window * WINDOW_MS
                 truth_by_window[start].append(truth)
                 correct_by_window[start].append(correct)
                 time.sleep(0.01)
 
     total = windows * per_window - 3  # the last window's last labels fall beyond it
+    other = start_monitor(settings, instance="q2")
     monitor = start_monitor(settings, instance="q")
     try:
         send(0, total // 2)
@@ -258,6 +267,7 @@ def test_decay_quality_windows_are_exact_across_sigkill_and_raise_decay_alerts(p
             time.sleep(0.5)
     finally:
         stop(monitor)
+        stop(other)
     quality = {r["window_start"]: r for r in records}
     assert len(quality) == len(records), "a quality window was published twice"
     assert set(truth_by_window) <= set(quality)
