@@ -24,6 +24,7 @@ from confluent_kafka import Consumer
 
 from driftline import Producer
 from driftline.kafka_clients import common_config, make_producer
+from driftline.runtime import tune_gc
 from schemas import Codec, FeatureFrame, Table
 from streams.profile import Profile
 from streams.worker import Monitor
@@ -133,6 +134,7 @@ def detection_latency(settings, seconds: float, window_s: float, grace_s: float)
 
 def main() -> None:
     args = parser(__doc__).parse_args()
+    tune_gc()  # as `driftline monitor` does; the baseline runs with it too
     events = 100_000 if args.quick else 1_000_000
     batches = 2_000 if args.quick else 10_000
     rng = np.random.default_rng(0)

@@ -48,6 +48,8 @@ async def infer(request):
     return JSONResponse(ANSWER)
 
 app = Starlette(routes=[Route("/v2/models/{name}/infer", infer, methods=["POST"])])
+from driftline.runtime import tune_gc
+tune_gc()  # the same process tuning as the node, so the ratio compares the request paths only
 uvicorn.run(app, host="127.0.0.1", port=int(__import__("sys").argv[1]), loop="uvloop", http="httptools",
             access_log=False, log_level="warning")
 """

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from driftline import __version__
 from driftline.alerts import Alert
 from driftline.kafka_clients import make_producer
+from driftline.runtime import tune_gc
 from driftline.settings import Settings, load_settings
 from serving import metrics
 from serving.binary import HEADER, binary_response, split_body, wants_binary
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
         state["emitter"] = PredictionEmitter(settings, capacity=options.emit_capacity, mode=options.emit_mode)
         store().start()
         state["emitter"].start()  # type: ignore[attr-defined]
+        tune_gc()
         log.info("serving node %s started (models: %s)", node_id, ", ".join(options.models or ["all deployed"]))
         try:
             yield
@@ -238,7 +240,9 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
         content, media_type = metrics.exposition()
         return Response(content, media_type=media_type)
 
-    routes = [
+    routes = [  # inference first: Starlette tries routes in order, and these take nearly every request
+        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
         Route("/v2", server_metadata),
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
@@ -246,8 +250,6 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
         Route("/v2/models/{name}/ready", model_ready),
         Route("/v2/models/{name}/versions/{version}", model_meta),
         Route("/v2/models/{name}/versions/{version}/ready", model_ready),
-        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
-        Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
         Route("/metrics", prometheus),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -7,6 +7,7 @@ import logging
 
 from driftline.cli.service import serve_metrics, stop_event
 from driftline.errors import ConfigError
+from driftline.runtime import tune_gc
 from driftline.settings import Settings
 from driftline.topics import create_topics
 
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     monitor = Monitor(settings, instance=args.instance,
                       policy=DriftPolicy(false_alarm_rate=args.false_alarm_rate), idle_seconds=args.idle,
                       rolling_windows=args.rolling)
+    tune_gc()
     log.info("monitor started: windows of %ss, grace %ss, metrics on :%s",
              settings.window_seconds, settings.grace_seconds, port or "-")
     try:
