@@ -125,7 +125,8 @@ class EventReader:
             self.producer.begin_transaction()
             self._in_transaction = True
 
-    def _decode(self, message: Message) -> Event | None:
+    def decode(self, message: Message) -> Event | None:
+        """The message as an Event, or None once it is dead-lettered (or skipped: another stage owns it)."""
         try:
             if self.expect and message.topic() not in self.expect:
                 raise ContractError(f"topic {message.topic()} is not one this stage reads")
@@ -155,21 +156,28 @@ class EventReader:
 
     def poll(self, max_messages: int = 500, timeout: float = 1.0) -> list[Event]:
         """Decoded events of the next batch (bad ones already dead-lettered)."""
+        events: list[Event] = []
+        for message in self.poll_messages(max_messages, timeout):
+            event = self.decode(message)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def poll_messages(self, max_messages: int = 500, timeout: float = 1.0) -> list[Message]:
+        """The next batch undecoded, for stages that need less than a whole event (see :meth:`decode`)."""
         messages = self.consumer.consume(max_messages, timeout)
         if messages:
             self.begin()
-        events: list[Event] = []
+        records: list[Message] = []
         for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise KafkaException(error)
-            self.consumed += 1
-            event = self._decode(message)
-            if event is not None:
-                events.append(event)
-        return events
+            records.append(message)
+        self.consumed += len(records)
+        return records
 
     def commit(self, timeout: float = 30.0, offsets: list[TopicPartition] | None = None) -> None:
         """Make dead letters and produced results durable, then commit the consumed offsets.

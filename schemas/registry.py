@@ -91,6 +91,10 @@ class RegistryCodec:
     def decode(self, data: bytes, expect: str | None = None) -> dict[str, Any]:
         return self.decode_named(data, expect)[1]
 
+    def peek_model(self, data: bytes, expect: str) -> str | None:
+        """As :meth:`Codec.peek_model` for single-object events; None (decode instead) for registry ones."""
+        return self.codec.peek_model(data, expect) if data[:2] == MAGIC else None
+
     def decode_named(self, data: bytes, expect: str | None = None) -> tuple[str, dict[str, Any]]:
         if data[:2] == MAGIC:
             return self.codec.decode_named(data, expect)

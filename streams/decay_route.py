@@ -12,7 +12,9 @@ the repartition step of a stream join, as Kafka Streams does it.
 
 Copy and source offsets commit in one transaction, so a crash neither loses
 nor duplicates an event downstream. Bad labels are dead-lettered here;
-bad predictions by stage 1, which owns that topic.
+bad predictions by stage 1, which owns that topic. Predictions are not
+decoded here: the model is the first field of the body and is read alone
+(stage 1 and the decay stage decode them already).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ BY_MODEL_TOPIC = "monitor.by-model"
 class DecayRouter:
     def __init__(self, settings: Settings, instance: str) -> None:
         self.topic = settings.topic(BY_MODEL_TOPIC)
+        self.predictions = settings.topic("predictions")
         self.reader = EventReader(
             settings, settings.group(ROUTE_GROUP), [settings.topic("predictions"), settings.topic("labels")],
             stage="monitor-route",
@@ -38,14 +41,22 @@ class DecayRouter:
 
     def step(self, max_messages: int = 5000, timeout: float = 0.05) -> int:
         """Copy the next batch; returns how many events it read."""
-        events = self.reader.poll(max_messages, timeout)
+        messages = self.reader.poll_messages(max_messages, timeout)
         if not self.reader.in_transaction:
             return 0
         produce = self.reader.producer.produce
-        for event in events:
-            produce(self.topic, key=event.record["model"].encode(), value=event.value)
+        peek = self.reader.codec.peek_model
+        for message in messages:
+            value = message.value() or b""
+            model = peek(value, "driftline.Prediction") if message.topic() == self.predictions else None
+            if model is None:
+                event = self.reader.decode(message)  # labels; anything unreadable is dead-lettered or skipped
+                if event is None:
+                    continue
+                model = event.record["model"]
+            produce(self.topic, key=model.encode(), value=value)
         self.reader.commit()
-        return len(events)
+        return len(messages)
 
     def close(self) -> None:
         self.reader.close()

@@ -151,3 +151,14 @@ def test_writer_missing_a_field_without_default_does_not_resolve():
 def test_unknown_schema_name_names_the_known_ones():
     with pytest.raises(EncodeError, match="known: driftline.Columns"):
         Codec.default().encode("driftline.Nope", {})
+
+
+@pytest.mark.parametrize("model", ["churn", "", "m" * 300, "prêt-à-porter"])
+def test_peek_model_reads_the_first_field_as_a_full_decode_does(model) -> None:
+    codec = Codec.default()
+    data = codec.encode("driftline.Prediction", {**prediction_record(), "model": model})
+    assert codec.peek_model(data, "driftline.Prediction") == codec.decode(data)["model"] == model
+    assert codec.peek_model(data, "driftline.Label") is None, "another kind is left to a full decode"
+    if model:
+        assert codec.peek_model(data[:11], "driftline.Prediction") is None, "a cut-off body is not guessed"
+    assert codec.peek_model(b"\x00\x01garbage", "driftline.Prediction") is None
