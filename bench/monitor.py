@@ -4,7 +4,10 @@
   and 2 in one process (decode, window deltas, transactions), against
   ``baseline_events_per_s``: confluent-kafka consume + decode of the same
   events, no statistics.
-* ``batch_rows_per_s``: the same with 100-row events.
+* ``all_stages_events_per_s``: the same events through everything a worker
+  runs (``driftline monitor``): stages 1 and 2, the decay router and the decay
+  stage (which holds the predictions for labels that never come here).
+* ``batch_rows_per_s``: the same as ``events_per_s`` with 100-row events.
 * ``detect_latency_p50_s`` / ``_p99_s``: wall time from a drifted window's
   close (its end + grace) to its alert on the alerts topic, with live traffic.
 * ``rss_mb`` after the run, and ``rss_mb_half`` halfway: memory is bounded by
@@ -100,6 +103,21 @@ def drain(monitor, events, half=None, per_call=5000):
     return time.perf_counter() - start, rss_half
 
 
+def drain_all(monitor, events):
+    """Every stage of one worker, in Monitor.run's order, until each has read every event."""
+    start = None
+    route, decay = monitor.decay_route.reader, monitor.decay.reader
+    while min(monitor.stage1.consumed, route.consumed, decay.consumed) < events:
+        before = time.perf_counter()
+        n = monitor.step_stage1(timeout=0.05 if monitor.stage1.consumed < events else 0.0)
+        if n and start is None:
+            start = before
+        monitor.step_stage2(timeout=0.0)
+        monitor.decay_route.step(timeout=0.0)
+        monitor.decay.step(timeout=0.0)
+    return time.perf_counter() - start
+
+
 def detection_latency(settings, seconds: float, window_s: float, grace_s: float) -> list[float]:
     rng = np.random.default_rng(9)
     monitor = Monitor(settings.replace(window_seconds=window_s, grace_seconds=grace_s),
@@ -150,6 +168,13 @@ def main() -> None:
     monitor.close()
     figures["events_per_s"] = events / seconds
     figures["ratio_to_baseline"] = figures["events_per_s"] / figures["baseline_events_per_s"]
+
+    full = bench_settings(partitions=4)
+    publish_profile(full, rng)
+    produce(full, events, 1, rng, start_ms=1_700_000_000_000)
+    monitor = Monitor(full.replace(window_seconds=10.0, grace_seconds=1.0), instance="bench-3")
+    figures["all_stages_events_per_s"] = events / drain_all(monitor, events)
+    monitor.close()
 
     batch_settings = bench_settings(partitions=4)
     publish_profile(batch_settings, rng)
