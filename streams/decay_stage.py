@@ -28,6 +28,7 @@ from driftline.follow import TopicFollower, read_compacted
 from driftline.settings import Settings
 from schemas import Codec
 from streams import metrics
+from streams.coalesce import coalesce
 from streams.decay import DecayJudge, DecayPolicy, measure
 from streams.decay_route import BY_MODEL_TOPIC
 from streams.join import JoinResult, LabelJoin
@@ -83,23 +84,31 @@ class DecayStage:
             record = self.codec.decode(value, "driftline.QualitySummary")
             self.join.published.add((record["model"], record["model_version"], record["window_start"]))
 
-    def _count(self, model: str, result: JoinResult) -> None:
-        metrics.LABELS_JOINED.labels(model).inc(result.joined)
-        metrics.LATE_LABELS.labels(model).inc(result.late_labels)
-
     def step(self, max_messages: int = 5000, timeout: float = 0.05) -> int:
         self.models.poll()
         events = self.reader.poll(max_messages, timeout)
-        for event in events:
-            source = (event.topic, event.partition)
-            if event.schema == "driftline.Label":
+        runs, inconsistent = coalesce(events, self.window_ms)
+        for event in inconsistent:
+            self.reader.skipped += 1
+            metrics.DECAY_SKIPPED.inc()
+            log.warning("skipped %s[%d]@%d: its arrays do not match its request ids",
+                        event.topic, event.partition, event.offset)
+        joined: dict[str, JoinResult] = {}
+        for run in runs:
+            record = run.record
+            if run.kind == "label":
                 self._last_label = time.monotonic()
-                self._count(event.record["model"], self.join.add_label(event.record, source, event.offset))
+                result = self.join.add_label(record, run.source, run.offset)
             else:
-                record = event.record
-                self._count(record["model"], self.join.add_prediction(record, source, event.offset))
+                result = self.join.add_prediction(record, run.source, run.offset)
                 block = self.join.last_prediction
                 self.scores.add(record["model"], block.version, block.event_time, block.values)
+            total = joined.setdefault(record["model"], JoinResult())
+            total.joined += result.joined
+            total.late_labels += result.late_labels
+        for model, total in joined.items():  # metrics once per model and batch, not per event
+            metrics.LABELS_JOINED.labels(model).inc(total.joined)
+            metrics.LATE_LABELS.labels(model).inc(total.late_labels)
         if time.monotonic() >= self._next_expiry:
             expired = self.join.expire(self.join.clock)
             metrics.UNLABELLED_EXPIRED.inc(expired.expired_predictions)

@@ -31,6 +31,8 @@ LATE_LABELS = Counter("driftline_monitor_late_labels_total",
                       "Labels whose quality window was already published (counted, not re-judged)", ["model"])
 UNLABELLED_EXPIRED = Counter("driftline_monitor_unlabelled_expired_total",
                              "Predictions whose label did not arrive within the TTL")
+DECAY_SKIPPED = Counter("driftline_monitor_decay_skipped_total",
+                        "Prediction or label events whose arrays do not match their request ids (not joined)")
 UNMATCHED_LABELS = Counter("driftline_monitor_unmatched_labels_total",
                            "Labels whose prediction did not arrive within the TTL")
 QUALITY = Gauge("driftline_model_quality", "Quality metric of the latest closed window",

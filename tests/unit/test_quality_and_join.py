@@ -192,3 +192,41 @@ def test_prediction_score_drift_is_flagged_after_a_shift_and_not_before() -> Non
     check.add("m", "1", 7, rows[60:])
     window = check.versions[("m", "1")].windows[0]
     assert window.total / window.rows == pytest.approx(rows.mean())
+
+
+def test_coalesced_runs_join_exactly_like_one_event_at_a_time() -> None:
+    from driftline.consumer import Event
+    from streams.coalesce import coalesce
+
+    window_ms, n = 1000, 600
+    local = np.random.default_rng(11)
+    events: list[Event] = []
+    for i in range(n):  # one-row events, labels mostly after their prediction, some before
+        t = 10_000 + i * 7
+        rid = f"r{i}"
+        prediction = Event("driftline.Prediction", {
+            "model": "m", "model_version": "2" if i > 400 else "1", "event_time": t, "request_ids": [rid],
+            "prediction": float_buffer(local.random(1)), "predicted_class": None}, "p", i % 2, i, None, t)
+        label = Event("driftline.Label", {"model": "m", "event_time": t + 50, "request_ids": [rid],
+                                          "labels": [bool(local.random() < 0.5)]}, "l", 0, i, None, t)
+        events.extend([label, prediction] if i % 9 == 0 else [prediction, label])
+    events.insert(100, Event("driftline.Label", {"model": "m", "event_time": 1, "request_ids": ["x", "y"],
+                                                  "labels": [True]}, "l", 0, 9999, None, 1))
+    runs, bad = coalesce(events, window_ms)
+    assert [e.offset for e in bad] == [9999], "an event whose arrays disagree with its ids is set apart"
+    assert len(runs) < len(events) / 20
+    assert sum(len(r.record["request_ids"]) for r in runs) == 2 * n
+
+    def join_all(items) -> dict:
+        join = LabelJoin(window_ms, 0, 10**9)
+        for kind, record, source, offset in items:
+            (join.add_label if kind == "label" else join.add_prediction)(record, source, offset)
+        return {key: (np.concatenate(p.truth).tolist(), np.concatenate(p.scores).tolist())
+                for key, p in join.windows.items()}
+
+    one_by_one = join_all(("label" if e.schema == "driftline.Label" else "prediction", e.record,
+                           (e.topic, e.partition), e.offset) for e in events if e.offset != 9999)
+    merged = join_all((r.kind, r.record, r.source, r.offset) for r in runs)
+    assert merged.keys() == one_by_one.keys()
+    for key in merged:  # the same pairs in each window (order within a window may differ)
+        assert sorted(zip(*merged[key], strict=True)) == sorted(zip(*one_by_one[key], strict=True))
