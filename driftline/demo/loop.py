@@ -53,7 +53,7 @@ def model_file(path: Path, scenario: Scenario) -> Path:
     """The demo model: what a team would declare (YAML-compatible JSON)."""
     label_delay = scenario.traffic.label_delay
     path.write_text(json.dumps({
-        "name": MODEL, "pipeline": "hoeffding_adaptive_tree", "params": {"grace_period": 100},
+        "name": MODEL, "pipeline": "adaptive_random_forest", "params": {"n_models": 10},
         "label_delay": f"{label_delay}s", "training_window": f"{scenario.window * 2:g}s",
         "train_since_change": True,
         "holdout_fraction": 0.25, "promotion": "auto",
