@@ -49,7 +49,6 @@ class Event:
     offset: int
     key: bytes | None
     timestamp_ms: int
-    value: bytes = b""  # the original bytes, for stages that forward events unchanged
 
 
 class EventReader:
@@ -152,7 +151,7 @@ class EventReader:
                         message.offset(), exc)
             return None
         return Event(schema, record, message.topic(), message.partition(), message.offset(),
-                     message.key(), message.timestamp()[1], message.value())
+                     message.key(), message.timestamp()[1])
 
     def poll(self, max_messages: int = 500, timeout: float = 1.0) -> list[Event]:
         """Decoded events of the next batch (bad ones already dead-lettered)."""

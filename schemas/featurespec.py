@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,12 @@ class FeatureSpec:
         return [f.name for f in self.features]
 
     def kinds(self) -> dict[str, str]:
+        """Feature name -> numeric | categorical (read-only: shared by every caller)."""
+        return self._kinds
+
+    @cached_property
+    def _kinds(self) -> dict[str, str]:
+        # built once: a serving node asks for every request
         return {f.name: f.kind for f in self.features}
 
     def content_hash(self) -> str:

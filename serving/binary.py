@@ -98,8 +98,8 @@ def encode_tensor(tensor: dict[str, Any]) -> bytes:
             parts.append(_LENGTH.pack(len(encoded)))
             parts.append(encoded)
         return b"".join(parts)
-    numbers = np.asarray([np.nan if v is None else v for v in data], dtype=NUMPY_TYPES[tensor["datatype"]])
-    return numbers.tobytes()
+    # numpy reads None as NaN for float types: the binary form of a null
+    return np.array(data, dtype=NUMPY_TYPES[tensor["datatype"]]).tobytes()
 
 
 def wants_binary(body: dict[str, Any]) -> set[str] | bool:

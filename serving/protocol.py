@@ -60,19 +60,6 @@ def _rows_in(shape: Any, name: str) -> int:
     return shape[0]
 
 
-_KINDS: dict[int, tuple[FeatureSpec, dict[str, str]]] = {}
-
-
-def _kinds(spec: FeatureSpec) -> dict[str, str]:
-    """Feature kinds per spec, built once (the spec is kept so its id is never reused)."""
-    cached = _KINDS.get(id(spec))
-    if cached is None or cached[0] is not spec:
-        if len(_KINDS) > 256:
-            _KINDS.clear()
-        cached = _KINDS[id(spec)] = (spec, spec.kinds())
-    return cached[1]
-
-
 def parse_infer(body: Any, spec: FeatureSpec) -> InferRequest:
     """Validate an inference request against the model's features; rows for the model."""
     if not isinstance(body, dict):
@@ -80,7 +67,7 @@ def parse_infer(body: Any, spec: FeatureSpec) -> InferRequest:
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise ProtocolError("the request needs a non-empty 'inputs' list of tensors")
-    kinds = _kinds(spec)
+    kinds = spec.kinds()
     columns: dict[str, Any] = {}
     rows = None
     for tensor in inputs:
@@ -211,7 +198,8 @@ def infer_response(model: str, version: str, request: InferRequest, task: str, s
 
 def model_metadata(name: str, versions: list[str], spec: FeatureSpec, task: str,
                    version: str | None = None) -> dict[str, Any]:
-    inputs = [{"name": f.name, "datatype": "FP64" if spec.kinds()[f.name] == "numeric" else "BYTES",
+    kinds = spec.kinds()
+    inputs = [{"name": f.name, "datatype": "FP64" if kinds[f.name] == "numeric" else "BYTES",
                "shape": [-1]} for f in spec.features]
     outputs = [{"name": o, "datatype": "BYTES" if o == "predicted_class" else "FP64", "shape": [-1]}
                for o in output_names(task)]
