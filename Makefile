@@ -4,14 +4,24 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Every transitive dependency at the exact version CI tested; `make lock` regenerates it.
+LOCK := requirements/lock.txt
+UV_VERSION := 0.13.9
 
-.PHONY: setup demo test lint bench clean broker-jars
+.PHONY: setup demo test lint bench clean broker-jars lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c $(LOCK) pip setuptools wheel
+	$(PY) -m pip install --quiet --no-build-isolation -c $(LOCK) -e '.[dev]'
 	touch $(STAMP)
+
+# Re-resolve the ranges in pyproject.toml (and requirements/build.in) into the lock, for every platform.
+lock:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet 'uv==$(UV_VERSION)'
+	$(VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra dev --universal \
+		--python-version 3.11 --custom-compile-command "make lock" -o $(LOCK)
 
 setup: $(STAMP)
 

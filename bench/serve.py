@@ -27,7 +27,7 @@ from driftline.broker.local import free_port
 from driftline.registry import Registry
 from driftline.synthetic import agrawal
 from schemas import Table
-from serving.client import infer_body
+from driftline.client import infer_body
 from trainers.dataset import from_table
 from trainers.job import TrainingJob, Trigger
 from trainers.modelfile import parse_model_config

@@ -1,6 +1,7 @@
 """A single-node KRaft Kafka broker run from jars that Maven resolves.
 
-No Docker here: ``deploy/kafka/pom.xml`` names Apache Kafka and a log4j2
+No Docker here: ``recipe/pom.xml`` (package data, so an installed wheel
+can start a broker too) names Apache Kafka and a log4j2
 binding; ``mvn dependency:copy-dependencies`` puts them in a cache folder, the
 storage tool formats the log directory once, and ``java -cp 'libs/*'
 kafka.Kafka`` runs the broker detached from the CLI. Data, logs and the pid
@@ -28,8 +29,7 @@ from driftline.errors import BrokerError
 from driftline.kafka_clients import record_bootstrap
 from driftline.settings import Settings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-RECIPE_DIR = REPO_ROOT / "deploy" / "kafka"
+RECIPE_DIR = Path(__file__).resolve().parent / "recipe"
 MIN_JAVA = 17
 
 

@@ -28,6 +28,7 @@ from driftline.cli import (
     trainer_cmd,
 )
 from driftline.errors import DriftlineError
+from driftline.processes import die_with_parent_from_env
 from driftline.settings import load_settings
 from schemas.errors import ContractError
 
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    die_with_parent_from_env()  # a service started by the demo or a test never outlives its owner
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -12,6 +12,7 @@ changed stream beats the stale model's.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import math
 import re
@@ -21,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 
 from driftline.broker.local import free_port
+from driftline.client import http_get
 from driftline.demo.observer import Observer
 from driftline.demo.services import Service
 from driftline.demo.simulator import Application, Traffic
@@ -42,6 +43,7 @@ class Scenario:
     stable: float = 25.0  # seconds of traffic before the change
     after_swap: float = 15.0  # seconds of traffic on the new model before the summary
     deadline: float = 120.0  # seconds after the change by which the loop must have closed
+    rate_tolerance: float = 0.05  # the application must hold its rate within this fraction
     nodes: int = 2
     traffic: Traffic = field(default_factory=Traffic)
     emit: str = "async"  # the nodes' prediction-event mode ("ack" for the chaos test)
@@ -66,9 +68,8 @@ def model_file(path: Path, scenario: Scenario) -> Path:
 
 def scrape(url: str, metric: str) -> float:
     """Sum of a Prometheus counter on a /metrics page (0 when absent or unreachable)."""
-    try:
-        text = httpx.get(url, timeout=2).text
-    except httpx.HTTPError:
+    status, text = http_get(url, timeout=2)
+    if status != 200:
         return math.nan
     return sum(float(m.group(1)) for m in re.finditer(rf"^{metric}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.M))
 
@@ -84,6 +85,15 @@ class Loop:
         self.ports = [free_port() for _ in range(scenario.nodes)]
         self.urls = [f"http://127.0.0.1:{p}" for p in self.ports]
         self.metrics_port = free_port()
+        self.stop_reason: str | None = None  # why the run was asked to end early (a signal, the deadline)
+        self.in_traffic = False
+        self.app: Application | None = None
+        self.observer: Observer | None = None
+
+    def request_stop(self, reason: str) -> None:
+        """End the run early and gracefully: traffic stops, the summary says why (safe from any thread)."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
 
     # ------------------------------------------------------------ set-up
     def prepare(self) -> None:
@@ -135,6 +145,15 @@ class Loop:
     def stop_services(self) -> dict[str, int | None]:
         return {name: service.stop() for name, service in self.services.items()}
 
+    def kill_services(self) -> None:
+        """SIGKILL every service's group at once (a second Ctrl-C: the user wants out now)."""
+        for service in self.services.values():
+            service.kill()
+
+    def process_groups(self) -> list[int]:
+        """Every process group any of this loop's services has had (for the no-orphans checks)."""
+        return [pgid for service in self.services.values() for pgid in service.pgids]
+
     # ------------------------------------------------------------ the run
     async def _chaos(self, app: Application) -> None:
         assert app.drift_at is not None
@@ -148,11 +167,11 @@ class Loop:
             service.start()
         self.say("chaos", "restarted monitor and " + victims[1].name)
 
-    async def _traffic(self, app: Application, observer: Observer) -> dict[str, Any]:
+    async def _traffic(self, app: Application, observer: Observer, deadline_at: float) -> dict[str, Any]:
         stop = asyncio.Event()
         started = time.time()
         app.drift_at = started + self.scenario.stable
-        hard_end = app.drift_at + self.scenario.deadline
+        hard_end = min(app.drift_at + self.scenario.deadline, deadline_at)
         runner = asyncio.create_task(app.run(hard_end, stop))
         chaos = asyncio.create_task(self._chaos(app)) if self.scenario.chaos else None
         announced = False
@@ -161,6 +180,8 @@ class Loop:
         while not runner.done():
             await asyncio.sleep(0.25)
             now = time.time()
+            if self.stop_reason is not None:
+                stop.set()
             if not announced and now >= app.drift_at:
                 announced = True
                 self.say("change", f"concept: Agrawal function {app.traffic.function} -> "
@@ -178,6 +199,8 @@ class Loop:
         await runner
         if chaos is not None:
             chaos.cancel()
+        if swapped_at is None and self.stop_reason is None:
+            self.request_stop(f"the loop did not close within {hard_end - app.drift_at:.0f} s of the change")
         return {"swapped_at": swapped_at}
 
     @staticmethod
@@ -187,24 +210,39 @@ class Loop:
 
     def _status(self, app: Application, observer: Observer, started: float) -> None:
         answered = [r for r in app.records if r.answer.status == 200]
-        recent = [r for r in answered if r.answer.finished >= time.time() - 10]
+        recent = [r for r in answered[-int(app.traffic.rate * 12):] if r.answer.finished >= time.time() - 10]
         accuracy = np.mean([(r.answer.classes[0] == "1") == r.truth for r in recent]) if recent else math.nan
         versions = sorted({r.answer.version for r in recent})
         failed = len(app.records) - len(answered)
-        self.say("status", f"+{time.time() - started:5.1f}s  {len(app.records)} requests ({failed} failed), "
+        self.say("status", f"+{time.time() - started:5.1f}s  {len(app.records)} requests ({failed} failed, "
+                           f"{app.load.behind_schedule} behind schedule), "
                            f"{app.labels_sent} labels, {observer.windows} windows closed, "
                            f"accuracy (last 10 s) {accuracy:.3f} from v{'/v'.join(versions) or '-'}")
 
-    def run(self) -> dict[str, Any]:
+    def run(self, deadline_at: float = math.inf) -> dict[str, Any]:
+        """Play the application until the loop closed and settled, ``deadline_at`` (wall time) or a stop."""
         observer = Observer(self.settings, self.say)
         observer.start()
         app = Application(self.settings, self.urls, self.scenario.traffic)
+        self.app, self.observer = app, observer
+        self.in_traffic = True
         try:
-            outcome = asyncio.run(self._traffic(app, observer))
+            outcome = asyncio.run(self._traffic(app, observer, deadline_at))
             time.sleep(1.0)  # the last alerts and records reach the observer
         finally:
+            self.in_traffic = False
             observer.stop()
         return self.summary(app, observer, outcome["swapped_at"])
+
+    def unfinished_summary(self, reason: str) -> dict[str, Any]:
+        """The summary of a run that ended before its traffic did (set-up failed, interrupted, deadline)."""
+        if self.app is not None and self.observer is not None:
+            summary = self.summary(self.app, self.observer, None)
+        else:
+            summary = {"ok": False, "requests": 0, "failed_requests": 0, "topic_prefix": self.settings.topic_prefix}
+        summary["ok"] = False
+        summary["reason"] = reason
+        return summary
 
     def summary(self, app: Application, observer: Observer, swapped_at: float | None) -> dict[str, Any]:
         drift_at = app.drift_at or 0.0
@@ -217,6 +255,7 @@ class Loop:
         monitored = scrape(f"http://127.0.0.1:{self.metrics_port}/metrics", "driftline_monitor_rows_total")
         dead = scrape(f"http://127.0.0.1:{self.metrics_port}/metrics", "driftline_monitor_dead_lettered_total")
         versions = sorted({r.answer.version for r in answered}, key=lambda v: (len(v), v))
+        asked = app.traffic.rate
         summary: dict[str, Any] = {
             "ok": False,
             "drift_injected_at": round(drift_at, 3),
@@ -230,6 +269,11 @@ class Loop:
             "accuracy_after": round(after, 4),
             "requests": len(app.records),
             "failed_requests": len(app.records) - len(answered),
+            "failures": dict(collections.Counter(f"{r.answer.status} {r.answer.error[:120]}" for r in app.records
+                                                 if r.answer.status != 200).most_common(3)),
+            "rate_asked": asked,
+            "rate_held": round(app.load.rate, 2),
+            "behind_schedule": app.load.behind_schedule,
             "events_produced": len(answered) + app.labels_sent,
             "events_monitored": int(monitored) if not math.isnan(monitored) else None,
             "dead_lettered": int(dead) if not math.isnan(dead) else None,
@@ -239,9 +283,24 @@ class Loop:
             "topic_prefix": self.settings.topic_prefix,
             "run_id": published[0][1]["run_id"] if published else None,
         }
-        summary["ok"] = bool(alerts and published and swapped_at and after > stale)
-        self.app = app
-        self.observer = observer
+        reasons = []
+        if self.stop_reason is not None:
+            reasons.append(self.stop_reason)
+        if not alerts:
+            reasons.append("no alert after the change")
+        if not published:
+            reasons.append("no retrained model was published")
+        elif not swapped_at:
+            reasons.append("the new model did not answer on every node")
+        if published and not after > stale:
+            reasons.append(f"the new model's accuracy {after:.3f} did not beat the stale one's {stale:.3f}")
+        if summary["failed_requests"]:
+            reasons.append(f"{summary['failed_requests']} request(s) failed")
+        if abs(app.load.rate - asked) > self.scenario.rate_tolerance * asked:
+            reasons.append(f"the application held {app.load.rate:.1f} requests/s, not {asked:g} "
+                           f"(+/-{self.scenario.rate_tolerance:.0%})")
+        summary["ok"] = not reasons
+        summary["reason"] = "; ".join(reasons) or None
         return summary
 
 
@@ -253,10 +312,12 @@ def print_summary(summary: dict[str, Any], say: Callable[[str, str], None]) -> N
             ("accuracy on the changed stream", f"stale v1 {summary['accuracy_stale']:.3f} -> "
                                                f"new {summary['accuracy_after']:.3f}"),
             ("requests (failed)", f"{summary['requests']} ({summary['failed_requests']})"),
+            ("rate held (behind schedule)", f"{summary['rate_held']} of {summary['rate_asked']:g} requests/s "
+                                            f"({summary['behind_schedule']})"),
             ("events produced / monitored rows", f"{summary['events_produced']} / {summary['events_monitored']}"),
             ("dead-lettered", str(summary["dead_lettered"])),
             ("model versions answered", ", ".join(f"v{v}" for v in summary["model_versions"])),
-            ("loop closed", "yes" if summary["ok"] else "NO")]
+            ("loop closed", "yes" if summary["ok"] else f"NO: {summary['reason']}")]
     width = max(len(k) for k, _ in rows)
     say("summary", "-" * (width + 40))
     for key, value in rows:

@@ -16,13 +16,12 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
-import httpx
 import numpy as np
 
+from driftline.client import Answer, LoadResult, generate_load, infer_body
 from driftline.producer import Producer
 from driftline.settings import Settings
 from driftline.synthetic import agrawal
-from serving.client import Answer, infer_body, infer_once
 
 BLOCK = 2000
 
@@ -35,6 +34,7 @@ class Traffic:
     drift_function: int = 2
     salary_scale: float = 1.3
     seed: int = 2
+    connections: int = 8  # keep-alive connections per node: the cap on requests in flight
 
 
 @dataclass
@@ -53,8 +53,11 @@ class Application:
     drift_at: float | None = None  # wall time of the change (set by the scenario)
     records: list[Record] = field(default_factory=list)
     labels_sent: int = 0
+    load: LoadResult = field(default_factory=LoadResult)  # filled in while the traffic runs
+    first_answers: dict[tuple[str, str], float] = field(default_factory=dict)  # (node, version) -> first finish
     _labels: deque = field(default_factory=deque)
     _blocks: dict = field(default_factory=dict)
+    _truths: dict = field(default_factory=dict)  # request index -> (truth, drifted) while in flight
 
     def _rows(self, drifted: bool, index: int) -> tuple[dict[str, np.ndarray], bool]:
         key = (drifted, index // BLOCK)
@@ -68,37 +71,33 @@ class Application:
         i = index % BLOCK
         return {k: v[i:i + 1] for k, v in columns.items()}, bool(labels[i])
 
-    async def run(self, until: float, stop: asyncio.Event) -> None:
-        """Send ``rate`` requests/s round-robin over the nodes until ``until`` (wall time) or ``stop``."""
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        producer = Producer(model=self.model, settings=self.settings)
-        labeller = asyncio.create_task(self._send_labels(producer, stop))
-        pending: set[asyncio.Task] = set()
-        async with httpx.AsyncClient(limits=limits, timeout=10.0) as client:
-            start = time.perf_counter()
-            i = 0
-            while time.time() < until and not stop.is_set():
-                delay = start + i / self.traffic.rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                drifted = self.drift_at is not None and time.time() >= self.drift_at
-                columns, truth = self._rows(drifted, i)
-                task = asyncio.create_task(self._one(client, self.urls[i % len(self.urls)], columns, truth, drifted))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-                i += 1
-            if pending:
-                await asyncio.gather(*pending)
-        stop.set()
-        await labeller
-        producer.close()
+    def _body(self, i: int) -> dict:
+        drifted = self.drift_at is not None and time.time() >= self.drift_at
+        columns, truth = self._rows(drifted, i)
+        self._truths[i] = (truth, drifted)
+        return infer_body(columns, request_id=uuid.uuid4().hex)
 
-    async def _one(self, client: httpx.AsyncClient, url: str, columns: dict, truth: bool, drifted: bool) -> None:
-        request_id = uuid.uuid4().hex
-        answer = await infer_once(client, url, self.model, infer_body(columns, request_id=request_id))
+    def _answered(self, i: int, answer: Answer) -> None:
+        truth, drifted = self._truths.pop(i)
         self.records.append(Record(answer, truth, drifted))
         if answer.status == 200:
+            self.first_answers.setdefault((answer.node, answer.version), answer.finished)
             self._labels.append((time.time() + self.traffic.label_delay, answer.request_ids[0], truth))
+
+    async def run(self, until: float, stop: asyncio.Event) -> LoadResult:
+        """Send ``rate`` requests/s round-robin over the nodes until ``until`` (wall time) or ``stop``."""
+        producer = Producer(model=self.model, settings=self.settings)
+        labeller = asyncio.create_task(self._send_labels(producer, stop))
+        try:
+            result = await generate_load(self.urls, self.model, self._body, rate=self.traffic.rate,
+                                         duration=max(0.0, until - time.time()),
+                                         connections=self.traffic.connections, on_answer=self._answered, stop=stop,
+                                         result=self.load)
+        finally:
+            stop.set()
+            await labeller
+            producer.close()
+        return result
 
     async def _send_labels(self, producer: Producer, stop: asyncio.Event) -> None:
         while not stop.is_set() or self._labels:
@@ -108,11 +107,11 @@ class Application:
                 _, request_id, truth = self._labels.popleft()
                 ids.append(request_id)
                 values.append(int(truth))
-            if ids:
+            if ids:  # labels are sent in one event per 0.2 s tick
                 producer.labels(ids, values)
                 self.labels_sent += len(ids)
             await asyncio.sleep(0.2)
-        producer.flush()
+        producer.flush(15)
 
     # ------------------------------------------------------------ what happened
     def accuracy(self, *, version: str | None = None, drifted: bool | None = None, since: float = 0.0) -> float:
@@ -124,6 +123,4 @@ class Application:
         return float(np.mean([(r.answer.classes[0] == "1") == r.truth for r in chosen]))
 
     def first_answer(self, url: str, version: str) -> float | None:
-        times = [r.answer.finished for r in self.records
-                 if r.answer.node == url and r.answer.version == version and r.answer.status == 200]
-        return min(times) if times else None
+        return self.first_answers.get((url, version))
