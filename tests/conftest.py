@@ -8,6 +8,7 @@ Set ``KAFKA_BOOTSTRAP_SERVERS`` to run the suite against an existing cluster.
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,15 @@ from driftline.settings import Settings, load_settings
 from driftline.topics import create_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _sigterm_is_an_interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (a CI runner stopping the job) unwinds like Ctrl-C, so every fixture's teardown runs."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    signal.signal(signal.SIGTERM, _sigterm_is_an_interrupt)
 
 
 class KafkaSession:
@@ -52,7 +62,7 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaSession]:
         jars = REPO_ROOT / ".driftline" / f"kafka-{settings.kafka_version}" / "libs"
         broker = LocalBroker(settings, jars_dir=jars)
         try:
-            bootstrap = broker.up(timeout=120)
+            bootstrap = broker.up(timeout=120, tied=True)  # dies with this session, however it ends
             break
         except BrokerError:
             broker.down()

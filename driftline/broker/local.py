@@ -27,6 +27,7 @@ from pathlib import Path
 
 from driftline.errors import BrokerError
 from driftline.kafka_clients import record_bootstrap
+from driftline.processes import spawn
 from driftline.settings import Settings
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipe"
@@ -189,8 +190,13 @@ class LocalBroker:
             raise BrokerError(f"Kafka's storage tool could not format {self.data_dir}: {tail}")
 
     # ------------------------------------------------------------ up/down
-    def up(self, timeout: float = 90.0) -> str:
-        """Start the broker if it is not running and wait until it answers; return its address."""
+    def up(self, timeout: float = 90.0, *, tied: bool = False) -> str:
+        """Start the broker if it is not running and wait until it answers; return its address.
+
+        ``driftline broker up`` leaves the broker running on its own; a test
+        session passes ``tied=True`` so the broker dies with the session
+        however the session ends (see :mod:`driftline.processes`).
+        """
         if self.pid() is not None:
             self._wait_ready(timeout)
             return self.bootstrap
@@ -208,11 +214,8 @@ class LocalBroker:
         self._render_properties()
         self._format_storage(java)
         with self.log_file.open("ab") as log:
-            process = subprocess.Popen(
-                self._java_cmd(java, "kafka.Kafka", str(self.properties_file)),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            process = spawn(self._java_cmd(java, "kafka.Kafka", str(self.properties_file)), stdout=log,
+                            tied=tied, python_child=False)
         self.pid_file.write_text(f"{process.pid}\n")
         record_bootstrap(self.settings, self.bootstrap)
         self._wait_ready(timeout, process)

@@ -1,21 +1,29 @@
-"""The closed loop end to end on the real broker, and again with a monitor and a node killed mid-loop."""
+"""The closed loop with a monitor and a node killed mid-loop; the demo ends, however it is ended, leaving nothing.
+
+The demo as a user runs it, from an installed wheel under a CPU hog, is
+``test_wheel.py``.
+"""
 
 from __future__ import annotations
 
 import collections
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import httpx
 import pytest
 
 from driftline.demo.loop import Loop, Scenario
 from driftline.demo.simulator import Traffic
-from driftline.registry import Registry
+from driftline.processes import group_members
 from schemas import Codec
 from tests.integration.helpers import read_topic
+from tests.processes import new_mark, wait_until_gone
 
 pytestmark = pytest.mark.integration
 
@@ -37,47 +45,16 @@ def run_loop(settings, tmp_path, **scenario) -> tuple[Loop, dict]:
                                    for u in loop.urls]
     finally:
         codes = loop.stop_services()
+        left = group_members(loop.process_groups())
+    assert left == [], f"processes of this test still running: {left}"
     summary["exit_codes"] = codes
     return loop, summary
 
 
-def test_driftline_demo_closes_the_loop_and_the_topics_show_it(settings, tmp_path):
-    """`driftline demo` as a user runs it (shorter): exit 0, the JSON summary, and the topics behind it."""
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-           "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, "DRIFTLINE_STATE_DIR": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-m", "driftline.cli.main", "demo", "--window", "6", "--stable-seconds",
-                          "12", "--after-swap", "4", "--rate", "150", "--json-file", str(tmp_path / "demo.json")],
-                         env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    summary = json.loads((tmp_path / "demo.json").read_text())
-    assert summary["ok"] and summary["failed_requests"] == 0
-    for key in ("drift_injected_at", "first_alert_s", "published_s", "swapped_all_nodes_s", "accuracy_stale",
-                "accuracy_after", "requests", "events_produced", "events_monitored", "dead_lettered",
-                "serving_url", "model_versions"):
-        assert summary[key] is not None, key
-    assert summary["accuracy_after"] > summary["accuracy_stale"]
-    assert summary["events_monitored"] == summary["requests"]  # every answered request reached the monitor
-    assert "monitor exit 0, trainer exit 0, node1 exit 0, node2 exit 0" in out.stdout
-    new = summary["model_versions"][-1]
-    assert new != "1"
-    s = settings.replace(topic_prefix=summary["topic_prefix"])
-    alerts = [json.loads(m.value()) for m in read_topic(s, s.topic("alerts"))]
-    drift = [a for a in alerts if a["type"] == "driftline.drift"]
-    assert any("salary" in [f["name"] for f in a["data"]["features"]] for a in drift)
-    stable = [a for a in alerts if a["type"] in ("driftline.drift", "driftline.decay")
-              and a["data"]["window_end"] <= summary["drift_injected_at"] * 1000]
-    assert stable == [], "no drift or decay alert on windows before the change"
-    registry = Registry(s)
-    [run] = [r for r in registry.runs("loans") if r["status"] == "published" and r["trigger_type"] != "init"]
-    assert run["lineage"] and run["dataset_hash"] and run["candidate_version"] == new
-    assert {r["topic"] for r in run["lineage"]} >= {s.topic("predictions"), s.topic("labels")}
-    assert registry.model("loans", new)["run_id"] == run["run_id"]
-    assert registry.deployments()["loans"]["version"] == new
-
-
 def test_the_loop_survives_a_killed_monitor_and_serving_node(settings, tmp_path):
     loop, summary = run_loop(settings, tmp_path, chaos=True, emit="ack")
-    assert summary["ok"], summary
+    # the killed node's requests fail while it is down (checked below); nothing else may be wrong
+    assert summary["reason"] == f"{summary['failed_requests']} request(s) failed", summary
     new = summary["model_versions"][-1]
     assert new != "1" and summary["versions_now"] == [new, new], "both nodes, one restarted, serve the new model"
     s = loop.settings
@@ -96,3 +73,76 @@ def test_the_loop_survives_a_killed_monitor_and_serving_node(settings, tmp_path)
     assert answered <= emitted, f"{len(answered - emitted)} answered requests have no prediction event"
     failed_on_victim = sum(1 for r in by_node[victim] if r.answer.status != 200)
     assert len(emitted - answered) <= failed_on_victim, "only requests in flight at the kill may lack an answer"
+
+
+class Output:
+    """A child's output lines, read as they come (so a test can wait for a line)."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _read(self, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert time.monotonic() < deadline, f"no {text!r} in {timeout:.0f} s: {''.join(self.lines)[-2000:]}"
+            time.sleep(0.2)
+
+    @property
+    def text(self) -> str:
+        self._thread.join(10)
+        return "".join(self.lines)
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM twice", "SIGKILL", "deadline"])
+def test_the_demo_always_ends_and_leaves_no_process_behind(settings, tmp_path, how):
+    """A first Ctrl-C/SIGTERM stops gracefully with a summary; a second kills; SIGKILL and the deadline too."""
+    mark, env = new_mark()
+    env.update({"KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
+                "DRIFTLINE_STATE_DIR": str(tmp_path)})
+    summary_file = tmp_path / "demo.json"
+    args = [sys.executable, "-m", "driftline.cli.main", "demo", "--window", "6", "--stable-seconds", "60",
+            "--json-file", str(summary_file)]
+    if how == "deadline":
+        args += ["--deadline", "30"]
+    started = time.monotonic()
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = Output(process)
+    try:
+        if how != "deadline":
+            output.wait_for("[traffic ]", timeout=120)
+            time.sleep(2)
+            signalled = time.monotonic()
+            if how == "SIGINT":
+                process.send_signal(signal.SIGINT)
+            elif how == "SIGTERM twice":
+                process.send_signal(signal.SIGTERM)
+                time.sleep(0.5)
+                process.send_signal(signal.SIGTERM)
+            else:
+                process.send_signal(signal.SIGKILL)
+        code = process.wait(timeout=150)
+        ended = time.monotonic()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        left = wait_until_gone(mark)
+    assert left == [], f"processes left behind after {how}: {left}"
+    if how == "SIGINT":
+        assert code == 1 and ended - signalled < 45, output.text[-3000:]
+        summary = json.loads(summary_file.read_text())
+        assert summary["ok"] is False and "interrupted by SIGINT" in summary["reason"]
+        assert "monitor exit 0, trainer exit 0, node1 exit 0, node2 exit 0" in output.text
+    elif how == "SIGTERM twice":
+        assert code == 130 and ended - signalled < 15, output.text[-3000:]
+    elif how == "SIGKILL":
+        assert code == -signal.SIGKILL
+    else:
+        assert code == 1 and ended - started < 30 + 60, output.text[-3000:]
+        summary = json.loads(summary_file.read_text())
+        assert summary["ok"] is False and "deadline" in summary["reason"], summary
