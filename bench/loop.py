@@ -4,7 +4,9 @@ Runs the demo scenario (``driftline.demo.loop``) with 10 s windows:
 ``first_alert_s`` (change to the first alert on the topic),
 ``published_s`` (change to the retrained version's run record),
 ``swapped_all_nodes_s`` (change to the first answer from the new version on
-every node), ``failed_requests``, and the accuracy before and after.
+every node), ``failed_requests``, the rate the application held beside the
+rate asked (``rate_held`` / ``rate_asked``, with ``behind_schedule``), and the
+accuracy before and after.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ def main() -> None:
         summary = loop.run()
     finally:
         loop.stop_services()
-    report({key: summary[key] for key in ("ok", "first_alert_s", "published_s", "swapped_all_nodes_s",
-                                          "failed_requests", "requests", "accuracy_stale", "accuracy_after")})
+    report({key: summary[key] for key in ("ok", "reason", "first_alert_s", "published_s", "swapped_all_nodes_s",
+                                          "failed_requests", "requests", "rate_asked", "rate_held",
+                                          "behind_schedule", "accuracy_stale", "accuracy_after")})
 
 
 if __name__ == "__main__":

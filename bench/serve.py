@@ -24,10 +24,10 @@ from _common import bench_settings, parser, report
 
 from driftline import artifacts
 from driftline.broker.local import free_port
+from driftline.client import infer_body
 from driftline.registry import Registry
 from driftline.synthetic import agrawal
 from schemas import Table
-from driftline.client import infer_body
 from trainers.dataset import from_table
 from trainers.job import TrainingJob, Trigger
 from trainers.modelfile import parse_model_config

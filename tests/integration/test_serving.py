@@ -12,10 +12,10 @@ import httpx
 import numpy as np
 import pytest
 
+from driftline.client import generate_load, infer_body
 from driftline.registry import Registry
 from driftline.synthetic import agrawal
 from schemas import Codec
-from driftline.client import generate_load, infer_body
 from tests.integration.helpers import read_topic
 from tests.integration.serving_helpers import publish_first_version, publish_version, start_node
 
