@@ -29,8 +29,8 @@ from driftline import Producer
 from driftline.kafka_clients import common_config, make_producer
 from driftline.runtime import tune_gc
 from schemas import Codec, FeatureFrame, Table
-from streams.profile import Profile
-from streams.worker import Monitor
+from streams.drift.profile import Profile
+from streams.stages.monitor import Monitor
 
 NUMERIC = [f"n{i}" for i in range(16)]
 CATEGORICAL = [f"c{i}" for i in range(4)]

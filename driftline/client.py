@@ -228,8 +228,13 @@ class LoadResult:
     """What a paced run did: every answer, and the requests it could not send on schedule."""
 
     answers: list[Answer] = field(default_factory=list)
-    behind_schedule: int = 0
+    late: int = 0  # the generator itself ran more than a second late (starved of CPU)
+    busy: int = 0  # every connection to the request's node was still waiting for an answer
     seconds: float = 0.0
+
+    @property
+    def behind_schedule(self) -> int:
+        return self.late + self.busy
 
     @property
     def sent(self) -> int:
@@ -252,9 +257,9 @@ async def generate_load(urls: Sequence[str], model: str, make_body: Callable[[in
     """Send request ``i`` at ``start + i / rate`` to ``urls[i % len(urls)]`` for ``duration`` s (or until ``stop``).
 
     At most ``connections`` requests per node are in flight; a request whose
-    node has none free at its time, or whose time passed more than a second
-    ago (the generator itself was starved of CPU), is counted in
-    ``behind_schedule`` and skipped: late work is never queued. Pass
+    node has none free at its time (``busy``), or whose time passed more than
+    a second ago (``late``: the generator itself was starved of CPU), is
+    counted behind schedule and skipped: late work is never queued. Pass
     ``result`` to watch the counts grow while it runs.
     """
     clients = [InferenceClient(url, model, connections=connections, timeout=timeout) for url in urls]
@@ -281,11 +286,11 @@ async def generate_load(urls: Sequence[str], model: str, make_body: Callable[[in
             if delay > 0:
                 await asyncio.sleep(delay)
             elif delay < -1.0:
-                result.behind_schedule += 1
+                result.late += 1
                 continue
             task = clients[i % len(clients)].try_infer(make_body(i))
             if task is None:
-                result.behind_schedule += 1
+                result.busy += 1
                 continue
             in_flight.add(task)
             task.add_done_callback(lambda t, i=i: finished(i, t))

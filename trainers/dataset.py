@@ -18,10 +18,9 @@ import numpy as np
 from driftline.contract import codec_for
 from driftline.errors import ConfigError
 from driftline.offsets import OffsetRange, ranges_for_times, read_ranges
+from driftline.quality import canonical_labels, label_numbers
 from driftline.settings import Settings
 from schemas import ContractError, FeatureFrame, Table
-from streams.join import label_numbers
-from streams.quality import canonical_labels
 
 
 @dataclass

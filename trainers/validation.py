@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from driftline.modeling import RiverModel
+from driftline.quality import HIGHER_IS_BETTER, classification_metrics, regression_metrics, worse_by
 from schemas import FeatureSpec
-from streams.quality import HIGHER_IS_BETTER, classification_metrics, regression_metrics, worse_by
 from trainers.dataset import Dataset
 from trainers.modelfile import ModelConfig
 

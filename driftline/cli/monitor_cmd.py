@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.drift import DriftPolicy
-    from streams.worker import Monitor
+    from streams.drift.decision import DriftPolicy
+    from streams.stages.monitor import Monitor
 
     if args.window is not None or args.grace is not None:
         settings = settings.replace(window_seconds=args.window or settings.window_seconds,

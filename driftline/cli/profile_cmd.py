@@ -16,9 +16,9 @@ from driftline.errors import ConfigError
 from driftline.kafka_clients import make_producer
 from driftline.settings import Settings
 from schemas import FeatureSpec, read_table
-from streams.drift import DriftPolicy, DriftReport, compare
-from streams.profile import Profile
-from streams.summary import summarize
+from streams.drift.decision import DriftPolicy, DriftReport, compare
+from streams.drift.profile import Profile
+from streams.drift.summary import summarize
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -98,7 +98,7 @@ class Loop:
     # ------------------------------------------------------------ set-up
     def prepare(self) -> None:
         from schemas import Table
-        from streams.profile import Profile
+        from streams.drift.profile import Profile
         from trainers.dataset import from_table
         from trainers.job import TrainingJob, Trigger
         from trainers.modelfile import load_model_config
@@ -215,7 +215,7 @@ class Loop:
         versions = sorted({r.answer.version for r in recent})
         failed = len(app.records) - len(answered)
         self.say("status", f"+{time.time() - started:5.1f}s  {len(app.records)} requests ({failed} failed, "
-                           f"{app.load.behind_schedule} behind schedule), "
+                           f"{app.load.busy}+{app.load.late} behind schedule), "
                            f"{app.labels_sent} labels, {observer.windows} windows closed, "
                            f"accuracy (last 10 s) {accuracy:.3f} from v{'/v'.join(versions) or '-'}")
 
@@ -274,6 +274,8 @@ class Loop:
             "rate_asked": asked,
             "rate_held": round(app.load.rate, 2),
             "behind_schedule": app.load.behind_schedule,
+            "behind_schedule_busy": app.load.busy,
+            "behind_schedule_late": app.load.late,
             "events_produced": len(answered) + app.labels_sent,
             "events_monitored": int(monitored) if not math.isnan(monitored) else None,
             "dead_lettered": int(dead) if not math.isnan(dead) else None,
@@ -312,8 +314,9 @@ def print_summary(summary: dict[str, Any], say: Callable[[str, str], None]) -> N
             ("accuracy on the changed stream", f"stale v1 {summary['accuracy_stale']:.3f} -> "
                                                f"new {summary['accuracy_after']:.3f}"),
             ("requests (failed)", f"{summary['requests']} ({summary['failed_requests']})"),
-            ("rate held (behind schedule)", f"{summary['rate_held']} of {summary['rate_asked']:g} requests/s "
-                                            f"({summary['behind_schedule']})"),
+            ("rate held (behind schedule)", f"{summary['rate_held']} of {summary['rate_asked']:g} requests/s ("
+                                            f"{summary['behind_schedule_busy']} busy, "
+                                            f"{summary['behind_schedule_late']} late)"),
             ("events produced / monitored rows", f"{summary['events_produced']} / {summary['events_monitored']}"),
             ("dead-lettered", str(summary["dead_lettered"])),
             ("model versions answered", ", ".join(f"v{v}" for v in summary["model_versions"])),

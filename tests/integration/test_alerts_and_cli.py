@@ -162,7 +162,7 @@ def test_broker_up_without_java_or_docker_says_what_is_missing(tmp_path):
 def test_profile_is_published_to_the_compacted_profiles_topic(settings, tmp_path):
     import numpy as np
 
-    from streams.profile import Profile
+    from streams.drift.profile import Profile
     from tests.integration.helpers import read_topic
 
     rng = np.random.default_rng(0)
@@ -184,7 +184,7 @@ def test_profile_from_a_topic_time_range_reads_only_that_range(settings, tmp_pat
     import numpy as np
 
     from driftline import Producer
-    from streams.profile import Profile
+    from streams.drift.profile import Profile
 
     rng = np.random.default_rng(0)
     with Producer(model="churn", settings=settings) as producer:

@@ -16,8 +16,8 @@ import pytest
 from driftline import Producer
 from driftline.kafka_clients import make_producer
 from schemas import Codec, Table
-from streams.profile import Profile
-from streams.summary import WindowSummary, summarize
+from streams.drift.profile import Profile
+from streams.drift.summary import WindowSummary, summarize
 from tests.integration.helpers import read_topic
 
 pytestmark = pytest.mark.integration

@@ -24,14 +24,14 @@ import yaml
 from prometheus_client import REGISTRY
 
 import serving.metrics
-import streams.metrics
+import streams.stages.metrics
 import trainers.metrics
 from driftline.cli.main import main
 from driftline.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SETTING_ENV = {f"DRIFTLINE_{f.name.upper()}" for f in fields(Settings)} | {"KAFKA_BOOTSTRAP_SERVERS"}
-assert streams.metrics and trainers.metrics and serving.metrics  # imported for their registrations
+assert streams.stages.metrics and trainers.metrics and serving.metrics  # imported for their registrations
 
 
 def exported_metric_names() -> set[str]:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from schemas import Table
-from streams.detectors import WindowMeanDetectors
-from streams.drift import compare
-from streams.profile import Profile
-from streams.summary import summarize
+from streams.drift.decision import compare
+from streams.drift.detectors import WindowMeanDetectors
+from streams.drift.profile import Profile
+from streams.drift.summary import summarize
 
 TYPES = {"x": "float", "y": "float"}
 
@@ -60,7 +60,7 @@ def test_replayed_windows_do_not_feed_twice(profile):
 
 
 def test_rolling_view_catches_a_shift_single_windows_miss_and_equals_one_merge(profile):
-    from streams.windows import RollingView
+    from streams.drift.windows import RollingView
 
     rng = np.random.default_rng(4)
     view = RollingView(10)
@@ -79,7 +79,7 @@ def test_rolling_view_catches_a_shift_single_windows_miss_and_equals_one_merge(p
 
 
 def test_merger_keeps_a_window_on_the_profile_version_it_started_with(profile):
-    from streams.windows import WindowMerger
+    from streams.drift.windows import WindowMerger
 
     rng = np.random.default_rng(5)
     merger = WindowMerger(1, 0)

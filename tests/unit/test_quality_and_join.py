@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from driftline.quality import canonical_labels, classification_metrics, regression_metrics, roc_auc
 from schemas.columns import float_buffer
-from streams.decay import DecayJudge, DecayPolicy, QualityWindow, infer_task
-from streams.join import LabelJoin
-from streams.quality import DDM, canonical_labels, classification_metrics, regression_metrics, roc_auc
+from streams.decay.ddm import DDM
+from streams.decay.join import LabelJoin
+from streams.decay.judge import DecayJudge, DecayPolicy, QualityWindow, infer_task
 
 rng = np.random.default_rng(7)
 
@@ -170,7 +171,7 @@ def test_join_state_is_bounded_by_waiting_rows() -> None:
 
 
 def test_prediction_score_drift_is_flagged_after_a_shift_and_not_before() -> None:
-    from streams.score_drift import ScoreDrift
+    from streams.decay.score_drift import ScoreDrift
 
     drift = ScoreDrift(window_ms=1000, grace_ms=0, baseline_windows=5)
     local = np.random.default_rng(3)
@@ -196,7 +197,7 @@ def test_prediction_score_drift_is_flagged_after_a_shift_and_not_before() -> Non
 
 def test_coalesced_runs_join_exactly_like_one_event_at_a_time() -> None:
     from driftline.consumer import Event
-    from streams.coalesce import coalesce
+    from streams.decay.coalesce import coalesce
 
     window_ms, n = 1000, 600
     local = np.random.default_rng(11)

@@ -7,8 +7,8 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from streams import statistics as st
-from streams.profile import bin_counts, bin_sums, quantile_edges
+from streams.drift import statistics as st
+from streams.drift.profile import bin_counts, bin_sums, quantile_edges
 
 rng = np.random.default_rng(42)
 

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import Codec, FeatureDef, FeatureFrame, FeatureSpec, Table, encode_rows
-from streams.drift import DriftPolicy, compare
-from streams.profile import Profile
-from streams.summary import WindowSummary, summarize
+from streams.drift.decision import DriftPolicy, compare
+from streams.drift.profile import Profile
+from streams.drift.summary import WindowSummary, summarize
 
 RNG = np.random.default_rng(7)
 TYPES = {**{f"x{i}": "float" for i in range(18)}, "plan": "string", "seg": "string"}

@@ -10,7 +10,7 @@ Thresholds are calibrated, not guessed. With F features per window, each
 feature is tested at ``alpha = false_alarm_rate / F`` (Bonferroni), so the
 chance that a stable window raises any drift alert is at most
 ``false_alarm_rate``. For effect sizes, the reference's chunk statistics
-(see :mod:`streams.profile`) give a mean and spread at a known sample size;
+(see :mod:`streams.drift.profile`) give a mean and spread at a known sample size;
 a gamma distribution fitted to them, rescaled to the window's size, gives the
 threshold at ``alpha``.
 """
@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 from scipy import stats as _scipy_stats
 
-from streams.profile import CategoricalReference, NumericReference, Profile, categorical_stats, numeric_stats
-from streams.skew import SkewFinding, skew_findings
-from streams.summary import CategoricalSummary, NumericSummary, WindowSummary, category_vector
+from streams.drift.profile import CategoricalReference, NumericReference, Profile, categorical_stats, numeric_stats
+from streams.drift.skew import SkewFinding, skew_findings
+from streams.drift.summary import CategoricalSummary, NumericSummary, WindowSummary, category_vector
 
 NUMERIC_METHODS = ("ks", "psi", "js", "wasserstein")
 CATEGORICAL_METHODS = ("chi2", "psi", "js")

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from river import base as river_base
 from river import drift
 
-from streams.profile import NumericReference, Profile
-from streams.summary import NumericSummary, WindowSummary
+from streams.drift.profile import NumericReference, Profile
+from streams.drift.summary import NumericSummary, WindowSummary
 
 DETECTORS: dict[str, Callable[[], river_base.DriftDetector]] = {
     "adwin": lambda: drift.ADWIN(delta=0.002, min_window_length=5, grace_period=5),

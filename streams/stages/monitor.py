@@ -4,9 +4,9 @@ Stage 1 reads ``features`` and ``predictions``, writes window deltas and
 partition progress to ``stats.partial`` and each partition's watermark to
 the compacted ``monitor.watermarks``; stage 2 reads ``stats.partial``, closes
 windows, writes merged summaries to ``stats`` and alerts to ``alerts``. The
-decay router (:mod:`streams.decay_route`) copies ``predictions`` and
+decay router (:mod:`streams.stages.route`) copies ``predictions`` and
 ``labels`` to ``monitor.by-model`` keyed by model; the decay stage
-(:mod:`streams.decay_stage`) joins them there and writes quality windows to
+(:mod:`streams.stages.decay`) joins them there and writes quality windows to
 ``quality`` and decay alerts to ``alerts``.
 
 Each stage commits its outputs and its input offsets in one Kafka
@@ -33,15 +33,15 @@ from driftline.consumer import Event, EventReader, static_membership
 from driftline.follow import TopicFollower, read_compacted
 from driftline.settings import Settings
 from schemas import Codec
-from streams import metrics
-from streams.decay import DecayPolicy
-from streams.decay_route import DecayRouter
-from streams.decay_stage import DecayStage
-from streams.detectors import Detection, WindowMeanDetectors
-from streams.drift import DriftPolicy, DriftReport, compare
-from streams.profile import Profile
-from streams.summary import WindowSummary
-from streams.windows import PartitionWindows, RollingView, WindowMerger
+from streams.decay.judge import DecayPolicy
+from streams.drift.decision import DriftPolicy, DriftReport, compare
+from streams.drift.detectors import Detection, WindowMeanDetectors
+from streams.drift.profile import Profile
+from streams.drift.summary import WindowSummary
+from streams.drift.windows import PartitionWindows, RollingView, WindowMerger
+from streams.stages import metrics
+from streams.stages.decay import DecayStage
+from streams.stages.route import DecayRouter
 
 log = logging.getLogger(__name__)
 STAGE1_GROUP = "monitor"

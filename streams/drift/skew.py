@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from scipy import stats as _scipy_stats
 
 from schemas import FeatureSpec
-from streams.profile import OTHER
-from streams.summary import CategoricalSummary, WindowSummary
+from streams.drift.profile import OTHER
+from streams.drift.summary import CategoricalSummary, WindowSummary
 
 RATE_KINDS = ("missing", "unexpected", "type_mismatch", "unseen_category", "out_of_range", "nan")
 

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from schemas import FeatureFrame
-from streams.profile import Profile
-from streams.summary import WindowSummary, summarize
+from streams.drift.profile import Profile
+from streams.drift.summary import WindowSummary, summarize
 
 SourcePartition = tuple[str, int]
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from driftline.quality import canonical_labels, label_numbers
 from schemas.columns import read_float_buffer
-from streams.quality import canonical_labels
 
 
 @dataclass
@@ -78,13 +78,6 @@ class JoinResult:
     expired_predictions: int = 0
     expired_labels: int = 0
     late_labels: int = 0
-
-
-def label_numbers(values: list[Any]) -> np.ndarray:
-    try:
-        return np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        return np.full(len(values), np.nan)
 
 
 class LabelJoin:

@@ -18,7 +18,7 @@ import numpy as np
 from river import base as river_base
 
 from driftline.alerts import Alert
-from streams.detectors import DETECTORS
+from streams.drift.detectors import DETECTORS
 
 
 @dataclass

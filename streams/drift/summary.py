@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from schemas import FeatureFrame
-from streams.profile import (
+from streams.drift.profile import (
     OTHER,
     CategoricalReference,
     NumericReference,

@@ -1,15 +1,15 @@
 """The monitor's decay stage: labels joined to predictions, quality windows, decay alerts.
 
-It also watches the prediction scores themselves (:mod:`streams.score_drift`),
+It also watches the prediction scores themselves (:mod:`streams.decay.score_drift`),
 which move before any label arrives.
 
 It reads predictions and labels from ``monitor.by-model``, where
-:mod:`streams.decay_route` puts each model's events on one partition (so with
+:mod:`streams.stages.route` puts each model's events on one partition (so with
 several workers, each model's join and windows live on exactly one), in its
 own consumer group. In one Kafka transaction per step it publishes closed
 quality windows to ``quality`` and decay alerts to ``alerts`` together with
 offsets held back to the oldest row still in its state (see
-:mod:`streams.join`). A restart therefore rebuilds the join state from the
+:mod:`streams.decay.join`). A restart therefore rebuilds the join state from the
 topic, and the windows already published (read back from ``quality``) are
 not counted again.
 """
@@ -27,13 +27,13 @@ from driftline.consumer import EventReader, static_membership
 from driftline.follow import TopicFollower, read_compacted
 from driftline.settings import Settings
 from schemas import Codec
-from streams import metrics
-from streams.coalesce import coalesce
-from streams.decay import DecayJudge, DecayPolicy, measure
-from streams.decay_route import BY_MODEL_TOPIC
-from streams.join import JoinResult, LabelJoin
-from streams.profile import Profile
-from streams.score_drift import ScoreDrift
+from streams.decay.coalesce import coalesce
+from streams.decay.join import JoinResult, LabelJoin
+from streams.decay.judge import DecayJudge, DecayPolicy, measure
+from streams.decay.score_drift import ScoreDrift
+from streams.drift.profile import Profile
+from streams.stages import metrics
+from streams.stages.route import BY_MODEL_TOPIC
 
 log = logging.getLogger(__name__)
 DECAY_GROUP = "monitor-decay"

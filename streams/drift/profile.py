@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from schemas import Codec, ContractError, FeatureSpec, Table
-from streams import statistics as st
+from streams.drift import statistics as st
 
 COARSE_BINS = 10
 FINE_BINS = 200

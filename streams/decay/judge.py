@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from driftline.alerts import Alert
-from streams.join import Pairs
-from streams.quality import (
-    DDM,
+from driftline.quality import (
     HIGHER_IS_BETTER,
     classification_metrics,
     predicted_classes,
     regression_metrics,
     worse_by,
 )
+from streams.decay.ddm import DDM
+from streams.decay.join import Pairs
 
 
 @dataclass(frozen=True)

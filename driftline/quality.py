@@ -1,7 +1,8 @@
-"""Model quality from joined (label, prediction) pairs, as arrays.
+"""Model quality from (label, prediction) pairs, as arrays: the vocabulary monitor and trainer share.
 
-Used by the monitor's decay check and by the trainer's validation, so a
-model is judged by the same numbers in both places.
+The monitor's decay check and the trainer's validation judge a model by the
+same numbers, so they live here, below both services (which never import
+each other).
 
 Classification labels are canonical strings ("1"/"0" for booleans and
 integers); a prediction's class is its ``predicted_class`` when the model
@@ -12,7 +13,7 @@ gave one, else ``score >= 0.5`` for a binary model. Probability metrics
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
@@ -104,60 +105,11 @@ def worse_by(metric: str, value: float, baseline: float) -> float:
     return baseline - value if metric in HIGHER_IS_BETTER else value - baseline
 
 
-@dataclass
-class DDM:
-    """Drift Detection Method (Gama et al., 2004) over a 0/1 error stream, fed in batches.
-
-    With error rate ``p_i`` after ``i`` rows and ``s_i = sqrt(p_i (1 - p_i) / i)``,
-    it remembers the smallest ``p + s`` seen (after ``min_rows``) and signals
-    a drift when ``p_i + s_i >= p_min + 3 s_min``, a warning at 2. Computed with
-    cumulative sums over each batch, so the per-row recurrence runs in numpy.
-    """
-
-    min_rows: int = 300  # the classic 30 fires on the noise of a lucky start
-    warning_level: float = 2.0
-    drift_level: float = 3.0
-    rows: int = 0
-    errors: float = 0.0
-    p_min: float = math.inf
-    s_min: float = math.inf
-
-    def reset(self) -> None:
-        self.rows, self.errors, self.p_min, self.s_min = 0, 0.0, math.inf, math.inf
-
-    def update(self, errors: np.ndarray) -> str | None:
-        """Feed a batch of 0/1 errors in order; "drift", "warning" or None. Resets after a drift."""
-        errors = np.asarray(errors, dtype=np.float64)
-        if errors.size == 0:
-            return None
-        with np.errstate(invalid="ignore"):  # inf - inf before the first eligible row
-            return self._update(errors)
-
-    def _update(self, errors: np.ndarray) -> str | None:
-        n = self.rows + np.arange(1, errors.size + 1)
-        p = (self.errors + np.cumsum(errors)) / n
-        s = np.sqrt(p * (1 - p) / n)
-        eligible = n >= self.min_rows
-        ps = np.where(eligible, p + s, np.inf)
-        # the running minimum of p + s (and the s at that minimum), carried over from earlier batches
-        best = np.minimum.accumulate(np.concatenate([[self.p_min + self.s_min], ps]))[1:]
-        at_min = np.where(ps <= best, s, np.nan)
-        s_at_best = _forward_fill(at_min, self.s_min)
-        p_best = best - s_at_best
-        drift = eligible & (ps > p_best + self.drift_level * s_at_best)
-        warning = eligible & (ps > p_best + self.warning_level * s_at_best)
-        if drift.any():
-            self.reset()
-            return "drift"
-        self.rows, self.errors = int(n[-1]), float(self.errors + errors.sum())
-        if np.isfinite(best[-1]):
-            self.p_min, self.s_min = float(p_best[-1]), float(s_at_best[-1])
-        return "warning" if warning[-1] else None
 
 
-def _forward_fill(values: np.ndarray, initial: float) -> np.ndarray:
-    """Each NaN replaced by the last non-NaN before it (``initial`` before the first)."""
-    filled = np.concatenate([[initial], values])
-    index = np.where(np.isnan(filled), 0, np.arange(filled.size))
-    np.maximum.accumulate(index, out=index)
-    return filled[index][1:]
+def label_numbers(values: list[Any] | np.ndarray) -> np.ndarray:
+    """Regression labels as float64; NaN for all of them when any is not a number."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return np.full(len(values), np.nan)
