@@ -122,6 +122,16 @@ class Alert:
         return f"{self.time}  {self.severity.upper():8} {self.type:<32} {self.model:<16} {self.message}"
 
 
+def alert_message(alert: Alert, settings: Settings) -> dict[str, Any]:
+    """The one shape of an alert on Kafka: the ``produce`` arguments (topic, key = model, value, headers).
+
+    Used as ``producer.produce(**alert_message(alert, settings))`` inside a
+    monitor stage's transaction, and by :class:`driftline.control.ControlPublisher`.
+    """
+    return {"topic": settings.topic("alerts"), "key": alert.model.encode(), "value": alert.to_json(),
+            "headers": alert.kafka_headers()}
+
+
 class AlertSubscriber:
     """Iterate over alerts, filtered by model, type and minimum severity.
 

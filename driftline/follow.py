@@ -10,30 +10,22 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from driftline.kafka_clients import common_config
+from driftline.kafka_clients import throwaway_consumer
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _reader(settings: Settings) -> Consumer:
-    # A unique group that never commits: followers always start from the beginning.
-    return Consumer({**common_config(settings), "group.id": f"driftline-follow-{uuid.uuid4().hex[:8]}",
-                     "enable.auto.commit": False, "isolation.level": "read_committed",
-                     "fetch.message.max.bytes": max(settings.max_message_bytes, 1048576)})
-
-
 def read_compacted(settings: Settings, topic: str, timeout: float = 10.0,
                    since_ms: int | None = None) -> dict[bytes, bytes]:
     """Latest value per key of a topic, committed records only (from ``since_ms`` when given)."""
-    consumer = _reader(settings)
+    consumer = throwaway_consumer(settings, "follow")
     try:
         partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
         ends = {}
@@ -82,7 +74,7 @@ class TopicFollower(Generic[T]):
     def __init__(self, settings: Settings, short_topic: str, parse: Callable[[bytes], T]) -> None:
         self.topic = settings.topic(short_topic)
         self.parse = parse
-        self.consumer = _reader(settings)
+        self.consumer = throwaway_consumer(settings, "follow")
         partitions = self.consumer.list_topics(self.topic, timeout=10).topics[self.topic].partitions
         self._ends: dict[int, int] = {}
         for p in partitions:

@@ -7,6 +7,7 @@ so SASL/SSL settings, the client id and the producer's durability guarantees
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
@@ -94,6 +95,18 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
 
 def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
     return Consumer(consumer_config(settings, group_id, **overrides))
+
+
+def throwaway_consumer(settings: Settings, purpose: str, **overrides: Any) -> Consumer:
+    """A consumer for one read that is thrown away: a unique group that never commits, committed records only.
+
+    Every read of a topic "from here to its end" (control topics, offset
+    ranges, counts) uses it, so none forgets ``read_committed`` and reads
+    the records of an aborted transaction.
+    """
+    return Consumer({**common_config(settings), "group.id": f"driftline-{purpose}-{uuid.uuid4().hex[:8]}",
+                     "enable.auto.commit": False, "isolation.level": "read_committed",
+                     "fetch.message.max.bytes": max(settings.max_message_bytes, 1048576), **overrides})
 
 
 def make_admin(settings: Settings) -> AdminClient:

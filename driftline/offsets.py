@@ -8,14 +8,13 @@ what makes ``driftline runs replay`` reproduce a dataset bit for bit.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from driftline.errors import ConfigError
-from driftline.kafka_clients import common_config
+from driftline.kafka_clients import throwaway_consumer
 from driftline.settings import Settings
 
 
@@ -30,16 +29,10 @@ class OffsetRange:
         return asdict(self)
 
 
-def _consumer(settings: Settings) -> Consumer:
-    return Consumer({**common_config(settings), "group.id": f"driftline-range-{uuid.uuid4().hex[:8]}",
-                     "enable.auto.commit": False, "isolation.level": "read_committed",
-                     "fetch.message.max.bytes": max(settings.max_message_bytes, 1048576)})
-
-
 def ranges_for_times(settings: Settings, topic: str, start_ms: int, end_ms: int | None = None,
                      timeout: float = 10.0) -> list[OffsetRange]:
     """Offsets of records with broker timestamps in [start_ms, end_ms) (end: the current end)."""
-    consumer = _consumer(settings)
+    consumer = throwaway_consumer(settings, "range")
     try:
         partitions = sorted(consumer.list_topics(topic, timeout=timeout).topics[topic].partitions)
         if not partitions:
@@ -66,7 +59,7 @@ def read_ranges(settings: Settings, ranges: list[OffsetRange], timeout: float = 
     if not pending:
         return
     next_offset = {(r.topic, r.partition): r.start_offset for r in ranges}
-    consumer = _consumer(settings)
+    consumer = throwaway_consumer(settings, "range")
     try:
         consumer.assign([TopicPartition(r.topic, r.partition, r.start_offset) for r in ranges
                          if (r.topic, r.partition) in pending])

@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from driftline.control import ControlPublisher
 from driftline.errors import ConfigError
 from driftline.follow import read_compacted
-from driftline.kafka_clients import make_producer
 from driftline.settings import Settings
 from schemas import Codec
 
@@ -25,7 +25,7 @@ class Registry:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.codec = Codec.default()
-        self._producer = None
+        self._publisher: ControlPublisher | None = None
 
     # ------------------------------------------------------------ read
     def _read(self, short: str, schema: str) -> list[dict[str, Any]]:
@@ -54,11 +54,9 @@ class Registry:
 
     # ------------------------------------------------------------ write
     def _send(self, short: str, key: str, schema: str, record: dict[str, Any]) -> None:
-        if self._producer is None:
-            self._producer = make_producer(self.settings)
-        self._producer.produce(self.settings.topic(short), key=key.encode(), value=self.codec.encode(schema, record))
-        if self._producer.flush(30):
-            raise ConfigError(f"Kafka did not acknowledge the {short} record within 30 s")
+        if self._publisher is None:
+            self._publisher = ControlPublisher(self.settings)
+        self._publisher.publish(short, key.encode(), self.codec.encode(schema, record))
 
     def publish_model(self, record: dict[str, Any]) -> None:
         self._send("models", f"{record['model']}:{record['version']}", "driftline.ModelRecord", record)

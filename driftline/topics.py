@@ -143,11 +143,9 @@ def message_count(settings: Settings, topic: str, timeout: float = 10.0) -> int:
     Exact for topics written without transactions only: on a transactional
     topic (stats, alerts, stats.partial) commit markers take offsets too.
     """
-    from confluent_kafka import Consumer
+    from driftline.kafka_clients import throwaway_consumer
 
-    from driftline.kafka_clients import common_config
-
-    consumer = Consumer({**common_config(settings), "group.id": "driftline-count"})
+    consumer = throwaway_consumer(settings, "count")
     try:
         partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
         return sum(

@@ -27,7 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from driftline import __version__
 from driftline.alerts import Alert
-from driftline.kafka_clients import make_producer
+from driftline.control import ControlPublisher
+from driftline.errors import DeliveryError
 from driftline.runtime import tune_gc
 from driftline.settings import Settings, load_settings
 from serving import metrics
@@ -130,10 +131,10 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
                              source=f"/driftline/serving/{node_id}", identity=(version, node_id),
                              data={"model_version": version, "node": node_id, "features": [],
                                    "message": f"node {node_id} refused {model} v{version}: {reason}"})
-        producer = make_producer(settings)
-        producer.produce(settings.topic("alerts"), key=model.encode(), value=alert.to_json(),
-                         headers=alert.kafka_headers())
-        producer.flush(10)
+        try:
+            ControlPublisher(settings, timeout=10).publish_alert(alert)
+        except DeliveryError as exc:  # the node keeps serving its current version either way
+            log.error("the load-failure alert for %s v%s was not delivered: %s", model, version, exc)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

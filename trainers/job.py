@@ -51,6 +51,15 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def run_record(model: str, trigger: Trigger, status: str, reason: str, *, finished: bool = False) -> dict[str, Any]:
+    """A TrainingRun record with nothing trained yet: a run that starts, or a trigger that was skipped."""
+    started = now_ms()
+    return {"run_id": run_id_for(model, trigger.id), "model": model, "status": status, "trigger": trigger.id,
+            "trigger_type": trigger.kind, "started_at": started, "finished_at": started if finished else None,
+            "lineage": [], "dataset_hash": "", "rows": 0, "candidate_version": None, "champion_version": None,
+            "candidate_metrics": {}, "champion_metrics": {}, "checks": [], "reason": reason}
+
+
 class TrainingJob:
     def __init__(self, settings: Settings, config: ModelConfig, registry: Registry | None = None) -> None:
         self.settings = settings
@@ -102,11 +111,7 @@ class TrainingJob:
         if previous is not None and previous["status"] in FINISHED:
             log.info("run %s for trigger %s already finished (%s)", run_id, trigger.id, previous["status"])
             return previous
-        record: dict[str, Any] = {
-            "run_id": run_id, "model": self.config.name, "status": "started", "trigger": trigger.id,
-            "trigger_type": trigger.kind, "started_at": now_ms(), "finished_at": None, "lineage": [],
-            "dataset_hash": "", "rows": 0, "candidate_version": None, "champion_version": None,
-            "candidate_metrics": {}, "champion_metrics": {}, "checks": [], "reason": trigger.reason}
+        record = run_record(self.config.name, trigger, "started", trigger.reason)
         self.registry.publish_run(record)
         try:
             if not self._already_published(record, trigger):

@@ -25,7 +25,7 @@ from driftline.registry import Registry
 from driftline.settings import Settings
 from schemas import Codec, ContractError
 from trainers import metrics
-from trainers.job import FINISHED, TrainingJob, Trigger, now_ms, run_id_for
+from trainers.job import FINISHED, TrainingJob, Trigger, now_ms, run_id_for, run_record
 from trainers.modelfile import ModelConfig
 from trainers.trigger import Decision, TriggerState
 
@@ -77,16 +77,9 @@ class Trainer:
         if decision.action == "pending":
             log.info("%s: %s trigger %s: %s", model, trigger.kind, trigger.id, decision.reason)
             return
-        run_id = run_id_for(model, trigger.id)
-        previous = self.registry.run(run_id)
-        if previous is not None:
+        if self.registry.run(run_id_for(model, trigger.id)) is not None:
             return  # decided before a restart
-        t = now_ms()
-        self.registry.publish_run({
-            "run_id": run_id, "model": model, "status": "skipped", "trigger": trigger.id,
-            "trigger_type": trigger.kind, "started_at": t, "finished_at": t, "lineage": [], "dataset_hash": "",
-            "rows": 0, "candidate_version": None, "champion_version": None, "candidate_metrics": {},
-            "champion_metrics": {}, "checks": [], "reason": decision.reason})
+        self.registry.publish_run(run_record(model, trigger, "skipped", decision.reason, finished=True))
         log.info("%s: %s trigger %s skipped: %s", model, trigger.kind, trigger.id, decision.reason)
 
     def _offer(self, alert: Alert, tp: TopicPartition) -> None:

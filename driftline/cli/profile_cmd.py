@@ -12,8 +12,8 @@ import argparse
 import json
 import time
 
+from driftline.control import publish_once
 from driftline.errors import ConfigError
-from driftline.kafka_clients import make_producer
 from driftline.settings import Settings
 from schemas import FeatureSpec, read_table
 from streams.drift.decision import DriftPolicy, DriftReport, compare
@@ -88,10 +88,7 @@ def build_profile(args: argparse.Namespace, settings: Settings) -> int:
         print(f"profile {args.model} v{args.version}: {table.rows} rows, "
               f"{len(profile.features)} features -> {args.output}")
         return 0
-    producer = make_producer(settings)
-    producer.produce(settings.topic("profiles"), key=args.model.encode(), value=profile.to_bytes())
-    if producer.flush(30):
-        raise ConfigError("the profile was not acknowledged by Kafka within 30 s")
+    publish_once(settings, "profiles", args.model.encode(), profile.to_bytes())
     print(f"profile {args.model} v{args.version}: {table.rows} rows, {len(profile.features)} features "
           f"-> topic {settings.topic('profiles')}")
     return 0

@@ -8,8 +8,8 @@ import uuid
 
 from driftline.alerts import Alert
 from driftline.cli.service import serve_metrics, stop_event
+from driftline.control import ControlPublisher
 from driftline.errors import ConfigError
-from driftline.kafka_clients import make_producer
 from driftline.settings import Settings
 from driftline.topics import create_topics
 
@@ -62,10 +62,6 @@ def request_retrain(args: argparse.Namespace, settings: Settings) -> int:
                          identity=(uuid.uuid4().hex,),
                          data={"message": f"operator asked to retrain {args.model}: {args.reason}",
                                "reason": args.reason})
-    producer = make_producer(settings)
-    producer.produce(settings.topic("alerts"), key=args.model.encode(), value=alert.to_json(),
-                     headers=alert.kafka_headers())
-    if producer.flush(30):
-        raise ConfigError("Kafka did not acknowledge the retrain request within 30 s")
+    ControlPublisher(settings).publish_alert(alert)
     print(f"retrain of {args.model} requested (trigger {alert.id})")
     return 0

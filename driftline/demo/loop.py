@@ -26,10 +26,10 @@ import numpy as np
 
 from driftline.broker.local import free_port
 from driftline.client import http_get
+from driftline.control import publish_once
 from driftline.demo.observer import Observer
 from driftline.demo.services import Service
 from driftline.demo.simulator import Application, Traffic
-from driftline.kafka_clients import make_producer
 from driftline.settings import Settings
 from driftline.synthetic import agrawal
 from driftline.topics import create_topics
@@ -116,9 +116,7 @@ class Loop:
         profile = Profile.build(table, MODEL, source="river Agrawal(seed=1)",
                                 chunk_rows=int(self.scenario.window * self.scenario.traffic.rate))
         profile.metrics = {"accuracy": accuracy}
-        producer = make_producer(self.settings)
-        producer.produce(self.settings.topic("profiles"), key=MODEL.encode(), value=profile.to_bytes())
-        producer.flush(30)
+        publish_once(self.settings, "profiles", MODEL.encode(), profile.to_bytes())
         self.say("setup", f"reference: {table.rows} rows of Agrawal(function {self.scenario.traffic.function}); "
                           f"profile and {MODEL} v1 published (holdout accuracy {accuracy:.3f})")
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from confluent_kafka import TopicPartition
 
-from driftline.alerts import Alert
+from driftline.alerts import Alert, alert_message
 from driftline.consumer import EventReader, static_membership
 from driftline.follow import TopicFollower, read_compacted
 from driftline.settings import Settings
@@ -149,8 +149,7 @@ class DecayStage:
             self._alert(alert)
 
     def _alert(self, alert: Alert) -> None:
-        self.reader.producer.produce(self.settings.topic("alerts"), key=alert.model.encode(), value=alert.to_json(),
-                                     headers=alert.kafka_headers())
+        self.reader.producer.produce(**alert_message(alert, self.settings))
         metrics.ALERTS.labels(alert.model, alert.type).inc()
         log.warning("%s", alert.summary())
 
