@@ -32,8 +32,11 @@ broker-jars: $(STAMP)
 demo: broker-jars
 	$(VENV)/bin/driftline demo
 
+# Lint, the import contracts (pyproject's [tool.importlinter]), types, then the suite.
 test: broker-jars
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
 lint: $(STAMP)

@@ -21,7 +21,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 
 from driftline.errors import ConfigError
-from driftline.kafka_clients import make_consumer
+from driftline.kafka_clients import KafkaHeaders, make_consumer
 from driftline.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class Alert:
         except KeyError as exc:
             raise AlertFormatError(f"alert lacks the CloudEvents attribute {exc.args[0]!r}") from None
 
-    def kafka_headers(self) -> list[tuple[str, bytes]]:
+    def kafka_headers(self) -> KafkaHeaders:
         return [("content-type", CONTENT_TYPE.encode())]
 
     def summary(self) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import time
 import urllib.error
@@ -293,7 +294,7 @@ async def generate_load(urls: Sequence[str], model: str, make_body: Callable[[in
                 result.busy += 1
                 continue
             in_flight.add(task)
-            task.add_done_callback(lambda t, i=i: finished(i, t))
+            task.add_done_callback(functools.partial(finished, i))
         result.seconds = time.perf_counter() - start
         if in_flight:
             await asyncio.wait(list(in_flight), timeout=timeout + 1)

@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from driftline.contract import EventCodec, codec_for
 from driftline.deadletter import DeadLetterQueue
-from driftline.kafka_clients import make_consumer, make_producer
+from driftline.kafka_clients import make_consumer, make_producer, position_of
 from driftline.settings import Settings
 from schemas import ContractError, DecodeError
 
@@ -126,10 +126,11 @@ class EventReader:
 
     def decode(self, message: Message) -> Event | None:
         """The message as an Event, or None once it is dead-lettered (or skipped: another stage owns it)."""
+        topic, partition, offset = position_of(message)
         try:
-            if self.expect and message.topic() not in self.expect:
-                raise ContractError(f"topic {message.topic()} is not one this stage reads")
-            wanted = self.expect.get(message.topic())
+            if self.expect and topic not in self.expect:
+                raise ContractError(f"topic {topic} is not one this stage reads")
+            wanted = self.expect.get(topic)
             if isinstance(wanted, tuple):
                 schema, record = self.codec.decode_named(message.value() or b"")
                 if schema not in wanted:
@@ -142,16 +143,11 @@ class EventReader:
             if message.topic() not in self.dead_letter_topics:
                 self.skipped += 1
                 return None
-            self.deadletters.send(
-                value=message.value(), key=message.key(), source_topic=message.topic(),
-                partition=message.partition(), offset=message.offset(), error=exc,
-                stage=self.stage, original_headers=message.headers(),
-            )
+            self.deadletters.send_message(message, exc, self.stage)
             log.warning("dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(),
                         message.offset(), exc)
             return None
-        return Event(schema, record, message.topic(), message.partition(), message.offset(),
-                     message.key(), message.timestamp()[1])
+        return Event(schema, record, topic, partition, offset, message.key(), message.timestamp()[1])
 
     def poll(self, max_messages: int = 500, timeout: float = 1.0) -> list[Event]:
         """Decoded events of the next batch (bad ones already dead-lettered)."""

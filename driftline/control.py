@@ -17,7 +17,7 @@ from confluent_kafka import KafkaError, Message
 
 from driftline.alerts import Alert, alert_message
 from driftline.errors import DeliveryError
-from driftline.kafka_clients import make_producer
+from driftline.kafka_clients import KafkaHeaders, make_producer
 from driftline.settings import Settings
 
 
@@ -30,14 +30,14 @@ class ControlPublisher:
         self._producer = make_producer(settings)
 
     def publish(self, short_topic: str, key: bytes, value: bytes | None,
-                headers: list[tuple[str, bytes]] | None = None) -> None:
+                headers: KafkaHeaders | None = None) -> None:
         """Produce one record to ``settings.topic(short_topic)`` and wait for its delivery report."""
         self._send(self.settings.topic(short_topic), key, value, headers)
 
     def publish_alert(self, alert: Alert) -> None:
         self._send(**alert_message(alert, self.settings))
 
-    def _send(self, topic: str, key: bytes, value: bytes | None, headers: list[tuple[str, bytes]] | None) -> None:
+    def _send(self, topic: str, key: bytes, value: bytes | None, headers: KafkaHeaders | None) -> None:
         outcome: list[KafkaError | None] = []
 
         def delivered(error: KafkaError | None, _message: Message) -> None:

@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from confluent_kafka import Producer
+from confluent_kafka import Message, Producer
 
+from driftline.kafka_clients import KafkaHeaders, byte_headers, position_of
 from driftline.settings import Settings
 
-Headers = list[tuple[str, bytes]]
+Headers = KafkaHeaders
 SendFn = Callable[[str, bytes | None, bytes | None, Headers], None]
 
 REASON = "driftline.dlq.reason"
@@ -72,6 +73,12 @@ class DeadLetterQueue:
             producer.produce(topic, value=value, key=key, headers=headers)
 
         return cls(settings, send)
+
+    def send_message(self, message: Message, error: BaseException | str, stage: str) -> None:
+        """Dead-letter one consumed record, its key, value and headers intact."""
+        topic, partition, offset = position_of(message)
+        self.send(value=message.value(), key=message.key(), source_topic=topic, partition=partition, offset=offset,
+                  error=error, stage=stage, original_headers=byte_headers(message))
 
     def send(
         self,

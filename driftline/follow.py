@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from driftline.kafka_clients import throwaway_consumer
+from driftline.kafka_clients import position_of, throwaway_consumer
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,12 +47,15 @@ def read_compacted(settings: Settings, topic: str, timeout: float = 10.0,
             for message in consumer.consume(1000, 0.05):  # a batch call waits its whole timeout unless full
                 if message.error():
                     continue
-                if message.value() is None:
-                    latest.pop(message.key(), None)
-                else:
-                    latest[message.key()] = message.value()
-                if message.offset() + 1 >= ends.get(message.partition(), 0):
-                    ends.pop(message.partition(), None)
+                _, partition, offset = position_of(message)
+                key, value = message.key(), message.value()
+                if key is not None:  # a compacted topic's state is keyed; a keyless record is no state
+                    if value is None:
+                        latest.pop(key, None)
+                    else:
+                        latest[key] = value
+                if offset + 1 >= ends.get(partition, 0):
+                    ends.pop(partition, None)
             # A transactional topic ends on a commit marker, which is never delivered as a record:
             # the position passing the end is what says the partition is read.
             for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
@@ -98,17 +101,21 @@ class TopicFollower(Generic[T]):
         for message in self.consumer.consume(max_messages, timeout):
             if message.error():
                 continue
-            if message.offset() + 1 >= self._ends.get(message.partition(), 0):
-                self._ends.pop(message.partition(), None)
-            if message.value() is None:
-                self.latest.pop(message.key(), None)
+            _, partition, offset = position_of(message)
+            if offset + 1 >= self._ends.get(partition, 0):
+                self._ends.pop(partition, None)
+            key, raw = message.key(), message.value()
+            if key is None:
+                continue  # a compacted topic's state is keyed; a keyless record is no state
+            if raw is None:
+                self.latest.pop(key, None)
                 continue
             try:
-                value = self.parse(message.value())
+                value = self.parse(raw)
             except Exception as exc:  # any unreadable record is skipped the same way
-                log.error("ignoring an unreadable record at %s@%d: %s", self.topic, message.offset(), exc)
+                log.error("ignoring an unreadable record at %s@%d: %s", self.topic, offset, exc)
                 continue
-            self.latest[message.key()] = value
+            self.latest[key] = value
             fresh.append(value)
         return fresh
 

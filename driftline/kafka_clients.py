@@ -10,13 +10,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from driftline.errors import BrokerError
 from driftline.settings import Settings
 
 BOOTSTRAP_FILE = "kafka/bootstrap"
+# Record headers as confluent-kafka's produce() takes them.
+KafkaHeaders = list[tuple[str, str | bytes | None]]
 
 
 def bootstrap_servers(settings: Settings) -> str:
@@ -87,6 +89,25 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
     })
     config.update(overrides)
     return config
+
+
+def position_of(message: Message) -> tuple[str, int, int]:
+    """Topic, partition and offset of a consumed record.
+
+    confluent-kafka types them as optional (an error event may lack them); a
+    record without an error always has all three, and a missing one is a bug.
+    """
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    if topic is None or partition is None or offset is None:
+        raise ValueError(f"a consumed record without a position: {message.error()}")
+    return topic, partition, offset
+
+
+def byte_headers(message: Message) -> list[tuple[str, bytes]]:
+    """A record's headers as (name, bytes) pairs (None values become empty bytes)."""
+    headers = message.headers() or []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return [(k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in pairs]
 
 
 def make_producer(settings: Settings, **overrides: Any) -> Producer:

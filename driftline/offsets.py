@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from confluent_kafka import Message, TopicPartition
 
 from driftline.errors import ConfigError
-from driftline.kafka_clients import throwaway_consumer
+from driftline.kafka_clients import position_of, throwaway_consumer
 from driftline.settings import Settings
 
 
@@ -75,14 +75,15 @@ def read_ranges(settings: Settings, ranges: list[OffsetRange], timeout: float = 
             for message in messages:
                 if message.error():
                     continue
-                key = (message.topic(), message.partition())
+                topic, partition, offset = position_of(message)
+                key = (topic, partition)
                 end = pending.get(key)
-                if end is None or message.offset() >= end:
+                if end is None or offset >= end:
                     pending.pop(key, None)
                     continue
                 inside.append(message)
-                next_offset[key] = message.offset() + 1
-                if message.offset() + 1 >= end:
+                next_offset[key] = offset + 1
+                if offset + 1 >= end:
                     pending.pop(key)
             # A range can end on a transaction marker: the position passes the end without a record.
             for tp in consumer.position([TopicPartition(t, p) for t, p in pending]):

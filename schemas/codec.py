@@ -23,6 +23,22 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from schemas.errors import DecodeError, EncodeError
 
+
+def parse_record_schema(raw: Any, **options: Any) -> dict[str, Any]:
+    """fastavro's ``parse_schema`` for a record schema (every driftline event is one), typed as such."""
+    parsed = parse_schema(raw, **options)
+    if not isinstance(parsed, dict) or "name" not in parsed:
+        raise EncodeError(f"expected a named Avro record schema, got {str(parsed)[:80]}")
+    return parsed
+
+
+def read_record(stream: io.BytesIO, writer: Any, reader: Any) -> dict[str, Any]:
+    """fastavro's ``schemaless_reader`` for a record body (a non-record value is a decode error)."""
+    record = schemaless_reader(stream, writer, reader)
+    if not isinstance(record, dict):
+        raise DecodeError(f"expected an Avro record, got {type(record).__name__}")
+    return record
+
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
 SCHEMA_DIR = Path(__file__).resolve().parent
@@ -63,7 +79,7 @@ def _load_schema_files(directory: Path) -> dict[str, dict[str, Any]]:
         last_error: Exception | None = None
         for path, raw in list(pending.items()):
             try:
-                parsed = parse_schema(raw, named_schemas=named)
+                parsed = parse_record_schema(raw, named_schemas=named)
             except Exception as exc:  # fastavro raises UnknownType or SchemaParseException
                 last_error = exc
                 continue
@@ -76,7 +92,7 @@ def _load_schema_files(directory: Path) -> dict[str, dict[str, Any]]:
     # Expanded copies are self-contained, so fingerprints and resolution do not
     # depend on which other files happened to be loaded first.
     return {
-        name: parse_schema(_expand(parsed, named), _force=True)
+        name: parse_record_schema(_expand(parsed, named), _force=True)
         for name, parsed in parsed_by_name.items()
     }
 
@@ -84,7 +100,10 @@ def _load_schema_files(directory: Path) -> dict[str, dict[str, Any]]:
 def _expand(parsed: dict[str, Any], named: dict[str, Any]) -> dict[str, Any]:
     from fastavro.schema import expand_schema
 
-    return expand_schema(parse_schema(parsed, named_schemas=dict(named)))
+    expanded = expand_schema(parse_schema(parsed, named_schemas=dict(named)))
+    if not isinstance(expanded, dict):
+        raise EncodeError(f"schema {parsed.get('name')} did not expand to a record")
+    return expanded
 
 
 class Codec:
@@ -137,7 +156,7 @@ class Codec:
         """
         if isinstance(raw_schema, str):
             raw_schema = json.loads(raw_schema)
-        parsed = parse_schema(raw_schema, _force=True)
+        parsed = parse_record_schema(raw_schema, _force=True)
         name = parsed["name"]
         self.schema(name)
         writer = WriterSchema(name, parsed, crc64_fingerprint(parsed))
@@ -226,9 +245,9 @@ class Codec:
         stream.seek(HEADER_LEN)
         try:
             if writer.parsed is reader:
-                record = schemaless_reader(stream, reader, None)
+                record = read_record(stream, reader, None)
             else:
-                record = schemaless_reader(stream, writer.parsed, reader)
+                record = read_record(stream, writer.parsed, reader)
         except Exception as exc:  # fastavro raises EOFError, UnicodeDecodeError, SchemaResolutionError…
             raise DecodeError(f"invalid {writer.name} body: {type(exc).__name__}: {exc}") from exc
         if stream.tell() != len(data):

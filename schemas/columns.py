@@ -175,7 +175,7 @@ def encode_rows(
             value = get(name)
             kind = type(value)
             if kind is float or kind is int:
-                numbers.append(value)
+                numbers.append(value)  # type: ignore[arg-type]  # checked by the exact type test above
                 continue
             if value is not None and _is_number(value):
                 numbers.append(float(value))
@@ -226,7 +226,8 @@ def encode_columns(
     """
     lengths = {len(values) for values in columns.values()}
     if len(lengths) > 1 or (rows is not None and lengths and lengths != {rows}):
-        raise EncodeError(f"columns have different lengths: {sorted(lengths | {rows} - {None})}")
+        stated = {rows} if rows is not None else set()
+        raise EncodeError(f"columns have different lengths: {sorted(lengths | stated)}")
     rows = lengths.pop() if lengths else (rows or 0)
     if rows == 0:
         raise EncodeError("an event needs at least one row of features")

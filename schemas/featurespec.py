@@ -225,9 +225,9 @@ class FeatureSpec:
         """
         problems: list[str] = []
         present = set(frame.numeric_names) | set(frame.categorical_names)
-        for f in self.features:
-            if f.required and f.name not in present:
-                problems.append(f"required feature {f.name!r} is missing")
+        for declared in self.features:
+            if declared.required and declared.name not in present:
+                problems.append(f"required feature {declared.name!r} is missing")
         for name in sorted(present - set(self.names)):
             problems.append(f"feature {name!r} is not in the spec of {self.model!r}")
         for j, name in enumerate(frame.numeric_names):

@@ -15,9 +15,9 @@ import json
 import struct
 from typing import Any
 
-from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro import schemaless_writer
 
-from schemas.codec import MAGIC, Codec
+from schemas.codec import MAGIC, Codec, parse_record_schema, read_record
 from schemas.errors import DecodeError, EncodeError
 
 CONFLUENT_MAGIC = 0
@@ -73,7 +73,7 @@ class RegistryCodec:
                 registered = self.client.get_schema(schema_id)
             except Exception as exc:  # SchemaRegistryError, network errors
                 raise DecodeError(f"schema id {schema_id} is not in the registry: {exc}") from None
-            parsed = parse_schema(json.loads(registered.schema_str), _force=True)
+            parsed = parse_record_schema(json.loads(registered.schema_str), _force=True)
             name = parsed["name"]
             if name not in self.codec.names:
                 raise DecodeError(f"schema id {schema_id} is {name}, not a driftline event")
@@ -105,7 +105,7 @@ class RegistryCodec:
         stream = io.BytesIO(data)
         stream.seek(5)
         try:
-            record = schemaless_reader(stream, writer, self.codec.schema(name))
+            record = read_record(stream, writer, self.codec.schema(name))
         except Exception as exc:
             raise DecodeError(f"invalid {name} body: {type(exc).__name__}: {exc}") from exc
         if stream.tell() != len(data):

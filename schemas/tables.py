@@ -170,7 +170,7 @@ def read_avro(path: Path) -> Table:
     with path.open("rb") as handle:
         reader = fastavro.reader(handle)
         schema = reader.writer_schema
-        records = list(reader)
+        records = [r for r in reader if isinstance(r, dict)]
     if not isinstance(schema, dict) or schema.get("type") != "record":
         raise ContractError(f"{path}: an Avro reference file must hold flat records")
     types = {f["name"]: _avro_field_type(f["type"]) for f in schema["fields"]}

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import orjson
+from prometheus_client import Counter, Histogram
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -66,17 +67,17 @@ class RequestMetrics:
     """Metric children per (model, version, status), looked up once instead of per request."""
 
     def __init__(self) -> None:
-        self._requests: dict[tuple[str, str, str], object] = {}
-        self._timing: dict[tuple[str, str], tuple[object, object]] = {}
+        self._requests: dict[tuple[str, str, str], Counter] = {}
+        self._timing: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
 
     def count(self, model: str, version: str, status: int) -> None:
         key = (model, version, str(status))
         child = self._requests.get(key)
         if child is None:
             child = self._requests[key] = metrics.REQUESTS.labels(*key)
-        child.inc()  # type: ignore[attr-defined]
+        child.inc()
 
-    def timing(self, model: str, version: str) -> tuple:
+    def timing(self, model: str, version: str) -> tuple[Histogram, Counter]:
         children = self._timing.get((model, version))
         if children is None:
             children = self._timing[(model, version)] = (metrics.LATENCY.labels(model, version),
@@ -116,15 +117,30 @@ class AccessLog:
                 "client": scope["client"][0] if scope.get("client") else None}))
 
 
+@dataclass
+class NodeState:
+    """What a node builds at start-up (lifespan) and its routes use."""
+
+    store: ModelStore | None = None
+    emitter: PredictionEmitter | None = None
+
+
 def create_app(settings: Settings | None = None, options: NodeOptions | None = None) -> Starlette:
     settings = settings or load_settings()
     options = options or NodeOptions()
     node_id = options.node_id or f"{socket.gethostname()}-{os.getpid()}"
-    state: dict[str, object] = {}
+    state = NodeState()
     counters = RequestMetrics()
 
     def store() -> ModelStore:
-        return state["store"]  # type: ignore[return-value]
+        if state.store is None:
+            raise RuntimeError("the model store is created when the app starts (lifespan)")
+        return state.store
+
+    def emitter() -> PredictionEmitter:
+        if state.emitter is None:
+            raise RuntimeError("the prediction emitter is created when the app starts (lifespan)")
+        return state.emitter
 
     def load_failed(model: str, version: str, reason: str) -> None:
         alert = Alert.create("driftline.serving.load_failed", model, severity="critical",
@@ -138,17 +154,17 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        state["store"] = ModelStore(settings, options.models, on_load_failed=load_failed)
-        state["emitter"] = PredictionEmitter(settings, capacity=options.emit_capacity, mode=options.emit_mode)
+        state.store = ModelStore(settings, options.models, on_load_failed=load_failed)
+        state.emitter = PredictionEmitter(settings, capacity=options.emit_capacity, mode=options.emit_mode)
         store().start()
-        state["emitter"].start()  # type: ignore[attr-defined]
+        emitter().start()
         tune_gc()
         log.info("serving node %s started (models: %s)", node_id, ", ".join(options.models or ["all deployed"]))
         try:
             yield
         finally:
             store().stop()
-            await state["emitter"].close()  # type: ignore[attr-defined]
+            await emitter().close()
             metrics.worker_exited(os.getpid())
             log.info("serving node %s stopped cleanly", node_id)
 
@@ -162,39 +178,40 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
         ok = store().ready
         return JSONResponse({"ready": ok}, status_code=200 if ok else 400)
 
-    def lookup(request: Request) -> tuple[LoadedModel | None, JSONResponse | None]:
+    def lookup(request: Request) -> LoadedModel | JSONResponse:
+        """The version a request names (or the deployed one), else the error response that says why not."""
         name = request.path_params["name"]
         version = request.path_params.get("version")
         served = store().get(name, version)
         if served is None:
             if not store().known(name):
-                return None, error(404, f"unknown model {name!r}")
+                return error(404, f"unknown model {name!r}")
             if version is not None:
-                return None, error(404, f"version {version!r} of {name!r} is not loaded on this node "
-                                        f"(loaded: {', '.join(store().versions(name)) or 'none'})")
-            return None, error(503, f"model {name!r} is not loaded yet")
-        return served, None
+                return error(404, f"version {version!r} of {name!r} is not loaded on this node "
+                                  f"(loaded: {', '.join(store().versions(name)) or 'none'})")
+            return error(503, f"model {name!r} is not loaded yet")
+        return served
 
     async def model_meta(request: Request) -> Response:
-        served, failure = lookup(request)
-        if failure is not None:
-            return failure
+        served = lookup(request)
+        if isinstance(served, JSONResponse):
+            return served
         return FastJSON(model_metadata(served.name, store().versions(served.name), served.spec, served.task,
                                            served.version), headers={"x-model-version": served.version})
 
     async def model_ready(request: Request) -> Response:
-        served, _ = lookup(request)
+        loaded = not isinstance(lookup(request), JSONResponse)
         name = request.path_params["name"]
-        if served is None and not store().known(name):
+        if not loaded and not store().known(name):
             return error(404, f"unknown model {name!r}")
-        return JSONResponse({"name": name, "ready": served is not None}, status_code=200 if served else 400)
+        return JSONResponse({"name": name, "ready": loaded}, status_code=200 if loaded else 400)
 
     async def infer(request: Request) -> Response:
         started = time.perf_counter()
-        served, failure = lookup(request)
-        if failure is not None:
-            counters.count(request.path_params["name"], "", failure.status_code)
-            return failure
+        served = lookup(request)
+        if isinstance(served, JSONResponse):
+            counters.count(request.path_params["name"], "", served.status_code)
+            return served
         metrics.IN_FLIGHT.inc()
         status = 200
         try:
@@ -222,7 +239,7 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
             except ProtocolError as exc:
                 status = 400
                 return error(400, str(exc))
-            await state["emitter"].emit(Emission(  # type: ignore[attr-defined]
+            await emitter().emit(Emission(
                 served.name, served.version, parsed.columns, scores, classes, parsed.request_ids,
                 int(time.time() * 1000)))
             counters.timing(served.name, served.version)[1].inc(len(parsed.rows))

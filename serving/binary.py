@@ -60,7 +60,8 @@ def split_body(body: bytes, header_length: str) -> dict[str, Any]:
 
 def decode_tensor(raw: bytes, datatype: Any, name: Any) -> list:
     if datatype == "BYTES":
-        values, offset = [], 0
+        texts: list[str] = []
+        offset = 0
         while offset < len(raw):
             if offset + 4 > len(raw):
                 raise ProtocolError(f"input {name!r}: a BYTES element's length is cut off")
@@ -68,10 +69,10 @@ def decode_tensor(raw: bytes, datatype: Any, name: Any) -> list:
             offset += 4
             if offset + length > len(raw):
                 raise ProtocolError(f"input {name!r}: a BYTES element runs past its tensor")
-            values.append(raw[offset:offset + length].decode("utf-8", errors="replace"))
+            texts.append(raw[offset:offset + length].decode("utf-8", errors="replace"))
             offset += length
-        return values
-    dtype = NUMPY_TYPES.get(datatype)  # type: ignore[arg-type]
+        return texts
+    dtype = NUMPY_TYPES.get(datatype)
     if dtype is None:
         raise ProtocolError(f"input {name!r}: datatype {datatype!r} is not a protocol datatype")
     width = np.dtype(dtype).itemsize
@@ -116,7 +117,7 @@ def binary_response(answer: dict[str, Any], binary: set[str] | bool) -> tuple[by
     """The response as a JSON header plus raw outputs; returns the body and the header's length."""
     blobs = []
     for tensor in answer["outputs"]:
-        if binary is True or tensor["name"] in binary:  # type: ignore[operator]
+        if binary is True or (isinstance(binary, set) and tensor["name"] in binary):
             raw = encode_tensor(tensor)
             del tensor["data"]
             tensor["parameters"] = {**tensor.get("parameters", {}), "binary_data_size": len(raw)}

@@ -17,6 +17,7 @@ whose prediction event is lost.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -103,9 +104,8 @@ class PredictionEmitter:
         """One Prediction event for requests of one model version with the same features."""
         first = items[0]
         columns = {name: [v for item in items for v in item.columns[name]] for name in first.columns}
-        classes = None
-        if all(item.classes is not None for item in items):
-            classes = [c for item in items for c in item.classes.tolist()]
+        given = [item.classes for item in items if item.classes is not None]
+        classes = [c for array in given for c in array.tolist()] if len(given) == len(items) else None
         record = {"model": first.model, "model_version": first.version, "event_time": items[-1].event_time,
                   "request_ids": [r for item in items for r in item.request_ids], "segment": None,
                   "columns": encode_columns(columns),
@@ -153,7 +153,7 @@ class PredictionEmitter:
         while True:
             try:
                 self.producer.produce(self.topic, value=value, key=items[0].request_ids[0].encode(),
-                                      on_delivery=lambda e, m, batch=items: self._delivered(batch, e, m))
+                                      on_delivery=functools.partial(self._delivered, items))
                 return
             except BufferError:
                 self.producer.poll(0.05)

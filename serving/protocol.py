@@ -77,7 +77,8 @@ def parse_infer(body: Any, spec: FeatureSpec) -> InferRequest:
             name, shape, data = tensor.get("name"), tensor.get("shape"), tensor.get("data")
             if (type(shape) is list and len(shape) == 1 and type(data) is list and type(shape[0]) is int
                     and len(data) == shape[0] and (rows is None or rows == shape[0])
-                    and kinds.get(name) == "numeric" and tensor.get("datatype") in NUMERIC_TYPES
+                    and type(name) is str and kinds.get(name) == "numeric"
+                    and tensor.get("datatype") in NUMERIC_TYPES
                     and name not in columns and set(map(type, data)) <= _PLAIN_NUMBER_TYPES):
                 columns[name] = data
                 rows = shape[0]

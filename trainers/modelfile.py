@@ -127,7 +127,7 @@ def _validation(data: dict[str, Any], where: str) -> ValidationPolicy:
     return ValidationPolicy(**out)
 
 
-def _trigger(data: dict[str, Any], where: str) -> TriggerPolicy:
+def _trigger(data: dict[Any, Any], where: str) -> TriggerPolicy:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: trigger must be a mapping")
     if True in data:  # YAML 1.1 reads an unquoted `on:` key as the boolean true

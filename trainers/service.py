@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from driftline.alerts import Alert, AlertFormatError
 from driftline.deadletter import DeadLetterQueue
-from driftline.kafka_clients import make_consumer, make_producer
+from driftline.kafka_clients import make_consumer, make_producer, position_of
 from driftline.offsets import ranges_for_times, read_ranges
 from driftline.registry import Registry
 from driftline.settings import Settings
@@ -104,12 +104,10 @@ class Trainer:
             try:
                 alert = Alert.from_json(message.value() or b"")
             except AlertFormatError as exc:
-                self.deadletters.send(value=message.value(), key=message.key(), source_topic=message.topic(),
-                                      partition=message.partition(), offset=message.offset(), error=exc,
-                                      stage="trainer", original_headers=message.headers())
+                self.deadletters.send_message(message, exc, "trainer")
                 metrics.DEAD_LETTERED.inc()
                 continue
-            self._offer(alert, TopicPartition(message.topic(), message.partition(), message.offset()))
+            self._offer(alert, TopicPartition(*position_of(message)))
 
     def run_due(self) -> list[dict]:
         finished = []

@@ -185,8 +185,10 @@ class Loop:
                 self.say("change", f"concept: Agrawal function {app.traffic.function} -> "
                                    f"{app.traffic.drift_function}; covariates: salary x{app.traffic.salary_scale}")
             version = self._new_version(observer)
-            if version and swapped_at is None and all(app.first_answer(u, version) for u in self.urls):
-                swapped_at = max(app.first_answer(u, version) for u in self.urls)
+            firsts = [app.first_answer(u, version) for u in self.urls] if version else []
+            answered = [t for t in firsts if t is not None]
+            if swapped_at is None and answered and len(answered) == len(self.urls):
+                swapped_at = max(answered)
                 self.say("swap", f"every node answers with v{version} "
                                  f"({swapped_at - app.drift_at:.1f}s after the change)")
             if swapped_at is not None and now >= swapped_at + self.scenario.after_swap:

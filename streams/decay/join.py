@@ -65,9 +65,8 @@ class Pairs:
         return sum(len(t) for t in self.truth)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-        classes = None
-        if self.classes and all(c is not None for c in self.classes):
-            classes = np.concatenate(self.classes)
+        given = [c for c in self.classes if c is not None]
+        classes = np.concatenate(given) if given and len(given) == len(self.classes) else None
         return (np.concatenate(self.truth), np.concatenate(self.truth_numeric), np.concatenate(self.scores),
                 classes)
 
@@ -165,7 +164,8 @@ class LabelJoin:
                 continue
             pairs = self.windows.setdefault(key, Pairs())
             pairs.truth.append(label.values[l_rows])
-            pairs.truth_numeric.append(label.numeric[l_rows])
+            pairs.truth_numeric.append(label.numeric[l_rows] if label.numeric is not None
+                                       else np.full(len(l_rows), np.nan))
             pairs.scores.append(prediction.values[p_rows])
             pairs.classes.append(prediction.classes[p_rows] if prediction.classes is not None else None)
             pairs.blocks[l_id] += len(l_rows)

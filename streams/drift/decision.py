@@ -150,6 +150,7 @@ def compare(summary: WindowSummary, profile: Profile, policy: DriftPolicy | None
             continue
         method = policy.method_for(name, ref.kind, s.count)
         note = ""
+        threshold: float | None
         if method in P_VALUE_METHODS:
             value, threshold = tests[P_VALUE_METHODS[method]], alpha
             drift = value < threshold

@@ -216,7 +216,7 @@ class Profile:
                      max_categories: int = 50) -> CategoricalReference:
         nulls = sum(v is None for v in column.tolist())
         values = _category_values(column)
-        names, counts = np.unique(values, return_counts=True) if values.size else ([], [])
+        names, counts = np.unique(values, return_counts=True) if values.size else (np.array([]), np.array([]))
         order = np.argsort(-np.asarray(counts), kind="stable")[:max_categories]
         categories = sorted(str(names[i]) for i in order)
         ref = CategoricalReference(name, int(values.size), int(nulls), categories,

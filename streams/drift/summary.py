@@ -131,6 +131,16 @@ def _add_arrays(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a + b
 
 
+def merge_feature(mine: NumericSummary | CategoricalSummary,
+                  theirs: NumericSummary | CategoricalSummary) -> NumericSummary | CategoricalSummary:
+    """Two partial summaries of one feature as one; a feature is numeric or categorical in every partial."""
+    if isinstance(mine, NumericSummary) and isinstance(theirs, NumericSummary):
+        return mine.merge(theirs)
+    if isinstance(mine, CategoricalSummary) and isinstance(theirs, CategoricalSummary):
+        return mine.merge(theirs)
+    raise ValueError(f"cannot merge a {type(mine).__name__} of {mine.name!r} with a {type(theirs).__name__}")
+
+
 @dataclass
 class WindowSummary:
     """All features of one model in one window (one partition's partial, or merged)."""
@@ -147,7 +157,7 @@ class WindowSummary:
     def merge(self, other: WindowSummary) -> WindowSummary:
         features = dict(self.features)
         for name, summary in other.features.items():
-            features[name] = features[name].merge(summary) if name in features else summary
+            features[name] = merge_feature(features[name], summary) if name in features else summary
         unexpected = sorted(n for n, s in features.items() if s.skew.get("unexpected"))
         for name in unexpected[MAX_TRACKED_NAMES:]:
             del features[name]
@@ -242,6 +252,7 @@ def summarize(frame: FeatureFrame, profile: Profile, window_start: int, window_e
     for f in spec.features:
         ref = profile.features.get(f.name)
         wrong_block = 0
+        part: NumericSummary | CategoricalSummary
         if f.kind == "numeric":
             if f.name in num_index:
                 j = num_index[f.name]

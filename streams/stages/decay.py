@@ -102,7 +102,8 @@ class DecayStage:
             else:
                 result = self.join.add_prediction(record, run.source, run.offset)
                 block = self.join.last_prediction
-                self.scores.add(record["model"], block.version, block.event_time, block.values)
+                if block is not None:  # the block add_prediction just stored
+                    self.scores.add(record["model"], block.version, block.event_time, block.values)
             total = joined.setdefault(record["model"], JoinResult())
             total.joined += result.joined
             total.late_labels += result.late_labels
