@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import time
@@ -75,7 +74,3 @@ def report(figures: dict[str, Any]) -> None:
         shown = f"{value:,.1f}" if isinstance(value, float) else value
         print(f"{key:40} {shown}")
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}))
-
-
-def cpu_note() -> str:
-    return f"{os.cpu_count()} cores"

@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 SEVERITIES = ("info", "warning", "critical")
-ALERT_TYPES = ("driftline.drift", "driftline.skew", "driftline.decay", "driftline.serving.load_failed")
 
 
 class AlertFormatError(ValueError):

@@ -3,8 +3,8 @@
 An event that cannot be decoded or validated is never dropped and never
 crashes a worker: it is copied to the ``deadletter`` topic with its original
 bytes and key, its original headers, and headers saying where it came from
-and why it was refused. Works with any producer through a ``send`` callable,
-so confluent-kafka services and faust agents share it.
+and why it was refused. Works with any producer through a ``send`` callable
+(a transactional stage's producer, the trainer's plain one).
 """
 
 from __future__ import annotations

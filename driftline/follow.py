@@ -119,10 +119,5 @@ class TopicFollower(Generic[T]):
             fresh.append(value)
         return fresh
 
-    def catch_up(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.caught_up and time.monotonic() < deadline:
-            self.poll(0.2, 1000)
-
     def close(self) -> None:
         self.consumer.close()

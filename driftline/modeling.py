@@ -27,6 +27,12 @@ Rows = Sequence[dict[str, Any]]
 
 
 class Model(Protocol):
+    """What validation and serving need of a model: its task, and predictions for rows.
+
+    :class:`RiverModel` is the default; any class with these members (a numpy
+    or scipy model) can be validated and served the same way.
+    """
+
     task: str
 
     def learn(self, rows: Rows, labels: Sequence[Any]) -> None: ...

@@ -2,7 +2,8 @@
 
 There is no registry database: the compacted topics are the state, and this
 module reads and writes them for the trainer and the CLI. Serving nodes
-follow the same topics themselves (:mod:`serving.follower`).
+follow the same topics themselves (:mod:`serving.store`, through
+:class:`driftline.follow.TopicFollower`).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from driftline.errors import ConfigError
 ENV_PREFIX = "DRIFTLINE_"
 SECRET_FIELDS = frozenset({"sasl_password", "signing_key", "verify_key", "ssl_key_password"})
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,19 @@ class Settings:
     """What serving nodes verify with: the HMAC key, or the path to an Ed25519 public key PEM
     (default: the signing key, or the public half of its Ed25519 private key)."""
     log_level: str = "INFO"
+    """DEBUG, INFO, WARNING, ERROR or CRITICAL."""
+
+    # --- serving nodes (``driftline serve`` sets them from its flags; every worker process reads them)
+    serve_models: str = ""
+    """Comma-separated models a node serves; empty: every deployed one."""
+    serve_node_id: str = ""
+    """A node's name in alerts and logs; empty: host-pid."""
+    serve_max_body_bytes: int = 4 * 1024 * 1024
+    serve_emit: str = "async"
+    """async: predictions are produced off the request path; ack: a response waits for Kafka's ack."""
+    serve_emit_capacity: int = 10_000
+    """Prediction events a node holds in memory before requests wait (back-pressure)."""
+    serve_access_log: bool = True
 
     extra_kafka: dict[str, str] = field(default_factory=dict)
     """Any other librdkafka property, passed through to every client."""
@@ -84,6 +98,12 @@ class Settings:
                      "broker_heap_mb", "max_message_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)}")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"log_level {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        if self.serve_emit not in ("async", "ack"):
+            raise ConfigError(f"serve_emit must be async or ack, got {self.serve_emit!r}")
+        if self.serve_max_body_bytes < 1024 or self.serve_emit_capacity < 1:
+            raise ConfigError("serve_max_body_bytes must be at least 1024 and serve_emit_capacity at least 1")
         if self.window_seconds <= 0 or self.grace_seconds < 0:
             raise ConfigError("window_seconds must be > 0 and grace_seconds >= 0")
         if self.security_protocol.upper().startswith("SASL") and not self.sasl_mechanism:

@@ -44,12 +44,21 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class NodeOptions:
+    """A node's own options; :meth:`from_settings` reads them from the ``serve_*`` settings."""
+
     models: list[str] | None = None
     node_id: str = ""
     max_body_bytes: int = 4 * 1024 * 1024
     emit_mode: str = "async"
     emit_capacity: int = 10_000
     access_log: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NodeOptions:
+        models = [m.strip() for m in settings.serve_models.split(",") if m.strip()]
+        return cls(models=models or None, node_id=settings.serve_node_id,
+                   max_body_bytes=settings.serve_max_body_bytes, emit_mode=settings.serve_emit,
+                   emit_capacity=settings.serve_emit_capacity, access_log=settings.serve_access_log)
 
 
 class FastJSON(JSONResponse):
@@ -279,10 +288,10 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
 
 
 def app_from_env() -> Starlette:
-    """Factory for ``uvicorn --factory`` and multi-worker runs: options from DRIFTLINE_SERVE_* variables."""
-    models = [m for m in os.environ.get("DRIFTLINE_SERVE_MODELS", "").split(",") if m]
-    return create_app(load_settings(), NodeOptions(
-        models=models or None, node_id=os.environ.get("DRIFTLINE_SERVE_NODE_ID", ""),
-        max_body_bytes=int(os.environ.get("DRIFTLINE_SERVE_MAX_BODY_BYTES", 4 * 1024 * 1024)),
-        emit_mode=os.environ.get("DRIFTLINE_SERVE_EMIT", "async"),
-        access_log=os.environ.get("DRIFTLINE_SERVE_ACCESS_LOG", "1") == "1"))
+    """Factory for ``uvicorn --factory`` and multi-worker runs: every option from the settings.
+
+    ``driftline serve`` puts its flags in the environment (``DRIFTLINE_SERVE_*``,
+    ordinary settings), which each worker process inherits and validates.
+    """
+    settings = load_settings()
+    return create_app(settings, NodeOptions.from_settings(settings))

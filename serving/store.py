@@ -23,7 +23,7 @@ import numpy as np
 
 from driftline import artifacts
 from driftline.follow import TopicFollower
-from driftline.modeling import RiverModel
+from driftline.modeling import Model
 from driftline.settings import Settings
 from schemas import Codec, FeatureSpec
 from serving import metrics
@@ -37,7 +37,7 @@ class LoadedModel:
     name: str
     version: str
     task: str
-    model: RiverModel
+    model: Model
     spec: FeatureSpec
     loaded_at: float
 

@@ -127,6 +127,15 @@ def _validation(data: dict[str, Any], where: str) -> ValidationPolicy:
     return ValidationPolicy(**out)
 
 
+def _flag(data: dict[str, Any], key: str, where: str) -> bool:
+    """A true/false field. Only a YAML/JSON boolean counts: ``bool("false")`` is True, so a quoted
+    ``"false"`` would silently mean the opposite of what it says."""
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {key} must be true or false (unquoted), got {value!r}")
+    return value
+
+
 def _trigger(data: dict[Any, Any], where: str) -> TriggerPolicy:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: trigger must be a mapping")
@@ -170,9 +179,8 @@ def parse_model_config(data: Any, where: str = "model file") -> ModelConfig:
     segments = data.get("segments", [])
     if isinstance(segments, str):
         segments = [segments]
-    since_change = data.get("train_since_change", False)
-    if not isinstance(since_change, bool):
-        raise ConfigError(f"{where}: train_since_change must be true or false, got {since_change!r}")
+    since_change = _flag(data, "train_since_change", where)
+    warm_start = _flag(data, "warm_start", where)
     params = data.get("params", {}) or {}
     if not isinstance(params, dict):
         raise ConfigError(f"{where}: params must be a mapping")
@@ -181,7 +189,7 @@ def parse_model_config(data: Any, where: str = "model file") -> ModelConfig:
         label_delay_seconds=parse_duration(data.get("label_delay", 0), "label_delay"),
         training_window_seconds=parse_duration(data.get("training_window", 3600), "training_window"),
         train_since_change=since_change,
-        holdout_fraction=float(holdout), warm_start=bool(data.get("warm_start", False)),
+        holdout_fraction=float(holdout), warm_start=warm_start,
         segments=tuple(str(s) for s in segments), promotion=promotion,
         validation=_validation(data.get("validation", {}) or {}, where),
         trigger=_trigger(data.get("trigger", {}) or {}, where), source=where)

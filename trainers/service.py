@@ -1,6 +1,6 @@
 """``driftline trainer``: the retraining consumer.
 
-It reads ``alerts`` in the consumer group ``driftline-trainer``, offers each
+It reads ``alerts`` in the consumer group ``<topic prefix>trainer``, offers each
 drift/skew/decay alert and operator command (``driftline retrain``) to the
 model's trigger policy, runs what becomes due, and records every decision on
 ``runs``. Offsets are committed only up to the oldest alert a pending run

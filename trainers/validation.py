@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from driftline.modeling import RiverModel
+from driftline.modeling import Model
 from driftline.quality import HIGHER_IS_BETTER, classification_metrics, regression_metrics, worse_by
 from schemas import FeatureSpec
 from trainers.dataset import Dataset
@@ -58,7 +58,7 @@ def quality(task: str, data: Dataset, scores: np.ndarray, classes: np.ndarray | 
     return classification_metrics(data.labels, scores, classes)
 
 
-def evaluate(model: RiverModel, holdout: Dataset, segments: tuple[str, ...] = (),
+def evaluate(model: Model, holdout: Dataset, segments: tuple[str, ...] = (),
              latency_rows: int = 200) -> Evaluation:
     rows = holdout.table.to_rows()
     scores, classes = model.predict(rows)

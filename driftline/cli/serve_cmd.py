@@ -22,10 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (each follows the topics)")
-    serve.add_argument("--node-id", default="", help="name of this node in alerts and logs (default host-pid)")
-    serve.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024,
-                       help="larger request bodies get 400 (default 4 MiB)")
-    serve.add_argument("--emit", choices=("async", "ack"), default="async",
+    serve.add_argument("--node-id", help="name of this node in alerts and logs (default host-pid)")
+    serve.add_argument("--max-body-bytes", type=int, help="larger request bodies get 400 (default 4 MiB)")
+    serve.add_argument("--emit", choices=("async", "ack"),
                        help="async: predictions are produced off the request path (default); "
                             "ack: a response waits until Kafka acknowledged its prediction event")
     serve.add_argument("--no-access-log", action="store_true", help="do not log one JSON line per request")
@@ -39,19 +38,24 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
-    if args.max_body_bytes < 1024:
-        raise ConfigError("--max-body-bytes must be at least 1024")
+    # Flags override the serve_* settings (file, DRIFTLINE_SERVE_* variables); Settings validates them.
+    flags = {"serve_models": ",".join(args.models) if args.models else None, "serve_node_id": args.node_id,
+             "serve_max_body_bytes": args.max_body_bytes, "serve_emit": args.emit,
+             "serve_access_log": False if args.no_access_log else None}
+    settings = settings.replace(**{k: v for k, v in flags.items() if v is not None})
     from driftline.broker.local import port_in_use
 
     if port_in_use(args.host, args.port):
         raise ConfigError(f"port {args.port} on {args.host} is already in use; pick another with --port")
     create_topics(settings)
+    # Worker processes build their settings again (app_from_env): the serve_* settings travel as variables.
     os.environ.update({
-        "DRIFTLINE_SERVE_MODELS": ",".join(args.models or []),
-        "DRIFTLINE_SERVE_NODE_ID": args.node_id or "",
-        "DRIFTLINE_SERVE_MAX_BODY_BYTES": str(args.max_body_bytes),
-        "DRIFTLINE_SERVE_EMIT": args.emit,
-        "DRIFTLINE_SERVE_ACCESS_LOG": "0" if args.no_access_log else "1",
+        "DRIFTLINE_SERVE_MODELS": settings.serve_models,
+        "DRIFTLINE_SERVE_NODE_ID": settings.serve_node_id,
+        "DRIFTLINE_SERVE_MAX_BODY_BYTES": str(settings.serve_max_body_bytes),
+        "DRIFTLINE_SERVE_EMIT": settings.serve_emit,
+        "DRIFTLINE_SERVE_EMIT_CAPACITY": str(settings.serve_emit_capacity),
+        "DRIFTLINE_SERVE_ACCESS_LOG": "1" if settings.serve_access_log else "0",
     })
     # Settings travel to worker processes through the environment they inherit.
     if getattr(args, "config", None):

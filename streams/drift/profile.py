@@ -78,11 +78,6 @@ class CategoricalReference:
 FeatureReference = NumericReference | CategoricalReference
 
 
-def _numeric_values(column: np.ndarray) -> np.ndarray:
-    values = column.astype(float)
-    return values[np.isfinite(values)]
-
-
 def _category_values(column: np.ndarray) -> np.ndarray:
     present = [("true" if v else "false") if isinstance(v, bool) else str(v)
                for v in column.tolist() if v is not None]
@@ -278,7 +273,10 @@ class Profile:
         return cls.from_avro(Codec.default().decode(data, "driftline.Profile"))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_bytes(self.to_bytes())
+        try:
+            Path(path).write_bytes(self.to_bytes())
+        except OSError as exc:
+            raise ContractError(f"cannot write profile {path}: {exc.strerror or exc}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> Profile:

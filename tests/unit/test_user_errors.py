@@ -1,0 +1,54 @@
+"""Mistakes a user makes get one clear sentence and exit 2, never a traceback or a silent opposite (no Kafka)."""
+
+from __future__ import annotations
+
+import pytest
+
+from driftline.cli.main import main
+from driftline.errors import ConfigError
+from driftline.settings import load_settings
+from serving.app import NodeOptions
+from trainers.modelfile import parse_model_config
+
+
+def one_sentence(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.startswith("driftline: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_an_unknown_log_level_is_refused_by_name(capsys):
+    assert main(["--log-level", "foo", "config", "show"]) == 2
+    assert "log_level 'foo' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL" in one_sentence(capsys)
+
+
+def test_profile_to_a_path_that_cannot_be_written_says_so(tmp_path, capsys):
+    data = tmp_path / "ref.csv"
+    data.write_text("x\n" + "\n".join(str(i) for i in range(50)) + "\n")
+    target = tmp_path / "no-such-folder" / "p.json"
+    assert main(["profile", str(data), "--model", "m", "-o", str(target)]) == 2
+    assert f"cannot write profile {target}" in one_sentence(capsys)
+
+
+@pytest.mark.parametrize("key", ["warm_start", "train_since_change"])
+def test_a_quoted_false_in_a_model_file_is_refused_not_read_as_true(key):
+    base = {"name": "m", "pipeline": "logistic_regression"}
+    assert getattr(parse_model_config({**base, key: True}), key) is True
+    assert getattr(parse_model_config({**base, key: False}), key) is False
+    assert getattr(parse_model_config(base), key) is False
+    with pytest.raises(ConfigError, match=f"{key} must be true or false"):
+        parse_model_config({**base, key: "false"})
+
+
+def test_serving_options_are_settings_validated_with_the_field_named():
+    settings = load_settings(env={"DRIFTLINE_SERVE_MODELS": "loans, churn", "DRIFTLINE_SERVE_EMIT": "ack",
+                                  "DRIFTLINE_SERVE_MAX_BODY_BYTES": "2048", "DRIFTLINE_SERVE_ACCESS_LOG": "no"})
+    options = NodeOptions.from_settings(settings)
+    assert (options.models, options.emit_mode, options.max_body_bytes, options.access_log) == (
+        ["loans", "churn"], "ack", 2048, False)
+    assert NodeOptions.from_settings(load_settings(env={})).models is None
+    with pytest.raises(ConfigError, match="DRIFTLINE_SERVE_MAX_BODY_BYTES must be an integer"):
+        load_settings(env={"DRIFTLINE_SERVE_MAX_BODY_BYTES": "lots"})
+    with pytest.raises(ConfigError, match="serve_emit must be async or ack"):
+        load_settings(env={"DRIFTLINE_SERVE_EMIT": "later"})
