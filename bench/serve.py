@@ -100,7 +100,7 @@ def wait_ready(port: int) -> None:
 def main() -> None:
     args = parser(__doc__).parse_args()
     seconds = 3.0 if args.quick else 10.0
-    settings = bench_settings().replace(signing_key="bench-secret")
+    settings = bench_settings().replace(signing_key="bench-signing-secret-0123")
     config = parse_model_config({"name": "bench", "pipeline": "logistic_regression",
                                  "validation": {"max_latency_p99_ms": 50}})
     columns, labels = columns_for(3000, 1)

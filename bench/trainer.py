@@ -55,7 +55,7 @@ def median_seconds(read: Callable[[], object], repeats: int = 5) -> float:
 def main() -> None:
     args = parser(__doc__).parse_args()
     rows = 10_000 if args.quick else 50_000
-    settings = bench_settings().replace(signing_key="bench-secret")
+    settings = bench_settings().replace(signing_key="bench-signing-secret-0123")
     config = parse_model_config({"name": "bench", "pipeline": "logistic_regression", "training_window": "1h",
                                  "holdout_fraction": 0.2,
                                  "validation": {"max_regression": 1.0, "max_latency_p99_ms": 50},

@@ -1,21 +1,29 @@
-"""Signed model artifacts: pack, sign, verify, and only then load.
+"""Signed model records: pack, sign, verify, and only then load.
 
 An artifact is a pickled model, compressed. Unpickling runs code, so a
 loader must never unpickle bytes it cannot authenticate: anyone with write
 access to the models topic could otherwise run code on every serving node.
-The signature covers the model, version, flavor, compression and the
-artifact's SHA-256, and is checked (constant time for HMAC) before the
-SHA-256 of the bytes is compared and before anything is decompressed.
+And a node trusts more than the artifact: the feature spec orders the
+columns it feeds the model, the task decides how it answers. So the
+signature covers the **whole record** except the signature itself, in a
+canonical encoding (sorted-key JSON; the artifact through its SHA-256, which
+is compared with the bytes before anything is decompressed). Changing a
+record's spec, task, metrics, parent or run id breaks its signature.
 
-Keys: ``signing_key`` is an HMAC-SHA256 secret, or the path of an Ed25519
-private key (PEM). Verifiers use ``verify_key`` (the HMAC secret, or an
-Ed25519 public key PEM), defaulting to what ``signing_key`` implies.
+Keys: ``signing_key`` is an HMAC-SHA256 secret (published under the
+configured name ``signing_key_id``, which reveals nothing about it), or
+``signing_key_file`` an Ed25519 private key (PEM; its key id is the public
+key's hash). Verifiers use ``verify_key`` / ``verify_key_file``, defaulting
+to what the signing settings imply, so serving nodes can hold only the
+public key.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import pickle
 import zlib
 from pathlib import Path
@@ -29,72 +37,93 @@ from driftline.errors import ConfigError, DriftlineError
 from driftline.settings import Settings
 
 FLAVOR = "river-pickle"
-MAGIC = b"driftline-model-v1"
+MAGIC = b"driftline-model-v2\0"
+UNSIGNED_FIELDS = frozenset({"signature", "artifact"})  # the artifact is signed through artifact_sha256
 
 
 class ArtifactError(DriftlineError):
     """An artifact that must not be loaded: bad signature, wrong hash, unknown algorithm."""
 
 
-def _key_file(value: str) -> bytes | None:
-    path = Path(value)
-    if value and len(value) < 4096 and path.is_file():
-        return path.read_bytes()
-    return None
+def _read_key_file(path: str, setting: str) -> bytes:
+    try:
+        return Path(path).expanduser().read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{setting} {path}: {exc.strerror or exc}") from None
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"$bytes": base64.b64encode(value).decode()}
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
 
 
 def signed_bytes(record: dict[str, Any]) -> bytes:
-    parts = [MAGIC, record["model"].encode(), record["version"].encode(), record["flavor"].encode(),
-             record["compression"].encode(), record["artifact_sha256"].encode()]
-    return b"\0".join(parts)
+    """The canonical bytes a signature covers: every field but the signature (and the artifact, by hash)."""
+    body = {k: v for k, v in record.items() if k not in UNSIGNED_FIELDS}
+    return MAGIC + json.dumps(_canonical(body), sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                              allow_nan=True).encode()
+
+
+def _ed25519_key_id(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return "ed25519:" + hashlib.sha256(raw).hexdigest()[:16]
 
 
 def _signing(settings: Settings) -> tuple[str, str, Any]:
-    if not settings.signing_key:
-        raise ConfigError("no signing key: set DRIFTLINE_SIGNING_KEY (an HMAC secret or an Ed25519 key file) "
-                          "so published models can be verified")
-    pem = _key_file(settings.signing_key)
-    if pem is not None and b"PRIVATE KEY" in pem:
-        key = serialization.load_pem_private_key(pem, password=None)
+    if settings.signing_key_file:
+        pem = _read_key_file(settings.signing_key_file, "signing_key_file")
+        try:
+            key = serialization.load_pem_private_key(pem, password=None)
+        except ValueError:
+            raise ConfigError(f"signing_key_file {settings.signing_key_file} is not a PEM private key") from None
         if not isinstance(key, Ed25519PrivateKey):
-            raise ConfigError(f"{settings.signing_key} is not an Ed25519 private key")
-        public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        return "ed25519", hashlib.sha256(public).hexdigest()[:16], key
-    secret = settings.signing_key.encode()
-    return "hmac-sha256", hashlib.sha256(b"key-id" + secret).hexdigest()[:16], secret
+            raise ConfigError(f"signing_key_file {settings.signing_key_file} is not an Ed25519 private key")
+        return "ed25519", _ed25519_key_id(key.public_key()), key
+    if settings.signing_key:
+        return "hmac-sha256", f"hmac:{settings.signing_key_id}", settings.signing_key.encode()
+    raise ConfigError("no signing key: set DRIFTLINE_SIGNING_KEY (an HMAC secret) or DRIFTLINE_SIGNING_KEY_FILE "
+                      "(an Ed25519 private key) so published models can be verified")
 
 
 def sign(record: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """``record`` with ``signature_alg``, ``key_id`` and ``signature`` filled in."""
+    """``record`` with ``signature_alg``, ``key_id`` and ``signature`` filled in (over the whole record)."""
     alg, key_id, key = _signing(settings)
-    message = signed_bytes(record)
+    unsigned = {**record, "signature_alg": alg, "key_id": key_id, "signature": b""}
+    message = signed_bytes(unsigned)
     signature = key.sign(message) if alg == "ed25519" else hmac.new(key, message, hashlib.sha256).digest()
-    return {**record, "signature_alg": alg, "key_id": key_id, "signature": signature}
+    return {**unsigned, "signature": signature}
 
 
 def _verifier(settings: Settings, alg: str) -> Any:
-    source = settings.verify_key or settings.signing_key
-    if not source:
-        raise ArtifactError("no verify key configured (DRIFTLINE_VERIFY_KEY or DRIFTLINE_SIGNING_KEY): "
-                            "refusing to load an artifact that cannot be authenticated")
-    pem = _key_file(source)
     if alg == "ed25519":
-        if pem is None:
-            raise ArtifactError("an Ed25519-signed artifact needs an Ed25519 key file to verify with")
-        key = (serialization.load_pem_private_key(pem, password=None).public_key() if b"PRIVATE KEY" in pem
-               else serialization.load_pem_public_key(pem))
+        source, setting = settings.verify_key_file or settings.signing_key_file, "verify_key_file"
+        if not source:
+            raise ArtifactError("an Ed25519-signed model needs DRIFTLINE_VERIFY_KEY_FILE (its public key) to verify")
+        pem = _read_key_file(source, setting)
+        try:
+            key = (serialization.load_pem_private_key(pem, password=None).public_key() if b"PRIVATE KEY" in pem
+                   else serialization.load_pem_public_key(pem))
+        except ValueError:
+            raise ArtifactError(f"{setting} {source} is not a PEM key") from None
         if not isinstance(key, Ed25519PublicKey):
-            raise ArtifactError(f"{source} is not an Ed25519 key")
+            raise ArtifactError(f"{setting} {source} is not an Ed25519 key")
         return key
     if alg == "hmac-sha256":
-        if pem is not None:
-            raise ArtifactError("an HMAC-signed artifact needs the HMAC secret, not a key file")
-        return source.encode()
+        secret = settings.verify_key or settings.signing_key
+        if not secret:
+            raise ArtifactError("an HMAC-signed model needs DRIFTLINE_VERIFY_KEY (or DRIFTLINE_SIGNING_KEY) to "
+                                "verify: refusing to load a model that cannot be authenticated")
+        return secret.encode()
     raise ArtifactError(f"unknown signature algorithm {alg!r}")
 
 
 def verify(record: dict[str, Any], settings: Settings) -> None:
-    """Raise ArtifactError unless the record's signature and artifact hash are good."""
+    """Raise ArtifactError unless the record's signature (over the whole record) and artifact hash are good."""
     alg = record.get("signature_alg", "")
     key = _verifier(settings, alg)
     message = signed_bytes(record)

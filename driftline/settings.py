@@ -20,6 +20,8 @@ from driftline.errors import ConfigError
 
 ENV_PREFIX = "DRIFTLINE_"
 SECRET_FIELDS = frozenset({"sasl_password", "signing_key", "verify_key", "ssl_key_password"})
+MIN_SECRET_CHARS = 16
+PLACEHOLDER_SECRETS = frozenset({"change-me", "changeme", "secret", "password", "test", "default", "driftline"})
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -63,10 +65,15 @@ class Settings:
     window_seconds: float = 60.0
     grace_seconds: float = 5.0
     signing_key: str = ""
-    """HMAC key (or path to an Ed25519 private key PEM) the trainer signs model artifacts with."""
+    """HMAC-SHA256 secret the trainer signs model records with (at least 16 characters, not a placeholder)."""
+    signing_key_id: str = "default"
+    """The name published with HMAC signatures, so verifiers can tell keys apart (it reveals nothing)."""
+    signing_key_file: str = ""
+    """Path of an Ed25519 private key (PEM) the trainer signs with instead of an HMAC secret."""
     verify_key: str = ""
-    """What serving nodes verify with: the HMAC key, or the path to an Ed25519 public key PEM
-    (default: the signing key, or the public half of its Ed25519 private key)."""
+    """HMAC secret serving nodes verify with (default: ``signing_key``)."""
+    verify_key_file: str = ""
+    """Path of the Ed25519 public key (PEM) serving nodes verify with (default: ``signing_key_file``'s)."""
     log_level: str = "INFO"
     """DEBUG, INFO, WARNING, ERROR or CRITICAL."""
 
@@ -98,6 +105,8 @@ class Settings:
                      "broker_heap_mb", "max_message_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)}")
+        for name in ("signing_key", "verify_key"):
+            _check_secret(name, getattr(self, name))
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(f"log_level {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         if self.serve_emit not in ("async", "ack"):
@@ -143,6 +152,18 @@ class Settings:
                          for k, v in value.items()}
             out[f.name] = value
         return out
+
+
+def _check_secret(name: str, value: str) -> None:
+    """An HMAC secret that can be guessed, or a key file's path given as a secret, is refused."""
+    if not value:
+        return
+    if Path(value).expanduser().is_file() or value.endswith(".pem"):
+        raise ConfigError(f"{name} is an HMAC secret, but {value!r} looks like a key file: "
+                          f"set {name}_file for an Ed25519 key")
+    if value.strip().lower() in PLACEHOLDER_SECRETS or len(value) < MIN_SECRET_CHARS:
+        raise ConfigError(f"{name} must be a real secret of at least {MIN_SECRET_CHARS} characters "
+                          "(e.g. `python -c 'import secrets; print(secrets.token_hex(16))'`), not a placeholder")
 
 
 def _coerce(name: str, raw: Any, kind: Any) -> Any:

@@ -19,6 +19,7 @@ from driftline.cli import (
     broker_cmd,
     config_cmd,
     demo_cmd,
+    keys_cmd,
     models_cmd,
     monitor_cmd,
     profile_cmd,
@@ -33,7 +34,7 @@ from driftline.settings import load_settings
 from schemas.errors import ContractError
 
 COMMANDS = (broker_cmd, topics_cmd, config_cmd, profile_cmd, monitor_cmd, trainer_cmd, models_cmd, runs_cmd,
-            serve_cmd, alerts_cmd, demo_cmd)
+            serve_cmd, alerts_cmd, demo_cmd, keys_cmd)
 EXIT_USAGE = 2
 
 

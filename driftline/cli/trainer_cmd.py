@@ -38,9 +38,9 @@ def run_trainer(args: argparse.Namespace, settings: Settings) -> int:
     names = [c.name for c in configs]
     if len(set(names)) != len(names):
         raise ConfigError("two model files declare the same model name")
-    if not settings.signing_key:
-        raise ConfigError("the trainer signs what it publishes: set DRIFTLINE_SIGNING_KEY "
-                          "(an HMAC secret or an Ed25519 private key file)")
+    if not (settings.signing_key or settings.signing_key_file):
+        raise ConfigError("the trainer signs what it publishes: set DRIFTLINE_SIGNING_KEY_FILE (an Ed25519 "
+                          "private key: 'driftline keys create DIR') or DRIFTLINE_SIGNING_KEY (an HMAC secret)")
     create_topics(settings)
     port = args.metrics_port if args.metrics_port is not None else (settings.metrics_port or DEFAULT_METRICS_PORT)
     serve_metrics(port)

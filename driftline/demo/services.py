@@ -25,8 +25,9 @@ def service_env(settings: Settings) -> dict[str, str]:
            "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, "DRIFTLINE_PARTITIONS": str(settings.partitions),
            "DRIFTLINE_SIGNING_KEY": settings.signing_key, "DRIFTLINE_WINDOW_SECONDS": str(settings.window_seconds),
            "DRIFTLINE_GRACE_SECONDS": str(settings.grace_seconds), "DRIFTLINE_LOG_LEVEL": "INFO"}
-    if settings.verify_key:
-        env["DRIFTLINE_VERIFY_KEY"] = settings.verify_key
+    for name in ("verify_key", "signing_key_file", "verify_key_file", "signing_key_id"):
+        if getattr(settings, name):
+            env[f"DRIFTLINE_{name.upper()}"] = str(getattr(settings, name))
     return env
 
 

@@ -37,10 +37,16 @@ def publish_first_version(settings, rows: int = 1500) -> dict:
     return Registry(settings).model("loans", "1")
 
 
-def publish_version(settings, base: dict, version: str, *, tamper: bool = False, deploy: bool = True) -> None:
-    """The same model under another version number (signed), then its deployment."""
+def publish_version(settings, base: dict, version: str, *, tamper: bool = False, deploy: bool = True,
+                    changed_after_signing: dict | None = None) -> None:
+    """The same model under another version number (signed), then its deployment.
+
+    ``tamper`` flips an artifact byte; ``changed_after_signing`` rewrites fields of the signed record,
+    keeping its signature (what someone with write access to the topic, but no key, can do).
+    """
     record = artifacts.sign({**base, "version": version, "created_at": int(time.time() * 1000), "run_id": None},
                             settings)
+    record.update(changed_after_signing or {})
     if tamper:
         flipped = bytearray(record["artifact"])
         flipped[len(flipped) // 3] ^= 0xFF

@@ -207,3 +207,32 @@ def test_hot_swap_under_load_rollback_and_a_tampered_version(signed):
     alerts = [json.loads(m.value()) for m in read_topic(signed, signed.topic("alerts"))]
     refused = [a for a in alerts if a["type"] == "driftline.serving.load_failed"]
     assert len(refused) == 2 and all("v99" in a["data"]["message"] for a in refused)  # one per node
+
+
+@pytest.mark.parametrize("change", ["spec", "task"])
+def test_a_record_whose_spec_or_task_changed_after_signing_is_refused_by_every_node(signed, change):
+    """Anyone who can write the models topic can reorder a model's features; the signature covers them."""
+    base = publish_first_version(signed)
+    nodes = [start_node(signed) for _ in range(2)]
+    try:
+        if change == "spec":
+            spec = dict(base["spec"])
+            spec["features"] = list(reversed(spec["features"]))  # columns fed to the model in another order
+            altered = {"spec": spec}
+        else:
+            altered = {"task": "regression"}
+        publish_version(signed, base, "2", changed_after_signing=altered)
+        deadline = time.monotonic() + 30
+        refused: list[dict] = []
+        while len(refused) < 2 and time.monotonic() < deadline:
+            alerts = [json.loads(m.value()) for m in read_topic(signed, signed.topic("alerts"))]
+            refused = [a for a in alerts if a["type"] == "driftline.serving.load_failed"]
+            time.sleep(0.5)
+        assert len(refused) == 2 and all("v2" in a["data"]["message"] and "signature" in a["data"]["message"]
+                                         for a in refused), refused
+        answers = [httpx.post(f"{url}/v2/models/loans/infer", json=body(0)) for _, url in nodes]
+        assert [a.status_code for a in answers] == [200, 200]
+        assert [a.json()["model_version"] for a in answers] == ["1", "1"], "the old version keeps serving"
+    finally:
+        for process, _ in nodes:
+            assert stop(process) == 0

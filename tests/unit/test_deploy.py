@@ -98,6 +98,11 @@ def test_compose_services_run_real_subcommands_with_real_settings() -> None:
     assert "--port" in services["serving"]["command"]
     port = services["serving"]["command"][services["serving"]["command"].index("--port") + 1]
     assert f"localhost:{port}/v2/health/ready" in " ".join(services["serving"]["healthcheck"]["test"])
+    # Ed25519: only the trainer can sign; serving nodes hold the public key alone
+    assert services["trainer"]["environment"]["DRIFTLINE_SIGNING_KEY_FILE"] == "/keys/signing.pem"
+    assert "DRIFTLINE_SIGNING_KEY_FILE" not in services["serving"]["environment"]
+    assert services["serving"]["environment"]["DRIFTLINE_VERIFY_KEY_FILE"] == "/keys/verify.pem"
+    assert not any("SIGNING" in k for name in ("monitor", "serving", "topics") for k in services[name]["environment"])
     scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     targets = {c["job_name"]: c for c in scrape["scrape_configs"]}
     assert targets["driftline-monitor"]["static_configs"][0]["targets"] == ["monitor:9464"]
@@ -114,20 +119,25 @@ def test_kubernetes_manifests_use_real_commands_probes_and_settings() -> None:
     kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
     assert {("Deployment", "driftline-serving"), ("Service", "driftline-serving"),
             ("Deployment", "driftline-trainer"), ("StatefulSet", "driftline-monitor"),
-            ("ConfigMap", "driftline"), ("Secret", "driftline-signing")} <= kinds
+            ("ConfigMap", "driftline"), ("Secret", "driftline-signing-key"), ("Secret", "driftline-verify-key")} <= kinds
     config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "driftline")
-    secret = next(d for d in docs if d["kind"] == "Secret")
-    assert set(config["data"]) <= SETTING_ENV and set(secret["stringData"]) <= SETTING_ENV
+    assert set(config["data"]) <= SETTING_ENV
+    mounted: dict[str, set[str]] = {}
     for doc in docs:
         if doc["kind"] not in ("Deployment", "StatefulSet"):
             continue
         [container] = doc["spec"]["template"]["spec"]["containers"]
+        assert {e["name"] for e in container.get("env", [])} - {"POD_NAME"} <= SETTING_ENV
+        mounted[doc["metadata"]["name"]] = {v["secret"]["secretName"] for v in doc["spec"]["template"]["spec"]
+                                            .get("volumes", []) if "secret" in v}
         assert_real_subcommand([a.replace("$(POD_NAME)", "pod-0") for a in container["args"]])
         assert container["resources"]["requests"]
         if doc["metadata"]["name"] == "driftline-serving":
             assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
             assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
             assert doc["spec"]["replicas"] >= 2
+    assert mounted == {"driftline-trainer": {"driftline-signing-key"}, "driftline-serving": {"driftline-verify-key"},
+                       "driftline-monitor": set()}, "only the trainer mounts the private key"
 
 
 def test_systemd_units_start_real_subcommands() -> None:
@@ -142,6 +152,16 @@ def test_systemd_units_start_real_subcommands() -> None:
     env = dict(line.split("=", 1) for line in (DEPLOY / "systemd" / "driftline.env").read_text().splitlines()
                if line and not line.startswith("#"))
     assert set(env) <= SETTING_ENV
+    assert "DRIFTLINE_SIGNING_KEY" not in env, "no shared secret in the common environment file"
+    trainer = (DEPLOY / "systemd" / "driftline-trainer.service").read_text()
+    serve = (DEPLOY / "systemd" / "driftline-serve@.service").read_text()
+    assert "DRIFTLINE_SIGNING_KEY_FILE=" in trainer and "SIGNING" not in serve and "DRIFTLINE_VERIFY_KEY_FILE=" in serve
+
+
+def test_no_placeholder_secret_ships_in_a_deploy_recipe() -> None:
+    for path in DEPLOY.rglob("*"):
+        if path.is_file() and path.suffix in (".yaml", ".yml", ".env", ".service", ""):
+            assert "change-me" not in path.read_text(errors="replace"), path
 
 
 def test_shipped_model_files_load() -> None:

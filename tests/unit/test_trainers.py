@@ -20,13 +20,27 @@ from trainers.modelfile import parse_duration, parse_model_config
 from trainers.trigger import TriggerState
 from trainers.validation import evaluate, validate
 
-HMAC = Settings(signing_key="unit-secret")
+HMAC = Settings(signing_key="unit-test-secret-0123")
 
 
-def record_for(model: object, settings: Settings) -> dict:
+def record_for(model: object, settings: Settings, **fields: object) -> dict:
     artifact, sha = artifacts.pack(model)
+    spec = {"model": "m", "version": "3", "features": [{"name": "a"}, {"name": "b"}]}
     return artifacts.sign({"model": "m", "version": "3", "flavor": artifacts.FLAVOR, "compression": "zlib",
-                           "artifact": artifact, "artifact_sha256": sha}, settings)
+                           "artifact": artifact, "artifact_sha256": sha, "task": "classification",
+                           "spec": spec, "metrics": {"accuracy": 0.9}, "parent_version": "2", "run_id": "r1",
+                           "created_at": 1, "status": "validated", **fields}, settings)
+
+
+def ed25519_files(tmp_path) -> tuple[str, str]:
+    key = Ed25519PrivateKey.generate()
+    private = tmp_path / "signing.pem"
+    public = tmp_path / "verify.pem"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return str(private), str(public)
 
 
 def test_hmac_round_trip_and_a_flipped_byte_is_refused() -> None:
@@ -40,29 +54,73 @@ def test_hmac_round_trip_and_a_flipped_byte_is_refused() -> None:
     with pytest.raises(ArtifactError, match="signature does not verify"):
         artifacts.load(forged, HMAC)
     with pytest.raises(ArtifactError, match="signature does not verify"):
-        artifacts.load(record, Settings(signing_key="another-secret"))
-    with pytest.raises(ArtifactError, match="no verify key"):
+        artifacts.load(record, Settings(signing_key="another-secret-0123"))
+    with pytest.raises(ArtifactError, match="needs DRIFTLINE_VERIFY_KEY"):
         artifacts.load(record, Settings())
 
 
-def test_ed25519_signing_and_verifying_with_the_public_key(tmp_path) -> None:
-    key = Ed25519PrivateKey.generate()
-    private = tmp_path / "signing.pem"
-    public = tmp_path / "verify.pem"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
-    record = record_for([42], Settings(signing_key=str(private)))
-    assert record["signature_alg"] == "ed25519"
-    assert artifacts.load(record, Settings(verify_key=str(public))) == [42]
+@pytest.mark.parametrize("field, value", [
+    ("spec", {"model": "m", "version": "3", "features": [{"name": "b"}, {"name": "a"}]}),  # reordered columns
+    ("task", "regression"), ("metrics", {"accuracy": 0.99}), ("parent_version", "1"), ("run_id", "r2"),
+    ("version", "4"), ("status", "rejected"), ("created_at", 2), ("key_id", "hmac:other")])
+def test_every_field_of_the_record_is_signed(field, value) -> None:
+    record = record_for([1], HMAC)
+    artifacts.verify(record, HMAC)
+    with pytest.raises(ArtifactError, match="signature does not verify"):
+        artifacts.verify({**record, field: value}, HMAC)
+
+
+def test_the_signature_does_not_depend_on_field_order() -> None:
+    record = record_for([1], HMAC)
+    artifacts.verify(dict(reversed(list(record.items()))), HMAC)
+
+
+def test_an_hmac_key_id_is_a_configured_name_that_reveals_nothing_of_the_secret() -> None:
+    one = record_for([1], Settings(signing_key="first-secret-0123456"))
+    two = record_for([1], Settings(signing_key="second-secret-012345"))
+    assert one["key_id"] == two["key_id"] == "hmac:default"
+    assert record_for([1], Settings(signing_key="first-secret-0123456", signing_key_id="2026-q4"))["key_id"] == \
+        "hmac:2026-q4"
+
+
+@pytest.mark.parametrize("secret", ["change-me", "secret", "short-secret"])
+def test_placeholder_and_short_secrets_are_refused(secret) -> None:
+    with pytest.raises(ConfigError, match="at least 16 characters"):
+        Settings(signing_key=secret)
+    with pytest.raises(ConfigError, match="at least 16 characters"):
+        Settings(verify_key=secret)
+
+
+def test_a_key_file_given_as_a_secret_is_refused_not_used_as_the_secret_string(tmp_path) -> None:
+    private, _ = ed25519_files(tmp_path)
+    with pytest.raises(ConfigError, match="signing_key_file"):
+        Settings(signing_key=private)
+    not_a_key = tmp_path / "notes.txt"
+    not_a_key.write_text("a long text that is certainly not a PEM private key")
+    with pytest.raises(ConfigError, match="is not a PEM private key"):
+        record_for([1], Settings(signing_key_file=str(not_a_key)))
+
+
+def test_ed25519_signing_and_verifying_with_only_the_public_key(tmp_path) -> None:
+    private, public = ed25519_files(tmp_path)
+    record = record_for([42], Settings(signing_key_file=private))
+    assert record["signature_alg"] == "ed25519" and record["key_id"].startswith("ed25519:")
+    assert artifacts.load(record, Settings(verify_key_file=public)) == [42]
     with pytest.raises(ArtifactError):
-        artifacts.load({**record, "version": "4"}, Settings(verify_key=str(public)))  # the version is signed too
-    other = Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    (tmp_path / "other.pem").write_bytes(other)
+        artifacts.load({**record, "version": "4"}, Settings(verify_key_file=public))  # the version is signed too
+    with pytest.raises(ArtifactError):
+        artifacts.load({**record, "task": "regression"}, Settings(verify_key_file=public))
+    _, other = ed25519_files(_other_dir(tmp_path))
     with pytest.raises(ArtifactError, match="does not verify"):
-        artifacts.load(record, Settings(verify_key=str(tmp_path / "other.pem")))
+        artifacts.load(record, Settings(verify_key_file=other))
+    with pytest.raises(ArtifactError, match="needs DRIFTLINE_VERIFY_KEY_FILE"):
+        artifacts.load(record, Settings(verify_key="an-hmac-secret-only-0123"))
+
+
+def _other_dir(tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    return other
 
 
 class NaNModel(RiverModel):
