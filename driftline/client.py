@@ -257,9 +257,10 @@ async def generate_load(urls: Sequence[str], model: str, make_body: Callable[[in
                         result: LoadResult | None = None) -> LoadResult:
     """Send request ``i`` at ``start + i / rate`` to ``urls[i % len(urls)]`` for ``duration`` s (or until ``stop``).
 
-    At most ``connections`` requests per node are in flight; a request whose
-    node has none free at its time (``busy``), or whose time passed more than
-    a second ago (``late``: the generator itself was starved of CPU), is
+    At most ``connections`` requests per node are in flight; when the chosen
+    node has none free the request goes to the next node that has. A request
+    no node can take at its time (``busy``), or whose time passed more than a
+    second ago (``late``: the generator itself was starved of CPU), is
     counted behind schedule and skipped: late work is never queued. Pass
     ``result`` to watch the counts grow while it runs.
     """
@@ -289,7 +290,14 @@ async def generate_load(urls: Sequence[str], model: str, make_body: Callable[[in
             elif delay < -1.0:
                 result.late += 1
                 continue
-            task = clients[i % len(clients)].try_infer(make_body(i))
+            body = make_body(i)
+            # Round robin, but a node whose connections are all busy passes the request to the next
+            # one with a free connection, as a load balancer would: one slow node does not drop requests.
+            task = None
+            for k in range(len(clients)):
+                task = clients[(i + k) % len(clients)].try_infer(body)
+                if task is not None:
+                    break
             if task is None:
                 result.busy += 1
                 continue

@@ -130,3 +130,18 @@ def test_a_refused_connection_is_a_failed_answer_not_an_exception():
 
     answer = asyncio.run(scenario())
     assert answer.status == 0 and answer.error
+
+
+def test_a_busy_node_passes_its_request_to_a_node_with_a_free_connection():
+    async def scenario():
+        slow, fast = Server(delay=0.5), Server()
+        urls = [await slow.start(), await fast.start()]
+        result = await generate_load(urls, "m", body, rate=40, duration=1.5, connections=1)
+        slow.close()
+        fast.close()
+        return slow, fast, result
+
+    slow, fast, result = asyncio.run(scenario())
+    assert result.failed == [] and result.sent + result.behind_schedule == 60
+    assert slow.requests <= 4 and fast.requests >= 50, (slow.requests, fast.requests)
+    assert result.busy <= 5
