@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
@@ -93,3 +94,31 @@ def read_ranges(settings: Settings, ranges: list[OffsetRange], timeout: float = 
                 yield inside
     finally:
         consumer.close()
+
+
+@dataclass
+class ModelRecords:
+    """One model's decoded events inside offset ranges; events that do not decode are counted in ``skipped``.
+
+    (They were dead-lettered, or never were driftline events, when they were
+    first consumed; a reader of the past skips them the same way.)
+    """
+
+    settings: Settings
+    model: str
+    skipped: int = 0
+
+    def read(self, ranges: list[OffsetRange], timeout: float = 60.0) -> Iterator[dict[str, Any]]:
+        from driftline.contract import codec_for
+        from schemas import ContractError
+
+        codec = codec_for(self.settings)
+        for batch in read_ranges(self.settings, ranges, timeout=timeout):
+            for message in batch:
+                try:
+                    record = codec.decode(message.value() or b"")
+                except ContractError:
+                    self.skipped += 1
+                    continue
+                if record.get("model") == self.model:
+                    yield record

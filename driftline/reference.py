@@ -12,11 +12,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from driftline.contract import codec_for
 from driftline.errors import ConfigError
-from driftline.offsets import ranges_for_times, read_ranges
+from driftline.offsets import ModelRecords, ranges_for_times
 from driftline.settings import Settings
-from schemas import ContractError, FeatureFrame, Table
+from schemas import FeatureFrame, Table
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +38,12 @@ def read_model_rows(settings: Settings, topic_kind: str, model: str, start_ms: i
     if end_ms <= start_ms:
         raise ConfigError("the end of the time range must be after its start")
     topic = settings.topic(topic_kind)
-    codec = codec_for(settings)
     ranges = ranges_for_times(settings, topic, start_ms, end_ms)
-    items, skipped = [], 0
-    for batch in read_ranges(settings, ranges, timeout=timeout):
-        for message in batch:
-            try:
-                record = codec.decode(message.value() or b"")
-            except ContractError:
-                skipped += 1
-                continue
-            if record.get("model") == model and "columns" in record:
-                items.append((record["columns"], len(record["request_ids"])))
-    if skipped:
-        log.warning("skipped %d undecodable events in %s", skipped, topic)
+    reader = ModelRecords(settings, model)
+    items = [(record["columns"], len(record["request_ids"])) for record in reader.read(ranges, timeout)
+             if "columns" in record]
+    if reader.skipped:
+        log.warning("skipped %d undecodable events in %s", reader.skipped, topic)
     if not items:
         raise ConfigError(f"no {model!r} rows on {topic} between {start_ms} and {end_ms}")
     source = f"{topic}@" + ",".join(f"{r.partition}:{r.start_offset}-{r.end_offset}" for r in sorted(ranges))

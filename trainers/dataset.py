@@ -15,12 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from driftline.contract import codec_for
 from driftline.errors import ConfigError
-from driftline.offsets import OffsetRange, ranges_for_times, read_ranges
+from driftline.offsets import ModelRecords, OffsetRange, ranges_for_times
 from driftline.quality import canonical_labels, label_numbers
 from driftline.settings import Settings
-from schemas import ContractError, FeatureFrame, Table
+from schemas import FeatureFrame, Table
 
 
 @dataclass
@@ -80,30 +79,22 @@ def training_ranges(settings: Settings, start_ms: int, end_ms: int) -> list[Offs
 
 def read_dataset(settings: Settings, model: str, ranges: list[OffsetRange]) -> Dataset:
     """The model's labelled rows inside exactly these offset ranges."""
-    codec = codec_for(settings)
     items: list[tuple[dict[str, Any], int]] = []
     feature_ids: list[str] = []
     feature_times: list[np.ndarray] = []
     label_ids: list[str] = []
     label_values: list[Any] = []
-    skipped = 0
-    for batch in read_ranges(settings, ranges):
-        for message in batch:
-            try:
-                record = codec.decode(message.value() or b"")
-            except ContractError:
-                skipped += 1
-                continue
-            if record.get("model") != model:
-                continue
-            ids = record["request_ids"]
-            if "labels" in record:
-                label_ids += ids
-                label_values += record["labels"]
-            elif "columns" in record:
-                items.append((record["columns"], len(ids)))
-                feature_ids += ids
-                feature_times.append(np.full(len(ids), record["event_time"], dtype=np.int64))
+    reader = ModelRecords(settings, model)
+    for record in reader.read(ranges):
+        ids = record["request_ids"]
+        if "labels" in record:
+            label_ids += ids
+            label_values += record["labels"]
+        elif "columns" in record:
+            items.append((record["columns"], len(ids)))
+            feature_ids += ids
+            feature_times.append(np.full(len(ids), record["event_time"], dtype=np.int64))
+    skipped = reader.skipped
     if not items or not label_ids:
         empty = Table({}, {})
         return Dataset(empty, np.array([], dtype=str), np.array([]), np.array([], dtype=np.int64),
