@@ -35,8 +35,9 @@ class Traffic:
     salary_scale: float = 1.3
     seed: int = 2
     # keep-alive connections per node: the cap on requests in flight. A node starved of CPU for a moment
-    # (a training run, a collection) answers late; 32 absorb a 0.4 s stall at 75 requests/s per node.
-    connections: int = 32
+    # (a training run, the broker's JIT warming up, a collection) answers late; 64 absorb a 0.8 s stall
+    # at 75 requests/s per node, and a busy node's requests go to the other one first.
+    connections: int = 64
 
 
 @dataclass
