@@ -199,6 +199,9 @@ class InferenceClient:
         async with self._freed:
             await self._freed.wait_for(lambda: bool(self._idle))
             connection = self._idle.popleft()
+        return await self._send_and_release(connection, body)
+
+    async def _send_and_release(self, connection: Connection, body: dict[str, Any] | bytes) -> Answer:
         try:
             return await self._send(connection, body if isinstance(body, bytes) else json.dumps(body).encode())
         finally:
@@ -209,15 +212,7 @@ class InferenceClient:
         if not self._idle:
             return None
         connection = self._idle.popleft()
-        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-
-        async def run() -> Answer:
-            try:
-                return await self._send(connection, payload)
-            finally:
-                await self._release(connection)
-
-        return asyncio.get_running_loop().create_task(run())
+        return asyncio.get_running_loop().create_task(self._send_and_release(connection, body))
 
     def close(self) -> None:
         for connection in self._idle:

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -103,10 +103,8 @@ def _signal_group(pgid: int, signum: int) -> bool:
     return True
 
 
-def group_members(pgids: Iterable[int]) -> list[int]:
-    """Pids of live (non-zombie) processes whose process group or session is one of ``pgids`` (Linux /proc)."""
-    wanted = set(pgids)
-    members = []
+def live_processes() -> Iterator[tuple[Path, int, int]]:
+    """Every live (non-zombie) process as (its /proc folder, process group, session) (Linux)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -115,10 +113,14 @@ def group_members(pgids: Iterable[int]) -> list[int]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
-        state, pgrp, session = fields[0], int(fields[2]), int(fields[3])
-        if state != "Z" and (pgrp in wanted or session in wanted):
-            members.append(int(entry.name))
-    return members
+        if fields[0] != "Z":
+            yield entry, int(fields[2]), int(fields[3])
+
+
+def group_members(pgids: Iterable[int]) -> list[int]:
+    """Pids of live processes whose process group or session is one of ``pgids``."""
+    wanted = set(pgids)
+    return [int(entry.name) for entry, pgrp, session in live_processes() if pgrp in wanted or session in wanted]
 
 
 def stop_group(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int | None:

@@ -8,9 +8,8 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
-from driftline.processes import spawn, stop_group
+from driftline.processes import live_processes, spawn, stop_group
 
 MARK_ENV = "DRIFTLINE_TEST_MARK"
 
@@ -38,12 +37,10 @@ def marked_processes(mark: str) -> list[str]:
     """Live processes whose environment carries ``mark`` (their pid and command line)."""
     needle = f"{MARK_ENV}={mark}".encode()
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+    for entry, _, _ in live_processes():
+        if int(entry.name) == os.getpid():
             continue
         try:
-            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                continue
             if needle in (entry / "environ").read_bytes().split(b"\0"):
                 command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                 found.append(f"{entry.name}: {command[:200]}")

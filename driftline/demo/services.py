@@ -7,6 +7,7 @@ it dies with its owner even when the owner is SIGKILLed.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -19,8 +20,6 @@ from driftline.settings import Settings
 
 def service_env(settings: Settings) -> dict[str, str]:
     """Everything a child needs to see the same cluster, topics and keys as the parent."""
-    import os
-
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
            "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, "DRIFTLINE_PARTITIONS": str(settings.partitions),
            "DRIFTLINE_SIGNING_KEY": settings.signing_key, "DRIFTLINE_WINDOW_SECONDS": str(settings.window_seconds),
