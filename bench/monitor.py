@@ -44,7 +44,7 @@ def batch_columns(rng, rows, shift=0.0):
 
 def publish_profile(settings, rng):
     types = {**{n: "float" for n in NUMERIC}, **{c: "string" for c in CATEGORICAL}}
-    profile = Profile.build(Table(batch_columns(rng, 20_000), types), "bench", chunk_rows=2000)
+    profile = Profile.build(Table(batch_columns(rng, 20_000), types), "bench")
     producer = make_producer(settings)
     producer.produce(settings.topic("profiles"), key=b"bench", value=profile.to_bytes())
     producer.flush()

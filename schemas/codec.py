@@ -42,6 +42,8 @@ def read_record(stream: io.BytesIO, writer: Any, reader: Any) -> dict[str, Any]:
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
 SCHEMA_DIR = Path(__file__).resolve().parent
+# schemas/history/*.avsc: earlier versions of the current schemas, expanded and self-contained, so
+# events they wrote (stats, profiles already on the topics) still decode after an upgrade.
 
 
 @dataclass(frozen=True)
@@ -74,15 +76,19 @@ def _load_schema_files(directory: Path) -> dict[str, dict[str, Any]]:
     pending = {p: json.loads(p.read_text()) for p in sorted(directory.glob("*.avsc"))}
     named: dict[str, Any] = {}
     parsed_by_name: dict[str, dict[str, Any]] = {}
+    defines: dict[str, set[str]] = {}  # the named types each schema defines itself
     while pending:
         progress = False
         last_error: Exception | None = None
         for path, raw in list(pending.items()):
+            attempt = dict(named)
             try:
-                parsed = parse_record_schema(raw, named_schemas=named)
+                parsed = parse_record_schema(raw, named_schemas=attempt)
             except Exception as exc:  # fastavro raises UnknownType or SchemaParseException
                 last_error = exc
                 continue
+            defines[parsed["name"]] = set(attempt) - set(named)
+            named.update(attempt)
             parsed_by_name[parsed["name"]] = parsed
             del pending[path]
             progress = True
@@ -92,18 +98,45 @@ def _load_schema_files(directory: Path) -> dict[str, dict[str, Any]]:
     # Expanded copies are self-contained, so fingerprints and resolution do not
     # depend on which other files happened to be loaded first.
     return {
-        name: parse_record_schema(_expand(parsed, named), _force=True)
+        name: parse_record_schema(
+            _expand(parsed, {k: v for k, v in named.items() if k not in defines[name]}), _force=True)
         for name, parsed in parsed_by_name.items()
     }
 
 
 def _expand(parsed: dict[str, Any], named: dict[str, Any]) -> dict[str, Any]:
-    from fastavro.schema import expand_schema
+    """A self-contained copy: each named type from another file inlined at its first use.
 
-    expanded = expand_schema(parse_schema(parsed, named_schemas=dict(named)))
+    fastavro's ``expand_schema`` inlines *every* use, which breaks a schema
+    that uses one of its types twice (a redefinition); later uses stay names.
+    """
+    expanded = _inline(parsed, named, set())
     if not isinstance(expanded, dict):
         raise EncodeError(f"schema {parsed.get('name')} did not expand to a record")
     return expanded
+
+
+def _inline(node: Any, named: dict[str, Any], seen: set[str]) -> Any:
+    if isinstance(node, str):
+        if node in named and node not in seen:
+            return _inline(named[node], named, seen)
+        return node
+    if isinstance(node, list):
+        return [_inline(item, named, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: v for k, v in node.items() if not k.startswith("__")}  # fastavro's bookkeeping keys
+    if out.get("type") in ("record", "error", "enum", "fixed") and "name" in out:
+        seen.add(out["name"])
+    for key in ("fields", "items", "values"):
+        if key in out:
+            out[key] = _inline(out[key], named, seen)
+    if "fields" not in out and out.get("type") not in ("record", "error", "enum", "fixed"):
+        out["type"] = _inline(out.get("type"), named, seen)  # a field or a wrapped type
+    elif "fields" in out:
+        out["fields"] = [{**f, "type": _inline(f["type"], named, seen)} if isinstance(f, dict) else f
+                         for f in out["fields"]]
+    return out
 
 
 class Codec:
@@ -131,6 +164,8 @@ class Codec:
         global _DEFAULT
         if _DEFAULT is None:
             _DEFAULT = cls(_load_schema_files(SCHEMA_DIR))
+            for path in sorted((SCHEMA_DIR / "history").glob("*.avsc")):
+                _DEFAULT.register_writer(json.loads(path.read_text()))
         return _DEFAULT
 
     @property

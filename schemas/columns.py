@@ -442,6 +442,17 @@ class FeatureFrame:
     def numeric_column(self, name: str) -> np.ndarray:
         return self.numeric[:, self.numeric_names.index(name)]
 
+    def take(self, rows: np.ndarray) -> FeatureFrame:
+        """The rows selected by a boolean mask, in order (type mismatches renumbered with them)."""
+        kept = np.flatnonzero(rows)
+        new_index = np.full(self.rows, -1)
+        new_index[kept] = np.arange(kept.size)
+        mismatched = [{**m, "row": int(new_index[m["row"]])} for m in self.mismatched
+                      if 0 <= m["row"] < self.rows and new_index[m["row"]] >= 0]
+        return FeatureFrame(int(kept.size), self.numeric_names, self.numeric[kept], self.numeric_null[kept],
+                            self.categorical_names, self.categorical[kept], self.categorical_null[kept],
+                            mismatched)
+
     def to_rows(self) -> list[dict[str, Any]]:
         """Back to one dict per row (nulls omitted): what a river model's ``predict_one`` takes."""
         rows: list[dict[str, Any]] = [{} for _ in range(self.rows)]

@@ -31,8 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     profile.add_argument("--model", required=True, help="model the profile belongs to")
     profile.add_argument("--version", default="1", help="profile version (default 1)")
     profile.add_argument("--spec", help="declared feature spec (YAML/JSON); inferred when omitted")
-    profile.add_argument("--chunk-rows", type=int, default=None,
-                         help="rows per calibration draw: about the rows of one monitor window (default 2000)")
+    profile.add_argument("--segment", default="", metavar="COLUMN[,COLUMN]",
+                         help="categorical columns whose values are judged as cohorts of their own "
+                              "(top --top-segments values with enough rows, the rest as __other__)")
+    profile.add_argument("--top-segments", type=int, default=10, help="segment values kept per column (default 10)")
+    profile.add_argument("--min-segment-rows", type=int, default=200,
+                         help="reference rows a segment value needs for a reference of its own (default 200)")
     profile.add_argument("--metric", action="append", default=[], metavar="NAME=VALUE",
                          help="the model's expected quality (e.g. accuracy=0.91): the decay baseline when "
                               "the model has no ModelRecord")
@@ -46,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--false-alarm-rate", type=float, default=DriftPolicy.false_alarm_rate,
                        help="chance that stable data is flagged, over all features (default 0.01)")
     check.add_argument("--method", action="append", default=[], metavar="FEATURE=STAT",
-                       help="decide FEATURE with STAT (ks, psi, js, wasserstein, chi2)")
+                       help="decide FEATURE with STAT's permutation p-value (ks, psi, js, wasserstein; "
+                            "default chi2 for every feature)")
     check.add_argument("--skew-rate", type=float, default=DriftPolicy.skew_rate,
                        help="share of rows with a skew finding that counts as skew (default 0.01)")
     check.set_defaults(handler=run_check)
@@ -80,18 +85,26 @@ def build_profile(args: argparse.Namespace, settings: Settings) -> int:
     spec = FeatureSpec.load(args.spec) if args.spec else None
     if spec is not None and spec.model != args.model:
         raise ConfigError(f"the spec {args.spec} is for model {spec.model!r}, not {args.model!r}")
-    profile = Profile.build(table, args.model, version=args.version, spec=spec,
-                            source=source, chunk_rows=args.chunk_rows)
+    segment_by = tuple(c.strip() for c in args.segment.split(",") if c.strip())
+    if args.top_segments < 1 or args.min_segment_rows < 1:
+        raise ConfigError("--top-segments and --min-segment-rows must be at least 1")
+    profile = Profile.build(table, args.model, version=args.version, spec=spec, source=source,
+                            segment_by=segment_by, top_segments=args.top_segments,
+                            min_segment_rows=args.min_segment_rows)
     profile.metrics = parse_metrics(args.metric)
     if args.output:
         profile.save(args.output)
         print(f"profile {args.model} v{args.version}: {table.rows} rows, "
-              f"{len(profile.features)} features -> {args.output}")
+              f"{len(profile.features)} features{segments_text(profile)} -> {args.output}")
         return 0
     publish_once(settings, "profiles", args.model.encode(), profile.to_bytes())
-    print(f"profile {args.model} v{args.version}: {table.rows} rows, {len(profile.features)} features "
-          f"-> topic {settings.topic('profiles')}")
+    print(f"profile {args.model} v{args.version}: {table.rows} rows, {len(profile.features)} features"
+          f"{segments_text(profile)} -> topic {settings.topic('profiles')}")
     return 0
+
+
+def segments_text(profile: Profile) -> str:
+    return f", {len(profile.segments)} segments ({', '.join(sorted(profile.segments))})" if profile.segments else ""
 
 
 def parse_methods(items: list[str]) -> dict[str, str]:
@@ -125,10 +138,10 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
 def print_report(report: DriftReport) -> None:
     print(f"model {report.model}, reference v{report.reference_version}: {report.rows} rows, "
           f"alpha per feature {report.alpha:.2g}")
-    print(f"{'feature':<20} {'kind':<12} {'test':<12} {'value':>10} {'threshold':>10}  result")
+    print(f"{'feature':<20} {'kind':<12} {'test':<12} {'value':>10} {'p-value':>10}  result")
     for name, f in report.features.items():
         value = "" if f.value is None else f"{f.value:.4g}"
-        threshold = "" if f.threshold is None else f"{f.threshold:.4g}"
+        threshold = "" if f.p_value is None else f"{f.p_value:.2g}"
         verdict = "DRIFT" if f.drift else "ok"
         skew = "; ".join(
             f"{s.kind} {s.rate:.1%}" + (f" e.g. {', '.join(s.examples)}" if s.examples else "")
@@ -136,5 +149,10 @@ def print_report(report: DriftReport) -> None:
         note = f" ({f.note})" if f.note else ""
         print(f"{name:<20} {f.kind:<12} {f.method:<12} {value:>10} {threshold:>10}  {verdict}"
               f"{'  SKEW: ' + skew if skew else ''}{note}")
+    for segment, found in sorted(report.drifted_segments().items()):
+        print(f"segment {segment}: DRIFT in " + ", ".join(
+            f"{f.name} ({f.method} p={f.p_value:.2g} < {f.alpha:.2g}, {f.rows} rows)" for f in found))
+    if report.segments and not report.drifted_segments():
+        print(f"segments: {len(report.segments)} judged, no drift inside any")
     print(f"drift: {'yes' if report.drift else 'no'} ({report.drift_share:.0%} of features), "
           f"skew: {'yes' if report.skew else 'no'}")

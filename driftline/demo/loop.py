@@ -113,8 +113,7 @@ class Loop:
         if run["status"] != "published":
             raise RuntimeError(f"the first model was not published: {run['reason']}")
         accuracy = run["candidate_metrics"]["accuracy"]
-        profile = Profile.build(table, MODEL, source="river Agrawal(seed=1)",
-                                chunk_rows=int(self.scenario.window * self.scenario.traffic.rate))
+        profile = Profile.build(table, MODEL, source="river Agrawal(seed=1)")
         profile.metrics = {"accuracy": accuracy}
         publish_once(self.settings, "profiles", MODEL.encode(), profile.to_bytes())
         self.say("setup", f"reference: {table.rows} rows of Agrawal(function {self.scenario.traffic.function}); "

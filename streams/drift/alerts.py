@@ -9,11 +9,24 @@ re-processed window raises no second alert.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from driftline.alerts import Alert
-from streams.drift.decision import DriftReport
+from streams.drift.decision import DriftReport, FeatureResult
 from streams.drift.detectors import Detection
 from streams.drift.summary import WindowSummary
+
+
+def feature_evidence(f: FeatureResult) -> dict[str, Any]:
+    """What an operator needs to rank a drifted feature: statistic, its critical value, p-value, rows."""
+    return {"name": f.name, "statistic": f.method, "value": f.value, "threshold": f.threshold,
+            "p_value": f.p_value, "alpha": f.alpha, "p_value_from": f.how, "rows": f.rows,
+            "effect_sizes": f.tests}
+
+
+def _finding_text(f: FeatureResult) -> str:
+    value = "" if f.value is None else f"={f.value:.3g}"
+    return f"{f.name} {f.method}{value} (p={f.p_value:.2g} < {f.alpha:.2g}, {f.rows} rows)"
 
 
 def alerts_for(report: DriftReport, summary: WindowSummary) -> list[Alert]:
@@ -30,11 +43,18 @@ def alerts_for(report: DriftReport, summary: WindowSummary) -> list[Alert]:
             severity="critical" if report.dataset_drift else "warning",
             identity=(summary.window_start, "drift", *names),
             data={**common, "drift_share": report.drift_share,
-                  "message": f"{len(names)} feature(s) drifted: " + ", ".join(
-                      f"{f.name} {f.method}={f.value:.3g} > {f.threshold:.3g}" if f.method not in ("ks", "chi2")
-                      else f"{f.name} {f.method} p={f.value:.2g} < {f.threshold:.2g}" for f in drifted),
-                  "features": [{"name": f.name, "statistic": f.method, "value": f.value,
-                                "threshold": f.threshold, "tests": f.tests} for f in drifted]}))
+                  "message": f"{len(names)} feature(s) drifted: " + ", ".join(map(_finding_text, drifted)),
+                  "features": [feature_evidence(f) for f in drifted]}))
+    for segment, found in sorted(report.drifted_segments().items()):
+        names = sorted(f.name for f in found)
+        alerts.append(Alert.create(
+            "driftline.drift", report.model, severity="warning",
+            identity=(summary.window_start, "drift", segment, *names),
+            data={**common, "segment": segment,
+                  "sample_size": summary.segments[segment].rows if segment in summary.segments else 0,
+                  "message": f"segment {segment}: {len(names)} feature(s) drifted: "
+                             + ", ".join(map(_finding_text, found)),
+                  "features": [feature_evidence(f) for f in found]}))
     skewed = [f for f in report.features.values() if f.skew]
     if skewed:
         names = sorted(f.name for f in skewed)
@@ -85,6 +105,5 @@ def rolling_alerts(rolling: DriftReport, summary: WindowSummary, latest: DriftRe
               "window_end": summary.window_end, "reference_version": rolling.reference_version,
               "sample_size": summary.rows, "rolling_windows": windows,
               "message": f"slow drift over the last {windows} windows: " + ", ".join(
-                  f"{f.name} {f.method}={f.value:.3g} (threshold {f.threshold:.3g})" for f in slow),
-              "features": [{"name": f.name, "statistic": f.method, "value": f.value,
-                            "threshold": f.threshold, "tests": f.tests} for f in slow]})]
+                  map(_finding_text, slow)),
+              "features": [feature_evidence(f) for f in slow]})]

@@ -1,18 +1,19 @@
-"""Drift decisions: which statistic decides, at what threshold, with what error control.
+"""Drift decisions: which test decides, at what level, with what error control.
 
-Test choice by kind and sample size (as Evidently does): a window of at most
-``small_sample`` rows is judged by a p-value (KS for numbers, chi-square for
-categories); a larger one by an effect size (Wasserstein in reference
-standard deviations, Jensen-Shannon distance), because on large windows
-p-values flag differences too small to matter. Any feature may override.
+The promise: a window in which nothing changed raises a drift alert with
+probability at most ``false_alarm_rate``, whatever its size, the reference's
+size, or the features' shapes. Each of the F features (times each judged
+segment, see :mod:`streams.drift.segments`) is tested at
+``alpha = false_alarm_rate / F`` (Bonferroni), and each test's p-value is
+valid at the window's own size (:mod:`streams.drift.twosample`): chi-square
+of homogeneity on the profile's bins by default, a permutation p-value where
+the chi-square tail is unsure, and a permutation p-value for any statistic an
+operator picks instead (``ks``, ``psi``, ``js``, ``wasserstein``). Nothing is
+extrapolated from reference chunks of another size.
 
-Thresholds are calibrated, not guessed. With F features per window, each
-feature is tested at ``alpha = false_alarm_rate / F`` (Bonferroni), so the
-chance that a stable window raises any drift alert is at most
-``false_alarm_rate``. For effect sizes, the reference's chunk statistics
-(see :mod:`streams.drift.profile`) give a mean and spread at a known sample size;
-a gamma distribution fitted to them, rescaled to the window's size, gives the
-threshold at ``alpha``.
+Effect sizes (PSI, Jensen-Shannon, KS, Wasserstein in reference standard
+deviations) are reported beside every test, so an operator can rank alerts by
+*how much* moved as well as by how sure the test is.
 """
 
 from __future__ import annotations
@@ -21,17 +22,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats as _scipy_stats
 
-from streams.drift.profile import CategoricalReference, NumericReference, Profile, categorical_stats, numeric_stats
+from streams.drift import twosample
+from streams.drift.profile import (
+    OTHER,
+    CategoricalReference,
+    NumericReference,
+    Profile,
+    categorical_stats,
+    numeric_stats,
+)
+from streams.drift.segments import SEGMENT_SHARE
 from streams.drift.skew import SkewFinding, skew_findings
 from streams.drift.summary import CategoricalSummary, NumericSummary, WindowSummary, category_vector
 
-NUMERIC_METHODS = ("ks", "psi", "js", "wasserstein")
+NUMERIC_METHODS = ("chi2", "ks", "psi", "js", "wasserstein")
 CATEGORICAL_METHODS = ("chi2", "psi", "js")
-P_VALUE_METHODS = {"ks": "ks_p", "chi2": "chi2_p"}
-# How each statistic's null spread shrinks with sample size: ~1/n, or ~1/sqrt(n).
-NOISE_POWER = {"psi": 1.0, "chi2": 1.0, "js": 0.5, "ks": 0.5, "wasserstein": 0.5}
 
 
 @dataclass(frozen=True)
@@ -39,42 +45,68 @@ class DriftPolicy:
     """How drift and skew are decided. Plain values: a monitor config can set every one."""
 
     false_alarm_rate: float = 0.01
-    small_sample: int = 1000
     min_rows: int = 30
     methods: dict[str, str] = field(default_factory=dict)
     drift_share: float = 0.5
     skew_rate: float = 0.01
 
-    def method_for(self, name: str, kind: str, rows: int) -> str:
-        chosen = self.methods.get(name)
+    def method_for(self, name: str, kind: str) -> str:
+        chosen = self.methods.get(name, "chi2")
         allowed = NUMERIC_METHODS if kind == "numeric" else CATEGORICAL_METHODS
-        if chosen is not None:
-            if chosen not in allowed:
-                raise ValueError(f"method {chosen!r} for {kind} feature {name!r}: use one of {allowed}")
-            return chosen
-        if kind == "numeric":
-            return "ks" if rows <= self.small_sample else "wasserstein"
-        return "chi2" if rows <= self.small_sample else "js"
+        if chosen not in allowed:
+            raise ValueError(f"method {chosen!r} for {kind} feature {name!r}: use one of {allowed}")
+        return chosen
 
 
-def calibrated_threshold(thresholds: dict[str, float], statistic: str, rows: int,
-                         reference_rows: int, alpha: float) -> float | None:
-    """Threshold of ``statistic`` for a window of ``rows`` at false-alarm probability ``alpha``."""
-    mean = thresholds.get(f"{statistic}_mean")
-    std = thresholds.get(f"{statistic}_std")
-    chunk = thresholds.get("chunk_rows")
-    rest = thresholds.get("rest_rows")
-    if mean is None or std is None or not chunk or not rest or rows <= 0:
-        return None
-    if mean <= 0:
-        base = 0.0
-    elif std <= 0:
-        base = mean
-    else:
-        shape = (mean / std) ** 2
-        base = float(_scipy_stats.gamma.isf(alpha, shape, scale=std * std / mean))
-    noise = (1 / rows + 1 / max(reference_rows, 1)) / (1 / chunk + 1 / rest)
-    return base * noise ** NOISE_POWER[statistic]
+def numeric_test(ref: NumericReference, s: NumericSummary, method: str, alpha: float) -> twosample.TestResult:
+    """The calibrated test of one numeric feature's window against its reference."""
+    counts = s.histogram if s.histogram.size else np.zeros(ref.histogram.size)
+    if method == "chi2":
+        return twosample.chi2_test(ref.histogram, counts, alpha, ordered=True)
+    if method in ("psi", "js"):
+        coarse: twosample.Statistic = twosample.psi_statistic if method == "psi" else twosample.js_statistic
+        return twosample.permutation_test(ref.histogram, counts, coarse, alpha)
+    fine = s.fine_counts if s.fine_counts.size else np.zeros(ref.fine_counts.size)
+    sums = s.fine_sums if s.fine_sums.size else np.zeros(ref.fine_sums.size)
+    occupied = (ref.fine_counts + fine) > 0
+    if method == "ks":
+        return twosample.permutation_test(ref.fine_counts[occupied], fine[occupied],
+                                          twosample.ks_statistic, alpha)
+    # Wasserstein: every bin's mass at the pooled mean of its values (fixed under the null).
+    points = (ref.fine_sums + sums)[occupied] / (ref.fine_counts + fine)[occupied]
+    statistic = twosample.wasserstein_statistic(points, ref.std if ref.std > 0 else 1.0)
+    return twosample.permutation_test(ref.fine_counts[occupied], fine[occupied], statistic, alpha)
+
+
+def level_cells(ref: CategoricalReference, s: CategoricalSummary) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Reference and window counts with one cell per *level*, whichever sample saw it.
+
+    The reference's category list comes from the reference's own rows, so
+    lumping every level only the window has into one OTHER cell (where the
+    reference has nothing by construction) makes a stable window look
+    drifted: 3.9x the promised rate for a 200-level feature. Cells defined by
+    level identity are the same whichever sample a row came from, which is
+    what the permutation null needs. Levels beyond the summary's named ones
+    (an overflow count, all absent from the reference by construction) are
+    left out: as one lump they would be the same bias again.
+    """
+    index = ref.index
+    cur = np.zeros(len(ref.categories) + 1)
+    for level, count in s.categories.items():
+        cur[index.get(level, len(ref.categories))] += count
+    extra = sorted((level, count) for level, count in s.unseen.items() if level != OTHER)
+    reference = np.concatenate([ref.counts, np.zeros(len(extra))])
+    names = [*ref.categories, OTHER, *(level for level, _ in extra)]
+    return reference, np.concatenate([cur, np.asarray([c for _, c in extra], dtype=float)]), names
+
+
+def categorical_test(reference: np.ndarray, current: np.ndarray, names: list[str], method: str,
+                     alpha: float) -> twosample.TestResult:
+    if method == "chi2":
+        return twosample.chi2_test(reference, current, alpha, ordered=False,
+                                   tiebreak=twosample.name_order(names))
+    statistic = twosample.psi_statistic if method == "psi" else twosample.js_statistic
+    return twosample.permutation_test(reference, current, statistic, alpha)
 
 
 @dataclass
@@ -89,10 +121,14 @@ class FeatureResult:
     tests: dict[str, float]
     skew: list[SkewFinding]
     note: str = ""
+    p_value: float | None = None
+    alpha: float | None = None
+    how: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "rows": self.rows, "drift": self.drift, "method": self.method,
-                "value": self.value, "threshold": self.threshold, "tests": self.tests,
+                "value": self.value, "threshold": self.threshold, "p_value": self.p_value,
+                "alpha": self.alpha, "p_value_from": self.how, "tests": self.tests,
                 "skew": [s.to_dict() for s in self.skew], **({"note": self.note} if self.note else {})}
 
 
@@ -107,10 +143,17 @@ class DriftReport:
     drift_share: float
     dataset_drift: bool
     alpha: float
+    segments: dict[str, dict[str, FeatureResult]] = field(default_factory=dict)
+    segment_alpha: float | None = None
 
     @property
     def drift(self) -> bool:
-        return any(f.drift for f in self.features.values())
+        return any(f.drift for f in self.features.values()) or bool(self.drifted_segments())
+
+    def drifted_segments(self) -> dict[str, list[FeatureResult]]:
+        """Per segment ("column=value"), its drifted features (segments without drift left out)."""
+        out = {key: [f for f in results.values() if f.drift] for key, results in self.segments.items()}
+        return {key: found for key, found in out.items() if found}
 
     @property
     def skew(self) -> bool:
@@ -124,50 +167,77 @@ class DriftReport:
                 "window_start": self.window_start, "window_end": self.window_end,
                 "drift": self.drift, "skew": self.skew, "drift_share": self.drift_share,
                 "dataset_drift": self.dataset_drift, "alpha_per_feature": self.alpha,
-                "features": {n: f.to_dict() for n, f in self.features.items()}}
+                "features": {n: f.to_dict() for n, f in self.features.items()},
+                **({"alpha_per_segment_feature": self.segment_alpha,
+                    "segments": {key: {n: f.to_dict() for n, f in results.items()}
+                                 for key, results in self.segments.items()}} if self.segments else {})}
 
 
-def compare(summary: WindowSummary, profile: Profile, policy: DriftPolicy | None = None) -> DriftReport:
-    """Judge one (merged) window summary against the reference profile."""
+def judge_feature(ref: NumericReference | CategoricalReference,
+                  s: NumericSummary | CategoricalSummary, policy: DriftPolicy, alpha: float,
+                  skew: list[SkewFinding]) -> FeatureResult:
+    """One feature's verdict: its calibrated test, effect sizes beside it, and its skew findings."""
+    name = ref.name
+    if isinstance(ref, NumericReference) and isinstance(s, NumericSummary):
+        counts = s.histogram if s.histogram.size else np.zeros(ref.histogram.size)
+        fine = s.fine_counts if s.fine_counts.size else np.zeros(ref.fine_counts.size)
+        sums = s.fine_sums if s.fine_sums.size else np.zeros(ref.fine_sums.size)
+        effects = numeric_stats(ref, counts, fine, sums, s.count)
+        method = policy.method_for(name, ref.kind)
+        test = numeric_test(ref, s, method, alpha)
+    elif isinstance(ref, CategoricalReference) and isinstance(s, CategoricalSummary):
+        effects = categorical_stats(ref, category_vector(s, ref))
+        method = policy.method_for(name, ref.kind)
+        reference, current, names = level_cells(ref, s)
+        test = categorical_test(reference, current, names, method, alpha)
+    else:  # the feature arrived in the other block: all type mismatches, no distribution
+        return FeatureResult(name, ref.kind, s.count, False, "", None, None, {}, skew,
+                             "wrong type: no drift test")
+    drift, note = test.p_value < alpha, ""
+    if s.count < policy.min_rows:
+        drift, note = False, f"fewer than {policy.min_rows} values: not judged"
+    return FeatureResult(name, ref.kind, s.count, drift, method, test.statistic, test.critical,
+                         {k: float(v) for k, v in effects.items()}, skew, note,
+                         test.p_value, alpha, test.how)
+
+
+def compare(summary: WindowSummary, profile: Profile, policy: DriftPolicy | None = None,
+            *, tests_per_window: int | None = None) -> DriftReport:
+    """Judge one (merged) window summary against the reference profile, globally and per segment.
+
+    ``tests_per_window`` overrides how many global feature tests share the
+    global false-alarm budget (a bench judging one feature of a wider model).
+    With segments, the global tests get ``1 - SEGMENT_SHARE`` of the budget
+    and all segment x feature tests of the profile share the rest.
+    """
     policy = policy or DriftPolicy()
     tested = [n for n in profile.features if n in summary.features]
-    alpha = policy.false_alarm_rate / max(len(tested), 1)
+    budget = policy.false_alarm_rate * (1 - SEGMENT_SHARE if profile.segments else 1.0)
+    alpha = budget / max(tests_per_window or len(tested), 1)
     findings = skew_findings(summary, profile.spec, rate_threshold=policy.skew_rate)
     results: dict[str, FeatureResult] = {}
     for name in tested:
-        ref = profile.features[name]
-        s = summary.features[name]
-        if isinstance(ref, NumericReference) and isinstance(s, NumericSummary):
-            counts = s.histogram if s.histogram.size else np.zeros(ref.histogram.size)
-            fine = s.fine_counts if s.fine_counts.size else np.zeros(ref.fine_counts.size)
-            sums = s.fine_sums if s.fine_sums.size else np.zeros(ref.fine_sums.size)
-            tests = numeric_stats(ref, counts, fine, sums, s.count)
-        elif isinstance(ref, CategoricalReference) and isinstance(s, CategoricalSummary):
-            tests = categorical_stats(ref, category_vector(s, ref))
-        else:  # the feature arrived in the other block: all type mismatches, no distribution
-            results[name] = FeatureResult(name, ref.kind, s.count, False, "", None, None, {},
-                                          findings.get(name, []), "wrong type: no drift test")
-            continue
-        method = policy.method_for(name, ref.kind, s.count)
-        note = ""
-        threshold: float | None
-        if method in P_VALUE_METHODS:
-            value, threshold = tests[P_VALUE_METHODS[method]], alpha
-            drift = value < threshold
-        else:
-            value = tests[method]
-            threshold = calibrated_threshold(ref.thresholds, method, s.count, ref.count, alpha)
-            drift = threshold is not None and value > threshold
-        if s.count < policy.min_rows:
-            drift, note = False, f"fewer than {policy.min_rows} values: not judged"
-        results[name] = FeatureResult(name, ref.kind, s.count, drift, method, value, threshold,
-                                      {k: float(v) for k, v in tests.items()},
-                                      findings.get(name, []), note)
+        results[name] = judge_feature(profile.features[name], summary.features[name], policy, alpha,
+                                      findings.get(name, []))
     for name, items in findings.items():
         if name not in results:
             s = summary.features[name]
             results[name] = FeatureResult(name, s.kind, s.count, False, "", None, None, {}, items,
                                           "not in the reference")
     share = sum(r.drift for r in results.values()) / max(len(tested), 1)
-    return DriftReport(profile.model, profile.version, summary.rows, summary.window_start,
-                       summary.window_end, results, share, share >= policy.drift_share, alpha)
+    report = DriftReport(profile.model, profile.version, summary.rows, summary.window_start,
+                         summary.window_end, results, share, share >= policy.drift_share, alpha)
+    if profile.segments:
+        # Every segment test the profile could run shares the budget, whether or not this window
+        # has rows for it: the level cannot depend on the data it judges.
+        segment_tests = sum(len(refs) for refs in profile.segments.values())
+        report.segment_alpha = policy.false_alarm_rate * SEGMENT_SHARE / max(segment_tests, 1)
+        coarse = DriftPolicy(policy.false_alarm_rate, policy.min_rows, {}, policy.drift_share, policy.skew_rate)
+        for key, part in sorted(summary.segments.items()):
+            refs = profile.segments.get(key)
+            if refs is None:
+                continue
+            report.segments[key] = {name: judge_feature(refs[name], part.features[name], coarse,
+                                                        report.segment_alpha, [])
+                                    for name in refs if name in part.features}
+    return report

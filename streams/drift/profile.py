@@ -2,11 +2,13 @@
 
 A profile holds, per feature, the bins every window summary is counted on
 (quantile bins for numbers, the category domain for text), the reference's
-counts on them, its moments, a fine binned sketch for KS and Wasserstein,
-and *calibrated* thresholds: each statistic is computed for chunks of the
-reference against the rest of it, so we know how large it gets when nothing
-has changed (the NannyML approach). Windows are judged against that spread,
-scaled to their own size, instead of a fixed guess such as PSI > 0.2.
+counts on them, its moments, and a fine binned sketch for KS and
+Wasserstein. That is all a calibrated decision needs: the two-sample tests
+of :mod:`streams.drift.twosample` take their null distribution from the
+reference's and the window's counts at the window's own size, so no
+threshold is fitted here (earlier versions fitted thresholds on reference
+chunks of one size and extrapolated them, which did not hold; see that
+module).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from streams.drift import statistics as st
 
 COARSE_BINS = 10
 FINE_BINS = 200
-CALIBRATION_DRAWS = 100
+MAX_CATEGORIES = 256  # levels kept by name; the rest share OTHER
 OTHER = "__other__"
 
 
@@ -37,6 +39,18 @@ def quantile_edges(values: np.ndarray, bins: int) -> np.ndarray:
 def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Counts of ``values`` in the bins ``(-inf, e0), [e0, e1), ..., [e_last, inf)``."""
     return np.bincount(np.searchsorted(edges, values, side="right"), minlength=edges.size + 1)
+
+
+def sorted_bin_counts(ordered: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """:func:`bin_counts` of already sorted values: a binary search per edge instead of per value."""
+    below = np.searchsorted(ordered, edges, side="left")  # values < each edge
+    return np.diff(np.concatenate([[0], below, [ordered.size]]))
+
+
+def sorted_bin_sums(ordered: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    below = np.searchsorted(ordered, edges, side="left")
+    running = np.concatenate([[0.0], np.cumsum(ordered)])
+    return np.diff(running[np.concatenate([[0], below, [ordered.size]])])
 
 
 def bin_sums(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -56,7 +70,6 @@ class NumericReference:
     fine_edges: np.ndarray
     fine_counts: np.ndarray
     fine_sums: np.ndarray
-    thresholds: dict[str, float] = field(default_factory=dict)
     kind: str = "numeric"
 
 
@@ -67,7 +80,6 @@ class CategoricalReference:
     nulls: int
     categories: list[str]
     counts: np.ndarray  # per category, then OTHER last
-    thresholds: dict[str, float] = field(default_factory=dict)
     kind: str = "categorical"
 
     @property
@@ -87,49 +99,25 @@ def _category_values(column: np.ndarray) -> np.ndarray:
 def numeric_stats(ref: NumericReference, counts: np.ndarray, fine_counts: np.ndarray,
                   fine_sums: np.ndarray, n: int) -> dict[str, float]:
     """Every numeric drift statistic of a current sample against ``ref``."""
-    ks = st.ks_from_sketches(ref.fine_counts, fine_counts)
+    """Effect sizes of a current sample against ``ref`` (how much moved, not how sure)."""
     scale = ref.std if ref.std > 0 else 1.0
+    coarse = {"psi": st.psi(ref.histogram, counts), "js": st.jensen_shannon(ref.histogram, counts)}
+    if ref.fine_counts.size == 0 or fine_counts.size != ref.fine_counts.size:
+        return coarse  # a segment reference: coarse bins only
     return {
-        "psi": st.psi(ref.histogram, counts),
-        "js": st.jensen_shannon(ref.histogram, counts),
-        "ks": ks,
-        "ks_p": st.ks_p_value(ks, ref.count, n),
+        **coarse,
+        "ks": st.ks_from_sketches(ref.fine_counts, fine_counts),
         "wasserstein": st.wasserstein_from_sketches(ref.fine_counts, ref.fine_sums,
                                                     fine_counts, fine_sums) / scale,
     }
 
 
 def categorical_stats(ref: CategoricalReference, counts: np.ndarray) -> dict[str, float]:
-    chi2, chi2_p = st.chi2_homogeneity(ref.counts, counts)
+    """Effect sizes of current category counts against ``ref``."""
     return {
         "psi": st.psi(ref.counts, counts),
         "js": st.jensen_shannon(ref.counts, counts),
-        "chi2": chi2,
-        "chi2_p": chi2_p,
     }
-
-
-def _calibrate(stat_rows: list[dict[str, float]], chunk_rows: int, rest_rows: int) -> dict[str, float]:
-    """Mean and spread of each statistic over reference chunks, and the sizes they were measured at."""
-    out: dict[str, float] = {"chunk_rows": float(chunk_rows), "rest_rows": float(rest_rows)}
-    for key in stat_rows[0]:
-        if key.endswith("_p"):
-            continue
-        values = np.array([row[key] for row in stat_rows])
-        out[f"{key}_mean"] = float(values.mean())
-        out[f"{key}_std"] = float(values.std(ddof=1)) if values.size > 1 else 0.0
-    return out
-
-
-def _chunks(rows: int, chunk_rows: int, seed: int) -> list[np.ndarray]:
-    """Random subsamples of the reference (each later compared with the rest of it).
-
-    Disjoint chunks would give only rows / chunk_rows draws (10 for a typical
-    reference), too few to estimate a statistic's spread per feature; random
-    subsamples give as many draws as we ask for.
-    """
-    rng = np.random.default_rng(seed)
-    return [rng.choice(rows, size=chunk_rows, replace=False) for _ in range(CALIBRATION_DRAWS)]
 
 
 @dataclass
@@ -144,6 +132,17 @@ class Profile:
     source: str = ""
     created_at: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
+    # "column=value" -> that segment's references (coarse bins only; see streams.drift.segments)
+    segments: dict[str, dict[str, FeatureReference]] = field(default_factory=dict)
+
+    @property
+    def segment_columns(self) -> list[str]:
+        return sorted({key.partition("=")[0] for key in self.segments})
+
+    def segment_view(self, key: str) -> Profile:
+        """The profile of one segment's rows, to summarise and judge that segment with."""
+        return Profile(self.model, self.version, self.spec, self.segments[key], self.rows, self.source,
+                       self.created_at)
 
     # ------------------------------------------------------------ build
     @classmethod
@@ -155,60 +154,66 @@ class Profile:
         version: str = "1",
         spec: FeatureSpec | None = None,
         source: str = "",
-        chunk_rows: int | None = None,
-        seed: int = 0,
+        segment_by: tuple[str, ...] | list[str] = (),
+        top_segments: int = 10,
+        min_segment_rows: int = 200,
     ) -> Profile:
-        """Profile reference columns; calibrate thresholds on chunks of ``chunk_rows`` rows."""
+        """Profile reference columns: bins, counts, moments and sketches per feature.
+
+        ``segment_by`` names categorical columns whose most frequent values
+        (``top_segments`` of them with ``min_segment_rows`` rows or more, the
+        rest pooled as ``__other__``) each get their own references, so drift
+        inside one cohort is judged against that cohort's reference.
+        """
+        from streams.drift.segments import segment_masks
+
         if table.rows < 20:
             raise ContractError(f"a reference needs at least 20 rows, got {table.rows}")
         spec = spec or FeatureSpec.infer(table, model, version=version)
-        chunk_rows = min(chunk_rows or 2000, table.rows // 2)
-        chunks = _chunks(table.rows, chunk_rows, seed)
+        features = cls._references(table, spec, fine=True)
+        segments: dict[str, dict[str, FeatureReference]] = {}
+        for column in segment_by:
+            if column not in spec or spec[column].kind != "categorical" or column not in table.columns:
+                raise ContractError(f"segment column {column!r} must be a categorical feature of the reference")
+            for key, mask in segment_masks(table.columns[column], table.null_mask(column), column,
+                                           top_segments, min_segment_rows):
+                part = Table({n: c[mask] for n, c in table.columns.items() if n != column},
+                             {n: t for n, t in table.types.items() if n != column},
+                             {n: m[mask] for n, m in table.nulls.items() if n != column})
+                segments[key] = cls._references(part, spec, fine=False)
+        return cls(model, version, spec.with_version(version), features, table.rows,
+                   source, time.time_ns() // 1_000_000, segments=segments)
+
+    @classmethod
+    def _references(cls, table: Table, spec: FeatureSpec, *, fine: bool) -> dict[str, FeatureReference]:
         features: dict[str, FeatureReference] = {}
         for f in spec.features:
             if f.name not in table.columns:
                 continue
             column = table.columns[f.name]
             if f.kind == "numeric":
-                features[f.name] = cls._numeric(f.name, column, chunks)
+                features[f.name] = cls._numeric(f.name, column, fine=fine)
             else:
-                features[f.name] = cls._categorical(f.name, column, chunks)
-        return cls(model, version, spec.with_version(version), features, table.rows,
-                   source, time.time_ns() // 1_000_000)
+                features[f.name] = cls._categorical(f.name, column)
+        return features
 
     @staticmethod
-    def _numeric(name: str, column: np.ndarray, chunks: list[np.ndarray]) -> NumericReference:
+    def _numeric(name: str, column: np.ndarray, *, fine: bool = True) -> NumericReference:
         raw = column.astype(float)
-        values = raw[np.isfinite(raw)]
+        values = np.sort(raw[np.isfinite(raw)])  # sorted once: quantiles and bin counts are searches
         edges = quantile_edges(values, COARSE_BINS)
-        fine_edges = quantile_edges(values, FINE_BINS)
-        ref = NumericReference(
+        fine_edges = quantile_edges(values, FINE_BINS) if fine else np.zeros(0)
+        return NumericReference(
             name, int(values.size), int(np.isnan(raw).sum()),
             float(values.mean()) if values.size else 0.0,
             float(values.std(ddof=1)) if values.size > 1 else 0.0,
-            edges, bin_counts(values, edges).astype(float),
-            fine_edges, bin_counts(values, fine_edges).astype(float), bin_sums(values, fine_edges),
+            edges, sorted_bin_counts(values, edges).astype(float),
+            fine_edges, sorted_bin_counts(values, fine_edges).astype(float) if fine else np.zeros(0),
+            sorted_bin_sums(values, fine_edges) if fine else np.zeros(0),
         )
-        rows = []
-        for chunk in chunks:
-            part = raw[chunk]
-            part = part[np.isfinite(part)]
-            if part.size == 0:
-                continue
-            counts = bin_counts(part, edges)
-            fine, sums = bin_counts(part, fine_edges), bin_sums(part, fine_edges)
-            rest = NumericReference(name, ref.count - part.size, 0, ref.mean, ref.std, edges,
-                                    ref.histogram - counts, fine_edges, ref.fine_counts - fine,
-                                    ref.fine_sums - sums)
-            rows.append(numeric_stats(rest, counts, fine, sums, part.size))
-        if rows:
-            chunk_size = int(np.mean([len(c) for c in chunks]))
-            ref.thresholds = _calibrate(rows, chunk_size, ref.count - chunk_size)
-        return ref
 
     @staticmethod
-    def _categorical(name: str, column: np.ndarray, chunks: list[np.ndarray],
-                     max_categories: int = 50) -> CategoricalReference:
+    def _categorical(name: str, column: np.ndarray, max_categories: int = MAX_CATEGORIES) -> CategoricalReference:
         nulls = sum(v is None for v in column.tolist())
         values = _category_values(column)
         names, counts = np.unique(values, return_counts=True) if values.size else (np.array([]), np.array([]))
@@ -217,53 +222,23 @@ class Profile:
         ref = CategoricalReference(name, int(values.size), int(nulls), categories,
                                    np.zeros(len(categories) + 1))
         ref.counts = category_counts(ref, values).astype(float)
-        rows = []
-        for chunk in chunks:
-            part = _category_values(column[chunk])
-            if part.size == 0:
-                continue
-            counts = category_counts(ref, part)
-            rest = CategoricalReference(name, ref.count - part.size, 0, categories, ref.counts - counts)
-            rows.append(categorical_stats(rest, counts))
-        if rows:
-            chunk_size = int(np.mean([len(c) for c in chunks]))
-            ref.thresholds = _calibrate(rows, chunk_size, ref.count - chunk_size)
         return ref
 
     # ------------------------------------------------------------ Avro
     def to_avro(self) -> dict:
-        features = []
-        for ref in self.features.values():
-            item = {"name": ref.name, "kind": ref.kind, "count": ref.count, "nulls": ref.nulls,
-                    "thresholds": ref.thresholds, "sketch": b""}
-            if isinstance(ref, NumericReference):
-                item.update(mean=ref.mean, std=ref.std, bin_edges=ref.edges.tolist(),
-                            histogram=ref.histogram.tolist(),
-                            sketch=pack_sketch(ref.fine_edges, ref.fine_counts, ref.fine_sums))
-            else:
-                item.update(categories=ref.categories, category_freq=ref.counts.tolist())
-            features.append(item)
         return {"model": self.model, "version": self.version, "created_at": self.created_at,
                 "source": self.source, "rows": self.rows, "spec": self.spec.to_avro(),
-                "features": features, "metrics": self.metrics}
+                "features": _references_to_avro(self.features), "metrics": self.metrics,
+                "segments": [{"segment": key, "features": _references_to_avro(refs)}
+                             for key, refs in sorted(self.segments.items())]}
 
     @classmethod
     def from_avro(cls, record: dict) -> Profile:
-        features: dict[str, FeatureReference] = {}
-        for item in record["features"]:
-            if item["kind"] == "numeric":
-                fine_edges, fine_counts, fine_sums = unpack_sketch(item["sketch"])
-                features[item["name"]] = NumericReference(
-                    item["name"], item["count"], item["nulls"], item["mean"], item["std"],
-                    np.array(item["bin_edges"]), np.array(item["histogram"]),
-                    fine_edges, fine_counts, fine_sums, dict(item["thresholds"]))
-            else:
-                features[item["name"]] = CategoricalReference(
-                    item["name"], item["count"], item["nulls"], list(item["categories"]),
-                    np.array(item["category_freq"]), dict(item["thresholds"]))
         return cls(record["model"], record["version"], FeatureSpec.from_avro(record["spec"]),
-                   features, record["rows"], record["source"], record["created_at"],
-                   dict(record["metrics"]))
+                   _references_from_avro(record["features"]), record["rows"], record["source"],
+                   record["created_at"], dict(record["metrics"]),
+                   {item["segment"]: _references_from_avro(item["features"])
+                    for item in record.get("segments", [])})
 
     def to_bytes(self) -> bytes:
         return Codec.default().encode("driftline.Profile", self.to_avro())
@@ -285,6 +260,36 @@ class Profile:
         except OSError as exc:
             raise ContractError(f"cannot read profile {path}: {exc.strerror}") from None
         return cls.from_bytes(data)
+
+
+def _references_to_avro(references: dict[str, FeatureReference]) -> list[dict]:
+    features = []
+    for ref in references.values():
+        item = {"name": ref.name, "kind": ref.kind, "count": ref.count, "nulls": ref.nulls,
+                "thresholds": {}, "sketch": b""}
+        if isinstance(ref, NumericReference):
+            item.update(mean=ref.mean, std=ref.std, bin_edges=ref.edges.tolist(),
+                        histogram=ref.histogram.tolist(),
+                        sketch=pack_sketch(ref.fine_edges, ref.fine_counts, ref.fine_sums))
+        else:
+            item.update(categories=ref.categories, category_freq=ref.counts.tolist())
+        features.append(item)
+    return features
+
+
+def _references_from_avro(items: list[dict]) -> dict[str, FeatureReference]:
+    features: dict[str, FeatureReference] = {}
+    for item in items:
+        if item["kind"] == "numeric":
+            fine_edges, fine_counts, fine_sums = unpack_sketch(item["sketch"])
+            features[item["name"]] = NumericReference(
+                item["name"], item["count"], item["nulls"], item["mean"], item["std"],
+                np.array(item["bin_edges"]), np.array(item["histogram"]), fine_edges, fine_counts, fine_sums)
+        else:
+            features[item["name"]] = CategoricalReference(
+                item["name"], item["count"], item["nulls"], list(item["categories"]),
+                np.array(item["category_freq"]))
+    return features
 
 
 def category_counts(ref: CategoricalReference, values: np.ndarray) -> np.ndarray:

@@ -25,8 +25,13 @@ from streams.drift.profile import (
     bin_sums,
     category_counts,
 )
+from streams.drift.segments import SEGMENT_OTHER, levels_by_column, segment_index
 
-MAX_TRACKED_NAMES = 20  # unseen categories and unexpected features kept by name per window
+MAX_TRACKED_NAMES = 20  # unexpected features kept by name per window
+# Categories the reference never had, kept by name per feature and window: each is a cell of its
+# own in the drift test (see decision.level_cells), so a stable window's new rare levels are judged
+# fairly; only names beyond this many are lumped, and the lump is left out of the test.
+MAX_UNSEEN_NAMES = 100
 
 
 def _add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
@@ -105,7 +110,7 @@ class CategoricalSummary:
             self.name, self.count + other.count, self.nulls + other.nulls,
             _add_counts(self.categories, other.categories),
             _add_counts(self.skew, other.skew),
-            _keep_smallest(_add_counts(self.unseen, other.unseen), MAX_TRACKED_NAMES, OTHER),
+            _keep_smallest(_add_counts(self.unseen, other.unseen), MAX_UNSEEN_NAMES, OTHER),
         )
 
 
@@ -153,6 +158,7 @@ class WindowSummary:
     partition: int = -1
     model_version: str = ""
     reference_version: str = ""
+    segments: dict[str, WindowSummary] = field(default_factory=dict)  # "column=value" -> its rows' summary
 
     def merge(self, other: WindowSummary) -> WindowSummary:
         features = dict(self.features)
@@ -161,44 +167,61 @@ class WindowSummary:
         unexpected = sorted(n for n, s in features.items() if s.skew.get("unexpected"))
         for name in unexpected[MAX_TRACKED_NAMES:]:
             del features[name]
+        segments = dict(self.segments)
+        for key, part in other.segments.items():
+            segments[key] = segments[key].merge(part) if key in segments else part
         return WindowSummary(self.model, self.window_start, self.window_end, self.rows + other.rows,
                              features, -1, self.model_version or other.model_version,
-                             self.reference_version or other.reference_version)
+                             self.reference_version or other.reference_version, segments)
 
     # ------------------------------------------------------------ Avro
     def to_avro(self, stage: str = "partial") -> dict:
-        items = []
-        for s in self.features.values():
-            item = {"name": s.name, "kind": s.kind, "count": s.count, "nulls": s.nulls,
-                    "skew": dict(s.skew), "sketch": b""}
-            if isinstance(s, NumericSummary):
-                item.update(mean=s.mean, m2=s.m2, min=s.min, max=s.max,
-                            histogram=s.histogram.astype(np.int64).tolist(),
-                            sketch=pack_counts_sums(s.fine_counts, s.fine_sums))
-            else:
-                item.update(categories=dict(s.categories), unseen=dict(s.unseen))
-            items.append(item)
         return {"model": self.model, "model_version": self.model_version,
                 "window_start": self.window_start, "window_end": self.window_end, "stage": stage,
                 "partition": self.partition, "rows": self.rows,
-                "reference_version": self.reference_version, "features": items}
+                "reference_version": self.reference_version, "features": _features_to_avro(self.features),
+                "segments": [{"segment": key, "rows": part.rows, "features": _features_to_avro(part.features)}
+                             for key, part in sorted(self.segments.items())]}
 
     @classmethod
     def from_avro(cls, record: dict) -> WindowSummary:
-        features: dict[str, FeatureSummary] = {}
-        for item in record["features"]:
-            if item["kind"] == "numeric":
-                counts, sums = unpack_counts_sums(item["sketch"])
-                features[item["name"]] = NumericSummary(
-                    item["name"], item["count"], item["nulls"], item["mean"], item["m2"],
-                    item["min"], item["max"], np.array(item["histogram"], dtype=np.int64),
-                    counts.astype(np.int64), sums, dict(item["skew"]))
-            else:
-                features[item["name"]] = CategoricalSummary(
-                    item["name"], item["count"], item["nulls"], dict(item["categories"]),
-                    dict(item["skew"]), dict(item["unseen"]))
+        segments = {item["segment"]: cls(record["model"], record["window_start"], record["window_end"],
+                                         item["rows"], _features_from_avro(item["features"]))
+                    for item in record.get("segments", [])}
         return cls(record["model"], record["window_start"], record["window_end"], record["rows"],
-                   features, record["partition"], record["model_version"], record["reference_version"])
+                   _features_from_avro(record["features"]), record["partition"], record["model_version"],
+                   record["reference_version"], segments)
+
+
+def _features_to_avro(features: dict[str, FeatureSummary]) -> list[dict]:
+    items = []
+    for s in features.values():
+        item = {"name": s.name, "kind": s.kind, "count": s.count, "nulls": s.nulls,
+                "skew": dict(s.skew), "sketch": b""}
+        if isinstance(s, NumericSummary):
+            item.update(mean=s.mean, m2=s.m2, min=s.min, max=s.max,
+                        histogram=s.histogram.astype(np.int64).tolist(),
+                        sketch=pack_counts_sums(s.fine_counts, s.fine_sums))
+        else:
+            item.update(categories=dict(s.categories), unseen=dict(s.unseen))
+        items.append(item)
+    return items
+
+
+def _features_from_avro(items: list[dict]) -> dict[str, FeatureSummary]:
+    features: dict[str, FeatureSummary] = {}
+    for item in items:
+        if item["kind"] == "numeric":
+            counts, sums = unpack_counts_sums(item["sketch"])
+            features[item["name"]] = NumericSummary(
+                item["name"], item["count"], item["nulls"], item["mean"], item["m2"],
+                item["min"], item["max"], np.array(item["histogram"], dtype=np.int64),
+                counts.astype(np.int64), sums, dict(item["skew"]))
+        else:
+            features[item["name"]] = CategoricalSummary(
+                item["name"], item["count"], item["nulls"], dict(item["categories"]),
+                dict(item["skew"]), dict(item["unseen"]))
+    return features
 
 
 def _numeric_part(ref: NumericReference | None, name: str, values: np.ndarray, nulls: int,
@@ -229,8 +252,9 @@ def _numeric_part(ref: NumericReference | None, name: str, values: np.ndarray, n
     )
     if ref is not None:
         summary.histogram = bin_counts(finite, ref.edges)
-        summary.fine_counts = bin_counts(finite, ref.fine_edges)
-        summary.fine_sums = bin_sums(finite, ref.fine_edges)
+        if ref.fine_counts.size:  # segment references keep coarse bins only
+            summary.fine_counts = bin_counts(finite, ref.fine_edges)
+            summary.fine_sums = bin_sums(finite, ref.fine_edges)
     return summary
 
 
@@ -293,8 +317,34 @@ def summarize(frame: FeatureFrame, profile: Profile, window_start: int, window_e
     for name in sorted(set(cat_index) - known)[:MAX_TRACKED_NAMES]:
         present = int((~frame.categorical_null[:, cat_index[name]]).sum())
         features[name] = CategoricalSummary(name, present, rows - present, skew={"unexpected": present})
-    return WindowSummary(profile.model, window_start, window_end, rows, features, partition,
-                         model_version, profile.version)
+    summary = WindowSummary(profile.model, window_start, window_end, rows, features, partition,
+                            model_version, profile.version)
+    if profile.segments:
+        summary.segments = segment_summaries(frame, profile, window_start, window_end)
+    return summary
+
+
+def segment_summaries(frame: FeatureFrame, profile: Profile, window_start: int,
+                      window_end: int) -> dict[str, WindowSummary]:
+    """The window's rows of each profiled segment, summarised on that segment's references."""
+    out: dict[str, WindowSummary] = {}
+    cat_index = {n: j for j, n in enumerate(frame.categorical_names)}
+    for column, levels in levels_by_column(list(profile.segments)).items():
+        if column not in cat_index:
+            continue  # absent (or sent as numbers: skew, counted globally)
+        named = [level for level in levels if level != SEGMENT_OTHER]
+        j = cat_index[column]
+        index = segment_index(frame.categorical[:, j], frame.categorical_null[:, j], named)
+        for i, level in enumerate([*named, SEGMENT_OTHER]):
+            key = f"{column}={level}"
+            mask = index == i
+            if key not in profile.segments or not mask.any():
+                continue
+            part = summarize(frame.take(mask), profile.segment_view(key), window_start, window_end)
+            for feature in part.features.values():
+                feature.skew = {}  # skew is judged once, over all rows
+            out[key] = part
+    return out
 
 
 def _categorical_part(ref: CategoricalReference | None, name: str, values: np.ndarray, nulls: int,
@@ -316,7 +366,7 @@ def _categorical_part(ref: CategoricalReference | None, name: str, values: np.nd
                 unseen_total += count
         if unseen_total:
             skew["unseen_category"] = unseen_total
-        unseen = _keep_smallest(unseen, MAX_TRACKED_NAMES, OTHER)
+        unseen = _keep_smallest(unseen, MAX_UNSEEN_NAMES, OTHER)
     else:
         unseen = {}
     return CategoricalSummary(name, int(values.size), nulls, categories, skew, unseen)

@@ -37,7 +37,7 @@ def profiled(settings):
     rng = np.random.default_rng(0)
     table = Table({k: (np.array(v, dtype=object) if k == "plan" else v)
                    for k, v in columns(rng, 10_000).items()}, TYPES)
-    profile = Profile.build(table, "m", chunk_rows=1000)
+    profile = Profile.build(table, "m", segment_by=["plan"])  # every test carries segments through Kafka
     producer = make_producer(settings)
     producer.produce(settings.topic("profiles"), key=b"m", value=profile.to_bytes())
     producer.flush()
@@ -109,6 +109,10 @@ def assert_same_window(got: WindowSummary, want: WindowSummary) -> None:
             assert g.m2 == pytest.approx(w.m2, rel=1e-9)
         else:
             assert g.categories == w.categories
+    assert sorted(got.segments) == sorted(want.segments)
+    for key, part in want.segments.items():
+        assert got.segments[key].rows == part.rows, key
+        np.testing.assert_array_equal(got.segments[key].features["x"].histogram, part.features["x"].histogram)
 
 
 def stop(process):
@@ -133,16 +137,21 @@ def test_monitor_summarises_windows_exactly_and_alerts_on_drift(profiled):
     for start, want in expected.items():
         assert_same_window(got[start], want)
     alerts = [json.loads(m.value()) for m in read_topic(settings, settings.topic("alerts"))]
-    drift = {a["data"]["window_start"]: a for a in alerts if a["type"] == "driftline.drift"}
+    drift = {a["data"]["window_start"]: a for a in alerts
+             if a["type"] == "driftline.drift" and "segment" not in a["data"]}
     assert BASE + 3 * WINDOW_MS in drift, "the first shifted window raises a drift alert"
+    segments = {a["data"]["segment"] for a in alerts
+                if a["type"] == "driftline.drift" and a["data"].get("window_start") == BASE + 3 * WINDOW_MS
+                and "segment" in a["data"]}
+    assert segments == {"plan=a", "plan=b", "plan=c"}, "each cohort's shift is named too"
     first = drift[BASE + 3 * WINDOW_MS]
     assert [f["name"] for f in first["data"]["features"]] == ["x"]
     feature = first["data"]["features"][0]
-    assert feature["statistic"] == "ks"  # 1,000 rows: the p-value path
-    assert feature["value"] < feature["threshold"]
+    assert feature["statistic"] == "chi2" and feature["rows"] == 1000
+    assert feature["value"] > feature["threshold"] and feature["p_value"] < feature["alpha"]
     assert first["data"]["sample_size"] == 1000 and first["data"]["reference_version"] == "1"
-    assert all(a["data"]["window_start"] >= BASE + 3 * WINDOW_MS for a in drift.values()), \
-        "no drift alert on the stable windows"
+    assert all(a["data"]["window_start"] >= BASE + 3 * WINDOW_MS for a in alerts if a["type"] == "driftline.drift"), \
+        "no drift alert (global or per segment) on the stable windows"
 
 
 def test_window_summaries_survive_sigkill_exactly_and_alerts_are_not_repeated(profiled):

@@ -47,8 +47,10 @@ def test_drifted_data_fails_the_gate_naming_the_feature(files, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["drift"] is True and report["skew"] is False
     assert [n for n, f in report["features"].items() if f["drift"]] == ["income"]
-    assert set(report["features"]["income"]["tests"]) == {"psi", "ks", "ks_p", "js", "wasserstein"}
-    assert set(report["features"]["plan"]["tests"]) == {"psi", "js", "chi2", "chi2_p"}
+    assert set(report["features"]["income"]["tests"]) == {"psi", "ks", "js", "wasserstein"}
+    assert report["features"]["income"]["p_value"] < report["features"]["income"]["alpha"]
+    assert set(report["features"]["plan"]["tests"]) == {"psi", "js"}
+    assert report["features"]["plan"]["method"] == "chi2"
 
 
 def test_unseen_categories_are_skew_with_examples(files, capsys):
@@ -67,6 +69,6 @@ def test_bad_input_exits_2_with_one_sentence(files, capsys):
     assert errors == [
         f"driftline: error: {files / 'missing.csv'} does not exist",
         "driftline: error: method 'median' for numeric feature 'age': use one of "
-        "('ks', 'psi', 'js', 'wasserstein')",
+        "('chi2', 'ks', 'psi', 'js', 'wasserstein')",
         "driftline: error: --false-alarm-rate must be between 0 and 1, got 3.0",
     ]
