@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
+from driftline.errors import BrokerError
 from driftline.kafka_clients import position_of, throwaway_consumer
 from driftline.settings import Settings
 
@@ -24,7 +25,12 @@ T = TypeVar("T")
 
 def read_compacted(settings: Settings, topic: str, timeout: float = 10.0,
                    since_ms: int | None = None) -> dict[bytes, bytes]:
-    """Latest value per key of a topic, committed records only (from ``since_ms`` when given)."""
+    """Latest value per key of a topic, committed records only (from ``since_ms`` when given).
+
+    All of it or an error: callers derive versions and restore state from
+    this, so a partial read (a broker that stops answering, a fetch error)
+    raises :class:`BrokerError` instead of returning what arrived in time.
+    """
     consumer = throwaway_consumer(settings, "follow")
     try:
         partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
@@ -45,8 +51,11 @@ def read_compacted(settings: Settings, topic: str, timeout: float = 10.0,
         deadline = time.monotonic() + timeout
         while ends and time.monotonic() < deadline:
             for message in consumer.consume(1000, 0.05):  # a batch call waits its whole timeout unless full
-                if message.error():
-                    continue
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise BrokerError(f"reading {topic} failed: {error.str()}")
                 _, partition, offset = position_of(message)
                 key, value = message.key(), message.value()
                 if key is not None:  # a compacted topic's state is keyed; a keyless record is no state
@@ -61,6 +70,9 @@ def read_compacted(settings: Settings, topic: str, timeout: float = 10.0,
             for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
                 if tp.offset >= ends.get(tp.partition, 1 << 62):
                     ends.pop(tp.partition, None)
+        if ends:
+            raise BrokerError(f"reading {topic} did not reach its end within {timeout:g} s "
+                              f"(partitions {sorted(ends)} unread): is the broker reachable?")
         return latest
     finally:
         consumer.close()

@@ -68,6 +68,17 @@ class FastJSON(JSONResponse):
         return orjson.dumps(content)
 
 
+async def read_limited(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it passes ``limit`` bytes (never read whole first)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def error(status: int, message: str) -> JSONResponse:
     return FastJSON({"error": message}, status_code=status)
 
@@ -226,12 +237,12 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
         try:
             declared = request.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > options.max_body_bytes:
-                status = 400
-                return error(400, f"the body is {declared} bytes; this node takes at most {options.max_body_bytes}")
-            body = await request.body()
-            if len(body) > options.max_body_bytes:
-                status = 400
-                return error(400, f"the body is larger than {options.max_body_bytes} bytes")
+                status = 413
+                return error(413, f"the body is {declared} bytes; this node takes at most {options.max_body_bytes}")
+            body = await read_limited(request, options.max_body_bytes)
+            if body is None:  # a chunked upload that kept going: stopped as soon as it passed the limit
+                status = 413
+                return error(413, f"the body is larger than {options.max_body_bytes} bytes")
             try:
                 header_length = request.headers.get(HEADER)
                 payload = orjson.loads(body) if header_length is None else split_body(body, header_length)
@@ -242,15 +253,24 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
             except (ProtocolError, UnicodeDecodeError) as exc:
                 status = 400
                 return error(400, str(exc))
-            scores, classes = served.model.predict(parsed.rows)
+            try:
+                scores, classes = served.model.predict(parsed.rows)
+            except Exception as exc:  # the model's own failure: a JSON 500, counted as one
+                status = 500
+                log.exception("%s v%s failed to predict", served.name, served.version)
+                return error(500, f"model {served.name} v{served.version} failed to predict: "
+                                  f"{type(exc).__name__}")
             try:
                 answer = infer_response(served.name, served.version, parsed, served.task, scores, classes)
             except ProtocolError as exc:
                 status = 400
                 return error(400, str(exc))
-            await emitter().emit(Emission(
+            stored = await emitter().emit(Emission(
                 served.name, served.version, parsed.columns, scores, classes, parsed.request_ids,
                 int(time.time() * 1000)))
+            if not stored:  # ack mode: no answer whose prediction event Kafka did not take
+                status = 503
+                return error(503, "the prediction event was not stored in Kafka; retry")
             counters.timing(served.name, served.version)[1].inc(len(parsed.rows))
             binary = wants_binary(payload)
             if binary:

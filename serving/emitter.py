@@ -69,7 +69,8 @@ class PredictionEmitter:
         """Start pumping on the running event loop (the server's)."""
         self._task = asyncio.get_running_loop().create_task(self._pump())
 
-    async def emit(self, item: Emission) -> None:
+    async def emit(self, item: Emission) -> bool:
+        """Queue one request's prediction; in ack mode, wait for Kafka's verdict on it (True = stored)."""
         while len(self.pending) >= self.capacity:
             metrics.EMIT_BLOCKED.inc()  # backpressure: wait for room, never drop
             self._room.clear()
@@ -80,7 +81,8 @@ class PredictionEmitter:
         self.pending.append(item)
         self._wake.set()
         if item.done is not None:
-            await item.done[1]
+            return bool(await item.done[1])
+        return True
 
     def _delivered(self, items: list[Emission], error: KafkaError | None, _: Message) -> None:
         rows = sum(len(item.request_ids) for item in items)
@@ -119,8 +121,11 @@ class PredictionEmitter:
         for _ in range(min(limit, len(self.pending))):
             item = self.pending.popleft()
             groups.setdefault((item.model, item.version, tuple(item.columns)), []).append(item)
-        for items in groups.values():
-            self._produce(items)
+        waiting = list(groups.values())
+        while waiting and self._produce(waiting[0]):
+            waiting.pop(0)
+        for items in reversed(waiting):  # librdkafka's queue is full: back in front, retried next pass
+            self.pending.extendleft(reversed(items))
         self.producer.poll(0)  # delivery callbacks run here, on the loop's thread
         metrics.EMIT_QUEUE.set(len(self.pending))
         self._room.set()
@@ -136,11 +141,12 @@ class PredictionEmitter:
                     continue
             await asyncio.sleep(self.interval)  # let a few more requests join this event
             try:
-                self.drain()
+                self.drain()  # never blocks: a full librdkafka queue leaves items pending for the next pass
             except Exception:  # the pump must survive anything one batch does
                 log.exception("emitting prediction events failed")
 
-    def _produce(self, items: list[Emission]) -> None:
+    def _produce(self, items: list[Emission]) -> bool:
+        """Produce one group's event; False when librdkafka's queue is full (never blocks the loop)."""
         try:
             value = self._encode(items)
         except Exception as exc:  # a bad group must not stop the others
@@ -149,14 +155,14 @@ class PredictionEmitter:
             metrics.EMIT_ERRORS.inc(rows)
             log.error("could not encode the prediction event of %s: %s", items[0].request_ids[0], exc)
             self._resolve(items, False)
-            return
-        while True:
-            try:
-                self.producer.produce(self.topic, value=value, key=items[0].request_ids[0].encode(),
-                                      on_delivery=functools.partial(self._delivered, items))
-                return
-            except BufferError:
-                self.producer.poll(0.05)
+            return True
+        try:
+            self.producer.produce(self.topic, value=value, key=items[0].request_ids[0].encode(),
+                                  on_delivery=functools.partial(self._delivered, items))
+        except BufferError:
+            metrics.EMIT_BLOCKED.inc()
+            return False
+        return True
 
     async def close(self, timeout: float = 30.0) -> None:
         """Produce what is pending and wait for Kafka to acknowledge it."""
@@ -166,6 +172,8 @@ class PredictionEmitter:
             await asyncio.wait_for(self._task, timeout)
         while self.pending:
             self.drain()
+            if self.pending:
+                await asyncio.to_thread(self.producer.poll, 0.05)
         remaining = await asyncio.to_thread(self.producer.flush, timeout)
         self.producer.poll(0)
         if remaining:

@@ -10,6 +10,7 @@ import time
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 
 from driftline.client import generate_load, infer_body
@@ -78,12 +79,21 @@ def test_open_inference_protocol_endpoints_errors_and_prediction_events(signed):
         not_json = httpx.post(f"{url}/v2/models/loans/infer", content=b"{nope")
         assert not_json.status_code == 400 and "not JSON" in not_json.json()["error"]
         huge = httpx.post(f"{url}/v2/models/loans/infer", json=body(0, rows=300))
-        assert huge.status_code == 400 and "at most 20000" in huge.json()["error"]
+        assert huge.status_code == 413 and "at most 20000" in huge.json()["error"]
+
+        def chunked():  # no content-length: the node must stop reading once past the limit
+            payload = orjson.dumps(body(0, rows=300))
+            for start in range(0, len(payload), 4096):
+                yield payload[start:start + 4096]
+
+        streamed = httpx.post(f"{url}/v2/models/loans/infer", content=chunked())
+        assert streamed.status_code == 413 and "larger than 20000" in streamed.json()["error"]
         assert httpx.post(f"{url}/v2/models/nope/infer", json=body(0)).status_code == 404
         assert httpx.post(f"{url}/v2/models/loans/versions/7/infer", json=body(0)).status_code == 404
         metrics = httpx.get(f"{url}/metrics").text
         assert 'driftline_serving_model_version_info{model="loans",version="1"} 1.0' in metrics
         assert 'driftline_serving_requests_total{model="loans",status="400",version="1"}' in metrics
+        assert 'driftline_serving_requests_total{model="loans",status="413",version="1"} 2.0' in metrics
     finally:
         assert stop(node) == 0, "SIGTERM stops the node cleanly"
     codec = Codec.default()
