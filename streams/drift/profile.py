@@ -90,6 +90,19 @@ class CategoricalReference:
 FeatureReference = NumericReference | CategoricalReference
 
 
+def factorize(values: np.ndarray | list) -> tuple[list, np.ndarray]:
+    """Distinct values (first-seen order) and each value's index into them.
+
+    One hash pass: ``np.unique`` sorts object arrays with Python comparisons,
+    about 10x slower on 100k strings, and categories are object arrays.
+    """
+    index: dict = {}
+    setdefault = index.setdefault
+    items = values.tolist() if isinstance(values, np.ndarray) else values
+    codes = np.fromiter((setdefault(v, len(index)) for v in items), dtype=np.int64, count=len(items))
+    return list(index), codes
+
+
 def _category_values(column: np.ndarray) -> np.ndarray:
     present = [("true" if v else "false") if isinstance(v, bool) else str(v)
                for v in column.tolist() if v is not None]
@@ -216,9 +229,10 @@ class Profile:
     def _categorical(name: str, column: np.ndarray, max_categories: int = MAX_CATEGORIES) -> CategoricalReference:
         nulls = sum(v is None for v in column.tolist())
         values = _category_values(column)
-        names, counts = np.unique(values, return_counts=True) if values.size else (np.array([]), np.array([]))
-        order = np.argsort(-np.asarray(counts), kind="stable")[:max_categories]
-        categories = sorted(str(names[i]) for i in order)
+        distinct, codes = factorize(values)
+        counts = np.bincount(codes, minlength=len(distinct))
+        order = np.lexsort((np.array(distinct, dtype=object).astype(str), -counts))[:max_categories]
+        categories = sorted(str(distinct[i]) for i in order)
         ref = CategoricalReference(name, int(values.size), int(nulls), categories,
                                    np.zeros(len(categories) + 1))
         ref.counts = category_counts(ref, values).astype(float)
@@ -297,10 +311,10 @@ def category_counts(ref: CategoricalReference, values: np.ndarray) -> np.ndarray
     other = len(ref.categories)
     if len(values) == 0:
         return np.zeros(other + 1, dtype=np.int64)
-    distinct, inverse = np.unique(values, return_inverse=True)
+    distinct, codes = factorize(values)
     index = ref.index  # a Python lookup per *distinct* value only
-    slots = np.array([index.get(v, other) for v in distinct.tolist()], dtype=np.int64)
-    return np.bincount(slots[inverse.ravel()], minlength=other + 1)
+    slots = np.array([index.get(v, other) for v in distinct], dtype=np.int64)
+    return np.bincount(slots[codes], minlength=other + 1)
 
 
 def pack_sketch(edges: np.ndarray, counts: np.ndarray, sums: np.ndarray) -> bytes:

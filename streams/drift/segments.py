@@ -19,27 +19,31 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from streams.drift.profile import factorize
+
 SEGMENT_OTHER = "__other__"
 SEGMENT_SHARE = 0.5  # of the window's false-alarm budget, when the profile has segments
 
 
 def segment_levels(values: np.ndarray, null: np.ndarray, top: int, min_rows: int) -> list[str]:
     """The segment values kept by name: the ``top`` most frequent with ``min_rows`` rows or more."""
-    present = np.asarray(values, dtype=object)[~null].astype(str)
+    present = np.asarray(values, dtype=object)[~np.asarray(null, dtype=bool)]
     if present.size == 0:
         return []
-    names, counts = np.unique(present, return_counts=True)
-    order = np.argsort(-counts, kind="stable")[:top]
-    return sorted(str(names[i]) for i in order if counts[i] >= min_rows)
+    found, codes = factorize(present)
+    counts: dict[str, int] = {}
+    for value, count in zip(found, np.bincount(codes, minlength=len(found)).tolist(), strict=True):
+        counts[str(value)] = counts.get(str(value), 0) + count
+    ranked = sorted(counts, key=lambda level: (-counts[level], level))[:top]
+    return sorted(level for level in ranked if counts[level] >= min_rows)
 
 
 def segment_index(values: np.ndarray, null: np.ndarray, levels: list[str]) -> np.ndarray:
     """Per row: the index of its segment in ``levels``, ``len(levels)`` for other, -1 for null."""
-    text = np.asarray(values, dtype=object).astype(str)
-    distinct, inverse = np.unique(text, return_inverse=True)
+    found, codes = factorize(np.asarray(values, dtype=object))
     index = {level: i for i, level in enumerate(levels)}
-    slots = np.array([index.get(v, len(levels)) for v in distinct.tolist()], dtype=np.int64)  # per distinct
-    out = slots[inverse.ravel()] if text.size else np.zeros(0, dtype=np.int64)
+    slots = np.array([index.get(str(v), len(levels)) for v in found], dtype=np.int64)  # per distinct value
+    out = slots[codes] if codes.size else np.zeros(0, dtype=np.int64)
     return np.where(null, -1, out)
 
 

@@ -24,6 +24,7 @@ from streams.drift.profile import (
     bin_counts,
     bin_sums,
     category_counts,
+    factorize,
 )
 from streams.drift.segments import SEGMENT_OTHER, levels_by_column, segment_index
 
@@ -352,12 +353,17 @@ def _categorical_part(ref: CategoricalReference | None, name: str, values: np.nd
     skew: dict[str, int] = {}
     categories: dict[str, int] = {}
     if values.size:
-        distinct, counts = np.unique(values.astype(str), return_counts=True)
+        found, codes = factorize(values)
+        by_text: dict[str, int] = {}
+        for value, count in zip(found, np.bincount(codes, minlength=len(found)).tolist(), strict=True):
+            text = str(value)
+            by_text[text] = by_text.get(text, 0) + count
+        distinct, counts = sorted(by_text), [by_text[t] for t in sorted(by_text)]
         known = set(ref.categories) if ref is not None else set(domain or ())
         allowed = set(domain) if domain is not None else None
         unseen_total = 0
         unseen: dict[str, int] = {}
-        for value, count in zip(distinct.tolist(), counts.tolist(), strict=True):  # distinct values only
+        for value, count in zip(distinct, counts, strict=True):  # distinct values only
             if value in known:
                 categories[value] = count
             else:
