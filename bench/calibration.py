@@ -101,7 +101,7 @@ def false_alarm_cell(shape_name: str, window_rows: int, reference_rows: int, win
     # every other window judged against it: those cells draw a fresh reference per window.
     fresh = window_rows * 20 >= reference_rows
     if fresh and reference_rows > 20_000:
-        windows = max(200, windows // 4)  # a fresh large reference per window is the cost here
+        windows = max(100, windows // 5)  # a fresh large reference per window is the cost here
     references = windows if fresh else int(np.clip(1_000_000 // reference_rows, 2, 40))
     per_reference = max(1, windows // references)
     alarms = judged = 0
@@ -188,7 +188,7 @@ def main() -> None:
     quick = args.quick
     features = 10
     references = [2_000, 100_000] if quick else [2_000, 100_000, 1_000_000]
-    windows = 1_000 if quick else 4_000
+    windows = 300 if quick else 3_000
     jobs = []
     for shape_name in SHAPES:
         for reference_rows in references:
@@ -200,7 +200,7 @@ def main() -> None:
                 jobs.append((shape_name, window_rows, reference_rows, windows, features, "bins", len(jobs)))
     jobs += [(shape_name, 2_000, 100_000, windows // 2, features, "rows", 1000 + i)
              for i, shape_name in enumerate(SHAPES)]
-    detector_jobs = [(shape_name, window_rows, 150 if quick else 400, 10, 2000 + i * 2 + j)
+    detector_jobs = [(shape_name, window_rows, 100 if quick else 400, 10, 2000 + i * 2 + j)
                      for i, (shape_name, shape) in enumerate(SHAPES.items()) if shape.kind == "numeric"
                      for j, window_rows in enumerate((200, 2_000))]
     with multiprocessing.Pool(max(1, args.workers)) as pool:
@@ -215,7 +215,7 @@ def main() -> None:
     for d in detectors:
         print(f"detectors {d['shape']:14} window {d['window_rows']:>6,}: " + ", ".join(
             f"{k} {d[f'{k}_rate']:.3%}" for k in DETECTORS) + f" of {d['feature_windows']} feature-windows")
-    repeats = 100 if quick else 300
+    repeats = 60 if quick else 300
     powers = [power_cell("mean +0.25 sd", 2_000, {"shift": 0.25}, repeats, 1),
               power_cell("mean +0.1 sd", 20_000, {"shift": 0.1}, repeats // 2, 2),
               power_cell("scale x1.3", 2_000, {"scale": 1.3}, repeats, 3),

@@ -72,3 +72,23 @@ def test_bad_input_exits_2_with_one_sentence(files, capsys):
         "('chi2', 'ks', 'psi', 'js', 'wasserstein')",
         "driftline: error: --false-alarm-rate must be between 0 and 1, got 3.0",
     ]
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
+    """`driftline check ... --json | head -1` must not end in a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(1)
+    names = [f"f{i}" for i in range(300)]  # a report far larger than a pipe's buffer
+    for name in ("ref", "cur"):
+        with (tmp_path / f"{name}.csv").open("w", newline="") as handle:
+            out = csv.writer(handle)
+            out.writerow(names)
+            out.writerows(rng.normal(size=(300, len(names))).round(3).tolist())
+    assert main(["profile", str(tmp_path / "ref.csv"), "--model", "wide", "-o", str(tmp_path / "w.profile")]) == 0
+    command = (f"{sys.executable} -m driftline.cli.main check --profile {tmp_path / 'w.profile'} "
+               f"{tmp_path / 'cur.csv'} --json | head -1")
+    done = subprocess.run(["bash", "-c", f"set -o pipefail; {command}"], capture_output=True, text=True, timeout=120)
+    assert done.stdout == "{\n"
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
