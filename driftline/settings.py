@@ -88,6 +88,8 @@ class Settings:
     serve_emit_capacity: int = 10_000
     """Prediction events a node holds in memory before requests wait (back-pressure)."""
     serve_access_log: bool = True
+    serve_limit_concurrency: int = 512
+    """Inference requests a node works on at once; more get a JSON 503 at once instead of queueing."""
 
     extra_kafka: dict[str, str] = field(default_factory=dict)
     """Any other librdkafka property, passed through to every client."""
@@ -111,6 +113,8 @@ class Settings:
             raise ConfigError(f"log_level {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         if self.serve_emit not in ("async", "ack"):
             raise ConfigError(f"serve_emit must be async or ack, got {self.serve_emit!r}")
+        if self.serve_limit_concurrency < 1:
+            raise ConfigError(f"serve_limit_concurrency must be at least 1, got {self.serve_limit_concurrency}")
         if self.serve_max_body_bytes < 1024 or self.serve_emit_capacity < 1:
             raise ConfigError("serve_max_body_bytes must be at least 1024 and serve_emit_capacity at least 1")
         if self.window_seconds <= 0 or self.grace_seconds < 0:

@@ -52,13 +52,15 @@ class NodeOptions:
     emit_mode: str = "async"
     emit_capacity: int = 10_000
     access_log: bool = True
+    limit_concurrency: int = 512
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NodeOptions:
         models = [m.strip() for m in settings.serve_models.split(",") if m.strip()]
         return cls(models=models or None, node_id=settings.serve_node_id,
                    max_body_bytes=settings.serve_max_body_bytes, emit_mode=settings.serve_emit,
-                   emit_capacity=settings.serve_emit_capacity, access_log=settings.serve_access_log)
+                   emit_capacity=settings.serve_emit_capacity, access_log=settings.serve_access_log,
+                   limit_concurrency=settings.serve_limit_concurrency)
 
 
 class FastJSON(JSONResponse):
@@ -226,12 +228,18 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
             return error(404, f"unknown model {name!r}")
         return JSONResponse({"name": name, "ready": loaded}, status_code=200 if loaded else 400)
 
+    in_flight = [0]  # this worker's requests being worked on (the event loop is single-threaded)
+
     async def infer(request: Request) -> Response:
         started = time.perf_counter()
         served = lookup(request)
         if isinstance(served, JSONResponse):
             counters.count(request.path_params["name"], "", served.status_code)
             return served
+        if in_flight[0] >= options.limit_concurrency:  # answer at once rather than queue without bound
+            counters.count(served.name, served.version, 503)
+            return error(503, f"this node is at its limit of {options.limit_concurrency} requests in flight; retry")
+        in_flight[0] += 1
         metrics.IN_FLIGHT.inc()
         status = 200
         try:
@@ -279,6 +287,7 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
                                 headers={"x-model-version": served.version, HEADER: str(length)})
             return FastJSON(answer, headers={"x-model-version": served.version})
         finally:
+            in_flight[0] -= 1
             metrics.IN_FLIGHT.dec()
             counters.count(served.name, served.version, status)
             counters.timing(served.name, served.version)[0].observe(time.perf_counter() - started)

@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (each follows the topics)")
     serve.add_argument("--node-id", help="name of this node in alerts and logs (default host-pid)")
-    serve.add_argument("--max-body-bytes", type=int, help="larger request bodies get 400 (default 4 MiB)")
+    serve.add_argument("--max-body-bytes", type=int, help="larger request bodies get 413 (default 4 MiB)")
+    serve.add_argument("--limit-concurrency", type=int, metavar="N",
+                       help="inference requests worked on at once per worker; more get a JSON 503 (default 512)")
     serve.add_argument("--emit", choices=("async", "ack"),
                        help="async: predictions are produced off the request path (default); "
                             "ack: a response waits until Kafka acknowledged its prediction event")
@@ -41,7 +43,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # Flags override the serve_* settings (file, DRIFTLINE_SERVE_* variables); Settings validates them.
     flags = {"serve_models": ",".join(args.models) if args.models else None, "serve_node_id": args.node_id,
              "serve_max_body_bytes": args.max_body_bytes, "serve_emit": args.emit,
-             "serve_access_log": False if args.no_access_log else None}
+             "serve_access_log": False if args.no_access_log else None,
+             "serve_limit_concurrency": args.limit_concurrency}
     settings = settings.replace(**{k: v for k, v in flags.items() if v is not None})
     from driftline.broker.local import port_in_use
 
@@ -56,6 +59,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "DRIFTLINE_SERVE_EMIT": settings.serve_emit,
         "DRIFTLINE_SERVE_EMIT_CAPACITY": str(settings.serve_emit_capacity),
         "DRIFTLINE_SERVE_ACCESS_LOG": "1" if settings.serve_access_log else "0",
+        "DRIFTLINE_SERVE_LIMIT_CONCURRENCY": str(settings.serve_limit_concurrency),
     })
     # Settings travel to worker processes through the environment they inherit.
     if getattr(args, "config", None):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import signal
 import threading
@@ -161,6 +162,28 @@ def test_several_worker_processes_report_one_nodes_metrics(signed):
             assert 'driftline_serving_model_version_info{model="loans",version="1"} 1.0' in scrape
     finally:
         assert stop(node) == 0
+
+def test_requests_over_the_concurrency_limit_get_a_json_503_at_once(signed):
+    """--emit ack holds each request until Kafka acknowledges it, so 40 concurrent ones overlap."""
+    publish_first_version(signed)
+    node, url = start_node(signed, "--emit", "ack", "--limit-concurrency", "2")
+    try:
+        async def burst() -> list[httpx.Response]:
+            async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=40)) as client:
+                return await asyncio.gather(*(client.post(f"{url}/v2/models/loans/infer", json=body(i))
+                                              for i in range(40)))
+
+        answers = asyncio.run(burst())
+        statuses = collections.Counter(a.status_code for a in answers)
+        assert set(statuses) == {200, 503} and statuses[200] >= 2, statuses
+        refused = next(a for a in answers if a.status_code == 503)
+        assert "limit of 2 requests in flight" in refused.json()["error"]
+        scrape = httpx.get(f"{url}/metrics").text
+        assert (f'driftline_serving_requests_total{{model="loans",status="503",version="1"}} '
+                f'{float(statuses[503])}') in scrape
+    finally:
+        assert stop(node) == 0
+
 
 def test_hot_swap_under_load_rollback_and_a_tampered_version(signed):
     base = publish_first_version(signed)
