@@ -23,11 +23,21 @@ class EventCodec(Protocol):
 
 
 @cache
-def _registry_codec(url: str) -> RegistryCodec:
-    return RegistryCodec.from_url(url)
+def _registry_codec(url: str, retry_seconds: float, client: tuple[tuple[str, str], ...]) -> RegistryCodec:
+    return RegistryCodec.from_url(url, retry_seconds=retry_seconds, **dict(client))
+
+
+def registry_client_config(settings: Settings) -> dict[str, str]:
+    """The Schema Registry client's auth and TLS keys from settings (only those set)."""
+    keys = {"basic.auth.user.info": settings.schema_registry_basic_auth,
+            "ssl.ca.location": settings.schema_registry_ca_location,
+            "ssl.certificate.location": settings.schema_registry_cert_location,
+            "ssl.key.location": settings.schema_registry_key_location}
+    return {k: v for k, v in keys.items() if v}
 
 
 def codec_for(settings: Settings) -> EventCodec:
     if settings.schema_registry_url:
-        return _registry_codec(settings.schema_registry_url)
+        return _registry_codec(settings.schema_registry_url, settings.schema_registry_retry_seconds,
+                               tuple(sorted(registry_client_config(settings).items())))
     return Codec.default()

@@ -19,7 +19,8 @@ from typing import Any, get_type_hints
 from driftline.errors import ConfigError
 
 ENV_PREFIX = "DRIFTLINE_"
-SECRET_FIELDS = frozenset({"sasl_password", "signing_key", "verify_key", "ssl_key_password"})
+SECRET_FIELDS = frozenset({"sasl_password", "signing_key", "verify_key", "ssl_key_password",
+                           "schema_registry_basic_auth"})
 MIN_SECRET_CHARS = 16
 PLACEHOLDER_SECRETS = frozenset({"change-me", "changeme", "secret", "password", "test", "default", "driftline"})
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -48,6 +49,16 @@ class Settings:
     ssl_keyfile: str = ""
     ssl_key_password: str = ""
     schema_registry_url: str = ""
+    schema_registry_basic_auth: str = ""
+    """USER:PASSWORD for a registry behind HTTP basic auth (masked by ``config show``)."""
+    schema_registry_ca_location: str = ""
+    """CA bundle that signed an https registry's certificate."""
+    schema_registry_cert_location: str = ""
+    schema_registry_key_location: str = ""
+    """Client certificate and key, for a registry that asks for mutual TLS."""
+    schema_registry_retry_seconds: float = 120.0
+    """How long a consumer rides out a registry outage (backoff) before it stops; events are never
+    dead-lettered because the registry was away."""
     """Confluent-compatible registry; when set, events use the Confluent wire format."""
     client_id: str = "driftline"
 

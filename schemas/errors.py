@@ -19,3 +19,12 @@ class EncodeError(ContractError):
 
 class SpecViolation(ContractError):
     """Rows that break a model's feature spec (a field the spec forbids, NaN where not allowed)."""
+
+
+class RegistryUnavailable(Exception):
+    """The schema registry cannot be asked (down, refusing our credentials): not the event's fault.
+
+    Deliberately *not* a :class:`ContractError`: a consumer must never dead-letter
+    a good event because the registry was away; it stops (and resumes from its
+    committed offsets) instead.
+    """

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import struct
+import time
 from typing import Any
 
 from fastavro import schemaless_writer
 
 from schemas.codec import MAGIC, Codec, parse_record_schema, read_record
-from schemas.errors import DecodeError, EncodeError
+from schemas.errors import DecodeError, EncodeError, RegistryUnavailable
 
 CONFLUENT_MAGIC = 0
+log = logging.getLogger(__name__)
 
 
 class RegistryCodec:
@@ -30,17 +33,51 @@ class RegistryCodec:
     (or anything with its ``register_schema``/``get_schema`` methods).
     """
 
-    def __init__(self, client: Any, codec: Codec | None = None) -> None:
+    def __init__(self, client: Any, codec: Codec | None = None, *, retry_seconds: float = 120.0) -> None:
         self.client = client
         self.codec = codec or Codec.default()
+        self.retry_seconds = retry_seconds
         self._ids: dict[str, int] = {}
         self._writers: dict[int, tuple[str, dict[str, Any]]] = {}
 
     @classmethod
-    def from_url(cls, url: str, **config: Any) -> RegistryCodec:
+    def from_url(cls, url: str, *, retry_seconds: float = 120.0, **config: Any) -> RegistryCodec:
+        """A codec over the registry at ``url``; ``config`` takes the client's auth and TLS keys
+        (``basic.auth.user.info``, ``ssl.ca.location``, ``ssl.certificate.location``, ``ssl.key.location``)."""
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
-        return cls(SchemaRegistryClient({"url": url, **config}))
+        return cls(SchemaRegistryClient({"url": url, **config}), retry_seconds=retry_seconds)
+
+    def _ask(self, what: str, call: Any) -> Any:
+        """Call the registry, riding out an outage with capped exponential backoff.
+
+        A 404 is the answer (the caller decides what it means); 401/403 is our
+        configuration, raised at once; anything else (refused connection,
+        timeout, 5xx) is retried for ``retry_seconds`` and then raised as
+        :class:`RegistryUnavailable` — never as a verdict on the event.
+        """
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.2
+        while True:
+            try:
+                return call()
+            except SchemaRegistryError as exc:
+                if exc.http_status_code == 404:
+                    raise
+                if exc.http_status_code in (401, 403):
+                    raise RegistryUnavailable(f"the schema registry refused {what}: {exc.error_message} "
+                                              "(check schema_registry_basic_auth)") from None
+                failure: Exception = exc
+            except Exception as exc:  # connection refused, timeouts, TLS failures
+                failure = exc
+            if time.monotonic() + delay > deadline:
+                raise RegistryUnavailable(f"the schema registry did not answer {what} for "
+                                          f"{self.retry_seconds:g} s: {failure}") from None
+            log.warning("schema registry unavailable (%s); retrying %s in %.1f s", failure, what, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
     @property
     def names(self) -> list[str]:
@@ -53,7 +90,8 @@ class RegistryCodec:
 
             schema = self.codec.schema(name)
             text = json.dumps(_plain(schema))
-            self._ids[name] = self.client.register_schema(name, Schema(text, "AVRO"))
+            self._ids[name] = self._ask(f"registering {name}",
+                                        lambda: self.client.register_schema(name, Schema(text, "AVRO")))
             self._writers[self._ids[name]] = (name, schema)
         return self._ids[name]
 
@@ -69,9 +107,11 @@ class RegistryCodec:
 
     def _writer(self, schema_id: int) -> tuple[str, dict[str, Any]]:
         if schema_id not in self._writers:
+            from confluent_kafka.schema_registry.error import SchemaRegistryError
+
             try:
-                registered = self.client.get_schema(schema_id)
-            except Exception as exc:  # SchemaRegistryError, network errors
+                registered = self._ask(f"schema id {schema_id}", lambda: self.client.get_schema(schema_id))
+            except SchemaRegistryError as exc:  # only a 404 gets here: the event names a schema nobody has
                 raise DecodeError(f"schema id {schema_id} is not in the registry: {exc}") from None
             parsed = parse_record_schema(json.loads(registered.schema_str), _force=True)
             name = parsed["name"]

@@ -32,7 +32,7 @@ from driftline.cli import (
 from driftline.errors import DriftlineError
 from driftline.processes import die_with_parent_from_env
 from driftline.settings import load_settings
-from schemas.errors import ContractError
+from schemas.errors import ContractError, RegistryUnavailable
 
 COMMANDS = (broker_cmd, topics_cmd, config_cmd, profile_cmd, monitor_cmd, trainer_cmd, models_cmd, runs_cmd,
             serve_cmd, alerts_cmd, demo_cmd, keys_cmd)
@@ -66,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DriftlineError, ContractError) as exc:
         print(f"driftline: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except RegistryUnavailable as exc:  # nothing was committed past it: a restart resumes where it stopped
+        print(f"driftline: error: {exc}", file=sys.stderr)
+        return 1
     except KafkaException as exc:
         print(f"driftline: error: Kafka said {exc.args[0].str()}", file=sys.stderr)
         return 1

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
 class MiniRegistry(BaseHTTPRequestHandler):
     schemas: list[str] = []
     calls: list[str] = []
+    unavailable_gets = 0  # the next this many schema fetches answer 503 (an outage)
 
     def log_message(self, *args):
         pass
@@ -46,6 +47,9 @@ class MiniRegistry(BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.calls.append(f"GET {self.path}")
+        if MiniRegistry.unavailable_gets:
+            MiniRegistry.unavailable_gets -= 1
+            return self._reply(503, {"error_code": 50003, "message": "registry is restarting"})
         if self.path.startswith("/schemas/ids/"):
             schema_id = int(self.path.split("/")[3].split("?")[0])
             if 0 < schema_id <= len(self.schemas):
@@ -85,3 +89,50 @@ def test_events_use_confluent_wire_format_when_a_registry_is_configured(settings
 
     first_bytes = sorted(m.value()[:1] for m in read_topic(settings, topic, 2))
     assert first_bytes == [b"\x00", MAGIC[:1]]
+
+
+def _write_with_registry(settings, registry_url, request_id: str):
+    from driftline import contract
+
+    contract._registry_codec.cache_clear()
+    with_registry = settings.replace(schema_registry_url=registry_url)
+    with Producer(model="m", settings=with_registry) as producer:
+        producer.prediction({"a": 1.0}, 0.5, request_id=request_id)
+    contract._registry_codec.cache_clear()  # the reader starts with no schema cached: it must ask
+    return with_registry
+
+
+def test_a_registry_outage_pauses_the_reader_and_condemns_nothing(settings, registry_url):
+    with_registry = _write_with_registry(settings, registry_url, "during-outage")
+    MiniRegistry.unavailable_gets = 3  # ~1.4 s of backoff before the registry answers again
+    topic = with_registry.topic("predictions")
+    reader = EventReader(with_registry, "g-outage", [topic], expect={topic: "driftline.Prediction"})
+    try:
+        events = []
+        for _ in range(20):
+            events += reader.poll(10, 0.5)
+            if events:
+                break
+        assert [e.record["request_ids"][0] for e in events] == ["during-outage"]
+        assert reader.deadletters.count == 0, "a good event is never dead-lettered for an outage"
+        assert MiniRegistry.unavailable_gets == 0
+    finally:
+        reader.close()
+
+
+def test_a_registry_that_stays_down_stops_the_reader_instead_of_dead_lettering(settings, registry_url):
+    from schemas.errors import RegistryUnavailable
+
+    with_registry = _write_with_registry(settings, registry_url, "never-decoded")
+    with_registry = with_registry.replace(schema_registry_retry_seconds=1.0)
+    MiniRegistry.unavailable_gets = 1000
+    topic = with_registry.topic("predictions")
+    reader = EventReader(with_registry, "g-down", [topic], expect={topic: "driftline.Prediction"})
+    try:
+        with pytest.raises(RegistryUnavailable, match="did not answer"):
+            for _ in range(20):
+                reader.poll(10, 0.5)
+        assert reader.deadletters.count == 0
+    finally:
+        MiniRegistry.unavailable_gets = 0
+        reader.close()
