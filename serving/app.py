@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import orjson
@@ -309,8 +309,15 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
         Route("/metrics", prometheus),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.add_exception_handler(404, lambda _r, _e: error(404, "no such endpoint"))
-    app.add_exception_handler(405, lambda _r, _e: error(405, "method not allowed"))
+
+    def unrouted(status: int, message: str) -> Callable[[Request, Exception], JSONResponse]:
+        def answer(_request: Request, _exc: Exception) -> JSONResponse:
+            counters.count("-", "", status)  # counted too: a scrape shows clients calling what is not there
+            return error(status, message)
+        return answer
+
+    app.add_exception_handler(404, unrouted(404, "no such endpoint"))
+    app.add_exception_handler(405, unrouted(405, "method not allowed"))
     if options.access_log:
         app.add_middleware(AccessLog)
     return app
