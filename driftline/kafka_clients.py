@@ -72,6 +72,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "message.max.bytes": settings.max_message_bytes,
         "delivery.timeout.ms": 120_000,
     })
+    config.update(settings.extra_kafka)  # the operator's librdkafka properties win over our defaults
     config.update(overrides)
     return config
 
