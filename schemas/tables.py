@@ -32,6 +32,9 @@ class Table:
     types: dict[str, str]  # float | int | bool | string
     nulls: dict[str, np.ndarray] = field(default_factory=dict)
     """Per column, True where the cell was empty/null (a NaN *value* is not a null)."""
+    mismatches: dict[str, dict[int, str]] = field(default_factory=dict)
+    """Per column, the cells that did not parse as the column's type: row -> the text found.
+    Such a cell is a null of the column *and* a ``type_mismatch`` (counted by summaries)."""
 
     def null_mask(self, name: str) -> np.ndarray:
         if name in self.nulls:
@@ -80,8 +83,10 @@ class Table:
                        if categorical_names else np.zeros((rows, 0), dtype=object))
         categorical_null = (np.column_stack([self.null_mask(n) for n in categorical_names])
                             if categorical_names else np.zeros((rows, 0), bool))
+        mismatched = [{"row": row, "name": name, "type": "str", "text": text[:40]}
+                      for name, cells in self.mismatches.items() for row, text in cells.items()]
         return FeatureFrame(rows, tuple(numeric_names), numeric, numeric_null,
-                            tuple(categorical_names), categorical, categorical_null)
+                            tuple(categorical_names), categorical, categorical_null, mismatched)
 
     @property
     def rows(self) -> int:
@@ -103,26 +108,54 @@ class Table:
         return out
 
 
-def _type_text_column(cells: list[str]) -> tuple[np.ndarray, str, np.ndarray]:
+NUMERIC_SHARE = 0.5  # a column whose present cells are mostly numbers is numeric; the rest are mismatches
+
+
+def _parse_floats(cells: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell as a float (NaN where it is not a number) and which cells were not numbers."""
+    try:
+        return np.array(cells, dtype=np.float64), np.zeros(len(cells), dtype=bool)
+    except ValueError:  # some cells are not numbers: only this column pays a per-cell pass
+        values = np.empty(len(cells))
+        bad = np.zeros(len(cells), dtype=bool)
+        for i, cell in enumerate(cells):
+            try:
+                values[i] = float(cell)
+            except ValueError:
+                values[i], bad[i] = np.nan, True
+        return values, bad
+
+
+def _type_text_column(cells: list[str]) -> tuple[np.ndarray, str, np.ndarray, dict[int, str]]:
+    """Typed column, its type, its null mask, and the cells that are not of that type (row -> text).
+
+    The type comes from the majority of the present cells, so one dirty value
+    does not turn a numeric column into text: it is a ``type_mismatch`` of
+    that row, and the other rows are still judged as numbers.
+    """
     mask = np.array([c not in NULL_TOKENS for c in cells], dtype=bool)
     present = [c for c in cells if c not in NULL_TOKENS]
     if not present:
-        return np.full(len(cells), np.nan), "float", ~mask
+        return np.full(len(cells), np.nan), "float", ~mask, {}
     if all(c in BOOL_TOKENS for c in present):
         col = np.array([None if c in NULL_TOKENS else BOOL_TOKENS[c] for c in cells], dtype=object)
-        return col, "bool", ~mask
-    try:
-        numbers = np.array(present, dtype=np.float64)
-    except ValueError:
+        return col, "bool", ~mask, {}
+    numbers, bad = _parse_floats(present)
+    if bad.mean() > 1 - NUMERIC_SHARE:
         col = np.array([None if c in NULL_TOKENS else c for c in cells], dtype=object)
-        return col, "string", ~mask
+        return col, "string", ~mask, {}
     out = np.full(len(cells), np.nan)
     out[mask] = numbers
-    finite = numbers[np.isfinite(numbers)]
-    is_int = all("." not in c and "e" not in c.lower() for c in present) and np.all(
-        finite == np.round(finite)
-    )
-    return out, "int" if is_int else "float", ~mask
+    rows = np.flatnonzero(mask)
+    mismatched = {int(rows[i]): present[i] for i in np.flatnonzero(bad)}
+    good = [c for c, b in zip(present, bad.tolist(), strict=True) if not b]
+    finite = numbers[~bad & np.isfinite(numbers)]
+    is_int = all("." not in c and "e" not in c.lower() for c in good) and np.all(finite == np.round(finite))
+    nulls = ~mask
+    if mismatched:
+        nulls = nulls.copy()
+        nulls[list(mismatched)] = True
+    return out, "int" if is_int else "float", nulls, mismatched
 
 
 def read_csv(path: Path) -> Table:
@@ -143,9 +176,12 @@ def read_csv(path: Path) -> Table:
     columns: dict[str, np.ndarray] = {}
     types: dict[str, str] = {}
     nulls: dict[str, np.ndarray] = {}
+    mismatches: dict[str, dict[int, str]] = {}
     for j, name in enumerate(header):
-        columns[name], types[name], nulls[name] = _type_text_column([row[j] for row in body])
-    return Table(columns, types, nulls)
+        columns[name], types[name], nulls[name], bad = _type_text_column([row[j] for row in body])
+        if bad:
+            mismatches[name] = bad
+    return Table(columns, types, nulls, mismatches)
 
 
 _AVRO_TYPES = {"int": "int", "long": "int", "float": "float", "double": "float",

@@ -128,6 +128,11 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
         report = compare(summarize(table.to_frame(), profile, 0, 0), profile, policy)
     except ValueError as exc:  # an unknown --method statistic
         raise ConfigError(str(exc)) from None
+    for name, cells in table.mismatches.items():  # a file knows where its dirty cells are: say so
+        result = report.features.get(name)
+        for finding in result.skew if result is not None else []:
+            if finding.kind == "type_mismatch":  # frozen: the list it holds is filled in place
+                finding.examples[:] = [f"line {row + 2}: {text!r}" for row, text in sorted(cells.items())[:5]]
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -92,3 +92,23 @@ def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
     done = subprocess.run(["bash", "-c", f"set -o pipefail; {command}"], capture_output=True, text=True, timeout=120)
     assert done.stdout == "{\n"
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_dirty_cells_are_type_mismatches_and_the_rest_of_the_column_is_judged(tmp_path, capsys):
+    """199 of 2,000 cells of a numeric column are 'oops': the column stays numeric."""
+    rng = np.random.default_rng(2)
+    for name, dirty in (("ref", 0), ("dirty", 199)):
+        values = rng.normal(size=2000).round(4).astype(object)
+        values[rng.choice(2000, dirty, replace=False)] = "oops"
+        with (tmp_path / f"{name}.csv").open("w", newline="") as handle:
+            out = csv.writer(handle)
+            out.writerow(["n0", "n1"])
+            out.writerows(zip(values, rng.normal(size=2000).round(4), strict=True))
+    assert main(["profile", str(tmp_path / "ref.csv"), "--model", "d", "-o", str(tmp_path / "d.profile")]) == 0
+    capsys.readouterr()
+    assert main(["check", "--profile", str(tmp_path / "d.profile"), str(tmp_path / "dirty.csv"), "--json"]) == 1
+    n0 = json.loads(capsys.readouterr().out)["features"]["n0"]
+    assert n0["kind"] == "numeric" and n0["rows"] == 1801 and n0["method"] == "chi2"
+    [finding] = n0["skew"]
+    assert (finding["kind"], finding["count"]) == ("type_mismatch", 199)
+    assert len(finding["examples"]) == 5 and all(e.endswith("'oops'") for e in finding["examples"])
