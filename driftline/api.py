@@ -24,17 +24,18 @@ This module is a composition root like the CLI: it wires the statistics in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from schemas import FeatureSpec, Table, read_table
+from schemas import ContractError, FeatureSpec, Table, read_table
+from schemas.readers import read_batches
 from schemas.tables import NULL_TOKENS, _type_text_column
 from streams.drift.decision import DriftPolicy, DriftReport, compare
 from streams.drift.profile import Profile
-from streams.drift.summary import summarize
+from streams.drift.summary import WindowSummary, summarize
 
 
 def to_table(data: Any) -> Table:
@@ -83,15 +84,45 @@ def profile(data: Any, model: str, *, version: str = "1", spec: FeatureSpec | No
 
 
 def check(data: Any, reference: Profile | str | Path, policy: DriftPolicy | None = None) -> DriftReport:
-    """Drift and skew of ``data`` against a profile (or a profile file): ``driftline check`` as a call."""
+    """Drift and skew of ``data`` against a profile (or a profile file): ``driftline check`` as a call.
+
+    A CSV or Parquet path is read in batches typed by the profile's spec and
+    summarised batch by batch (summaries merge exactly), so memory does not
+    grow with the file.
+    """
     loaded = reference if isinstance(reference, Profile) else Profile.load(reference)
-    table = to_table(data)
-    report = compare(summarize(table.to_frame(), loaded, 0, 0), loaded, policy)
-    for name, cells in table.mismatches.items():  # the data knows where its dirty cells are
+    if isinstance(data, str | Path) and Path(data).suffix.lower() in (".csv", ".txt", ".parquet", ".pq"):
+        line_offset = 2 if Path(data).suffix.lower() in (".csv", ".txt") else 0
+        return check_tables(read_batches(data, spec_kinds(loaded.spec)), loaded, policy,
+                            where=lambda row: f"line {row + line_offset}")
+    return check_tables([to_table(data)], loaded, policy, where=lambda row: f"row {row}")
+
+
+def spec_kinds(spec: FeatureSpec) -> dict[str, str]:
+    """How to type each file column: as the spec declares it (not as the file happens to look)."""
+    return {f.name: (f.type if f.type in ("int", "float") else "float") if f.kind == "numeric"
+            else ("bool" if f.type == "bool" else "string") for f in spec.features}
+
+
+def check_tables(tables: Iterable[Table], loaded: Profile, policy: DriftPolicy | None,
+                 where: Callable[[int], str]) -> DriftReport:
+    """Summaries of each table (a batch of one file) merged, then judged once."""
+    merged: WindowSummary | None = None
+    examples: dict[str, list[str]] = {}
+    for table in tables:
+        part = summarize(table.to_frame(), loaded, 0, 0)
+        merged = part if merged is None else merged.merge(part)
+        for name, cells in table.mismatches.items():
+            kept = examples.setdefault(name, [])
+            kept += [f"{where(row)}: {text!r}" for row, text in sorted(cells.items())[:5 - len(kept)]]
+    if merged is None:
+        raise ContractError("no rows to check: the data has a header and nothing else")
+    report = compare(merged, loaded, policy)
+    for name, found in examples.items():  # the data knows where its dirty cells are
         result = report.features.get(name)
         for finding in result.skew if result is not None else []:
-            if finding.kind == "type_mismatch":
-                finding.examples[:] = [f"row {row}: {text!r}" for row, text in sorted(cells.items())[:5]]
+            if finding.kind == "type_mismatch":  # frozen: the list it holds is filled in place
+                finding.examples[:] = found
     return report
 
 

@@ -9,7 +9,6 @@ numpy's vectorised conversion, not cell by cell in Python.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,26 @@ class Table:
     """Per column, True where the cell was empty/null (a NaN *value* is not a null)."""
     mismatches: dict[str, dict[int, str]] = field(default_factory=dict)
     """Per column, the cells that did not parse as the column's type: row -> the text found.
-    Such a cell is a null of the column *and* a ``type_mismatch`` (counted by summaries)."""
+    Such a cell is a null of the column *and* a ``type_mismatch`` (counted by summaries).
+    Rows are the file's (0-based, counting from ``first_row`` for a batch of a larger file)."""
+    first_row: int = 0
+
+    @classmethod
+    def concat(cls, tables: list[Table]) -> Table:
+        """Batches of one file, in order, as one table (types of the first batch)."""
+        if len(tables) == 1:
+            return tables[0]
+        if not tables:
+            raise ContractError("no rows to read: the file has a header and nothing else")
+        first = tables[0]
+        names = list(first.columns)
+        mismatches: dict[str, dict[int, str]] = {}
+        for t in tables:
+            for name, cells in t.mismatches.items():
+                mismatches.setdefault(name, {}).update(cells)
+        return cls({n: np.concatenate([t.columns[n] for t in tables]) for n in names}, dict(first.types),
+                   {n: np.concatenate([t.null_mask(n) for t in tables]) for n in names}, mismatches,
+                   first.first_row)
 
     def null_mask(self, name: str) -> np.ndarray:
         if name in self.nulls:
@@ -83,7 +101,7 @@ class Table:
                        if categorical_names else np.zeros((rows, 0), dtype=object))
         categorical_null = (np.column_stack([self.null_mask(n) for n in categorical_names])
                             if categorical_names else np.zeros((rows, 0), bool))
-        mismatched = [{"row": row, "name": name, "type": "str", "text": text[:40]}
+        mismatched = [{"row": row - self.first_row, "name": name, "type": "str", "text": text[:40]}
                       for name, cells in self.mismatches.items() for row, text in cells.items()]
         return FeatureFrame(rows, tuple(numeric_names), numeric, numeric_null,
                             tuple(categorical_names), categorical, categorical_null, mismatched)
@@ -158,32 +176,6 @@ def _type_text_column(cells: list[str]) -> tuple[np.ndarray, str, np.ndarray, di
     return out, "int" if is_int else "float", nulls, mismatched
 
 
-def read_csv(path: Path) -> Table:
-    with path.open(newline="") as handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise ContractError(f"{path} is empty: a CSV needs a header row") from None
-        body = list(reader)
-    if len(set(header)) != len(header):
-        raise ContractError(f"{path} has duplicate column names in its header")
-    for lineno, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise ContractError(
-                f"{path}:{lineno} has {len(row)} cells but the header names {len(header)} columns"
-            )
-    columns: dict[str, np.ndarray] = {}
-    types: dict[str, str] = {}
-    nulls: dict[str, np.ndarray] = {}
-    mismatches: dict[str, dict[int, str]] = {}
-    for j, name in enumerate(header):
-        columns[name], types[name], nulls[name], bad = _type_text_column([row[j] for row in body])
-        if bad:
-            mismatches[name] = bad
-    return Table(columns, types, nulls, mismatches)
-
-
 _AVRO_TYPES = {"int": "int", "long": "int", "float": "float", "double": "float",
                "boolean": "bool", "string": "string", "enum": "string"}
 
@@ -222,14 +214,16 @@ def read_avro(path: Path) -> Table:
     return Table(columns, types, nulls)
 
 
-def read_table(path: str | Path) -> Table:
-    """Read a CSV or Avro file (chosen by extension) into typed columns."""
+def read_table(path: str | Path, kinds: dict[str, str] | None = None) -> Table:
+    """Read a CSV, Parquet or Avro file (chosen by extension) into typed columns, whole.
+
+    ``check`` reads batch by batch instead (:func:`schemas.readers.read_batches`).
+    """
+    from schemas.readers import read_batches
+
     path = Path(path)
     if not path.exists():
         raise ContractError(f"{path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".txt"):
-        return read_csv(path)
-    if suffix == ".avro":
+    if path.suffix.lower() == ".avro":
         return read_avro(path)
-    raise ContractError(f"{path}: unsupported file type {suffix!r}; use .csv or .avro")
+    return Table.concat(list(read_batches(path, kinds)))

@@ -12,13 +12,13 @@ import argparse
 import json
 import time
 
+from driftline.api import check
 from driftline.control import publish_once
 from driftline.errors import ConfigError
 from driftline.settings import Settings
 from schemas import FeatureSpec, read_table
-from streams.drift.decision import DriftPolicy, DriftReport, compare
+from streams.drift.decision import DriftPolicy, DriftReport
 from streams.drift.profile import Profile
-from streams.drift.summary import summarize
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -121,18 +121,15 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
     if not 0 < args.false_alarm_rate < 1:
         raise ConfigError(f"--false-alarm-rate must be between 0 and 1, got {args.false_alarm_rate}")
     profile = Profile.load(args.profile)
-    table = read_table(args.current)
     policy = DriftPolicy(false_alarm_rate=args.false_alarm_rate, methods=parse_methods(args.method),
                          skew_rate=args.skew_rate)
-    try:
-        report = compare(summarize(table.to_frame(), profile, 0, 0), profile, policy)
-    except ValueError as exc:  # an unknown --method statistic
-        raise ConfigError(str(exc)) from None
-    for name, cells in table.mismatches.items():  # a file knows where its dirty cells are: say so
-        result = report.features.get(name)
-        for finding in result.skew if result is not None else []:
-            if finding.kind == "type_mismatch":  # frozen: the list it holds is filled in place
-                finding.examples[:] = [f"line {row + 2}: {text!r}" for row, text in sorted(cells.items())[:5]]
+    for name in policy.methods:  # an unknown --method statistic is refused before any row is read
+        if name in profile.features:
+            try:
+                policy.method_for(name, profile.features[name].kind)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+    report = check(args.current, profile, policy)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -112,3 +112,27 @@ def test_dirty_cells_are_type_mismatches_and_the_rest_of_the_column_is_judged(tm
     [finding] = n0["skew"]
     assert (finding["kind"], finding["count"]) == ("type_mismatch", 199)
     assert len(finding["examples"]) == 5 and all(e.endswith("'oops'") for e in finding["examples"])
+
+
+def test_parquet_and_batched_csv_give_the_csv_verdict(files, tmp_path, capsys):
+    """The same rows as Parquet, and as a CSV read in many small batches, summarise identically."""
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    from driftline.api import check_tables, spec_kinds
+    from schemas.readers import read_batches
+    from streams.drift.profile import Profile
+
+    pq.write_table(pa_csv.read_csv(files / "drift.csv"), tmp_path / "drift.parquet", row_group_size=500)
+    assert check(files, "drift.csv", "--json") == 1
+    from_csv = json.loads(capsys.readouterr().out)
+    assert main(["check", "--profile", str(files / "churn.profile"), str(tmp_path / "drift.parquet"), "--json"]) == 1
+    from_parquet = json.loads(capsys.readouterr().out)
+    for name in ("age", "income", "plan"):
+        assert from_parquet["features"][name]["value"] == pytest.approx(from_csv["features"][name]["value"])
+        assert from_parquet["features"][name]["rows"] == from_csv["features"][name]["rows"] == 2000
+    profile = Profile.load(files / "churn.profile")
+    batches = list(read_batches(files / "drift.csv", spec_kinds(profile.spec), batch_bytes=4096))
+    assert len(batches) > 5 and sum(b.rows for b in batches) == 2000
+    report = check_tables(batches, profile, None, where=str)
+    assert report.features["income"].value == pytest.approx(from_csv["features"]["income"]["value"])

@@ -125,6 +125,13 @@ def test_unknown_feature_is_a_violation_and_validate_raises():
         SPEC.validate(frame)
 
 
+def test_a_broken_parquet_file_is_one_sentence(tmp_path):
+    path = tmp_path / "x.parquet"
+    path.write_bytes(b"PAR1")
+    with pytest.raises(ContractError, match="x.parquet: Parquet file size is 4 bytes"):
+        read_table(path)
+
+
 def test_csv_with_ragged_rows_names_the_line(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("a,b\n1,2\n3\n")
@@ -133,7 +140,7 @@ def test_csv_with_ragged_rows_names_the_line(tmp_path):
 
 
 def test_unsupported_file_type_is_refused(tmp_path):
-    path = tmp_path / "x.parquet"
-    path.write_bytes(b"PAR1")
-    with pytest.raises(ContractError, match="unsupported file type '.parquet'"):
+    path = tmp_path / "x.xlsx"
+    path.write_bytes(b"PK")
+    with pytest.raises(ContractError, match="unsupported file type '.xlsx'"):
         read_table(path)
