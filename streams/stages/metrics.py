@@ -21,8 +21,10 @@ WINDOW_CLOSE_LATENCY = Histogram(
 )
 DRIFT_STATISTIC = Gauge("driftline_drift_statistic", "Latest value of the deciding drift statistic",
                         ["model", "feature", "statistic"])
-DRIFT_THRESHOLD = Gauge("driftline_drift_threshold", "Threshold the statistic was compared with",
+DRIFT_THRESHOLD = Gauge("driftline_drift_threshold", "The statistic's critical value at the feature's alpha",
                         ["model", "feature", "statistic"])
+DRIFT_P_VALUE = Gauge("driftline_drift_p_value", "p-value of the latest window's drift test (drift when < alpha)",
+                      ["model", "feature"])
 ALERTS = Counter("driftline_alerts_total", "Alerts published", ["model", "type"])
 CONSUMER_LAG = Gauge("driftline_monitor_consumer_lag", "Messages behind the end of the input",
                      ["topic", "partition"])

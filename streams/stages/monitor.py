@@ -204,6 +204,8 @@ class Monitor:
                     metrics.DRIFT_STATISTIC.labels(summary.model, f.name, f.method).set(f.value)
                     if f.threshold is not None:
                         metrics.DRIFT_THRESHOLD.labels(summary.model, f.name, f.method).set(f.threshold)
+                    if f.p_value is not None:
+                        metrics.DRIFT_P_VALUE.labels(summary.model, f.name).set(f.p_value)
             detections = self.detectors.update(summary, profile)
             alerts = [*alerts_for(report, summary), *detector_alerts(detections, summary, report.reference_version)]
             rolling = self.rolling.add(summary)
