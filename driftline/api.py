@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from schemas import ContractError, FeatureSpec, Table, read_table
-from schemas.readers import read_batches
-from schemas.tables import NULL_TOKENS, _type_text_column
+from schemas.readers import read_batches, type_of, typed_text
+from schemas.tables import NULL_TOKENS
 from streams.drift.decision import DriftPolicy, DriftReport, compare
 from streams.drift.profile import Profile
 from streams.drift.summary import WindowSummary, summarize
@@ -64,11 +65,13 @@ def to_table(data: Any) -> Table:
             types[name] = "int" if values.dtype.kind in "iu" else "float"
         elif values.dtype.kind == "b":
             columns[name], types[name], nulls[name] = values.astype(object), "bool", np.zeros(values.size, bool)
-        else:  # text, or objects: typed per value like a CSV column
-            cells = ["" if v is None or (isinstance(v, float) and v != v) else
+        else:  # text, or objects: typed per value exactly as a CSV column is (schemas.readers)
+            cells = [None if v is None or (isinstance(v, float) and v != v) or str(v) in NULL_TOKENS else
                      ("true" if v else "false") if isinstance(v, bool | np.bool_) else str(v)
                      for v in values.tolist()]
-            columns[name], types[name], nulls[name], bad = _type_text_column(cells)
+            text = pa.array(cells, type=pa.string())
+            types[name] = type_of(text)
+            columns[name], nulls[name], bad = typed_text(text, types[name], 0)
             if bad:
                 mismatches[name] = bad
     return Table(columns, types, nulls, mismatches)

@@ -129,53 +129,6 @@ class Table:
 NUMERIC_SHARE = 0.5  # a column whose present cells are mostly numbers is numeric; the rest are mismatches
 
 
-def _parse_floats(cells: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Each cell as a float (NaN where it is not a number) and which cells were not numbers."""
-    try:
-        return np.array(cells, dtype=np.float64), np.zeros(len(cells), dtype=bool)
-    except ValueError:  # some cells are not numbers: only this column pays a per-cell pass
-        values = np.empty(len(cells))
-        bad = np.zeros(len(cells), dtype=bool)
-        for i, cell in enumerate(cells):
-            try:
-                values[i] = float(cell)
-            except ValueError:
-                values[i], bad[i] = np.nan, True
-        return values, bad
-
-
-def _type_text_column(cells: list[str]) -> tuple[np.ndarray, str, np.ndarray, dict[int, str]]:
-    """Typed column, its type, its null mask, and the cells that are not of that type (row -> text).
-
-    The type comes from the majority of the present cells, so one dirty value
-    does not turn a numeric column into text: it is a ``type_mismatch`` of
-    that row, and the other rows are still judged as numbers.
-    """
-    mask = np.array([c not in NULL_TOKENS for c in cells], dtype=bool)
-    present = [c for c in cells if c not in NULL_TOKENS]
-    if not present:
-        return np.full(len(cells), np.nan), "float", ~mask, {}
-    if all(c in BOOL_TOKENS for c in present):
-        col = np.array([None if c in NULL_TOKENS else BOOL_TOKENS[c] for c in cells], dtype=object)
-        return col, "bool", ~mask, {}
-    numbers, bad = _parse_floats(present)
-    if bad.mean() > 1 - NUMERIC_SHARE:
-        col = np.array([None if c in NULL_TOKENS else c for c in cells], dtype=object)
-        return col, "string", ~mask, {}
-    out = np.full(len(cells), np.nan)
-    out[mask] = numbers
-    rows = np.flatnonzero(mask)
-    mismatched = {int(rows[i]): present[i] for i in np.flatnonzero(bad)}
-    good = [c for c, b in zip(present, bad.tolist(), strict=True) if not b]
-    finite = numbers[~bad & np.isfinite(numbers)]
-    is_int = all("." not in c and "e" not in c.lower() for c in good) and np.all(finite == np.round(finite))
-    nulls = ~mask
-    if mismatched:
-        nulls = nulls.copy()
-        nulls[list(mismatched)] = True
-    return out, "int" if is_int else "float", nulls, mismatched
-
-
 _AVRO_TYPES = {"int": "int", "long": "int", "float": "float", "double": "float",
                "boolean": "bool", "string": "string", "enum": "string"}
 
