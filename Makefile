@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements/lock.txt
 UV_VERSION := 0.13.9
 
-.PHONY: setup demo test lint bench clean broker-jars lock
+.PHONY: setup demo test lint bench clean broker-jars lock peers peers-lock
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,22 @@ lock:
 		--python-version 3.11 --custom-compile-command "make lock" -o $(LOCK)
 
 setup: $(STAMP)
+
+# Peers the benches compare with (Evidently, NannyML): a venv of their own, from their own lock,
+# so their pins never touch driftline's. Only bench/ uses it, and only when it exists.
+PEERS_VENV := .venv-peers
+PEERS_LOCK := requirements/peers.txt
+$(PEERS_VENV)/.installed: $(PEERS_LOCK)
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet -r $(PEERS_LOCK)
+	touch $@
+
+peers: $(PEERS_VENV)/.installed
+
+peers-lock: $(STAMP)
+	$(PY) -m pip install --quiet 'uv==$(UV_VERSION)'
+	$(VENV)/bin/uv pip compile requirements/peers.in --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--custom-compile-command "make peers-lock" -o $(PEERS_LOCK)
 
 # Resolve the broker's jars through Maven (cached under .driftline/).
 broker-jars: $(STAMP)
@@ -52,4 +68,4 @@ bench: broker-jars
 
 clean:
 	-$(VENV)/bin/driftline broker down
-	rm -rf $(VENV) .driftline
+	rm -rf $(VENV) $(PEERS_VENV) .driftline

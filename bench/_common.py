@@ -16,6 +16,22 @@ from driftline.settings import Settings, load_settings
 from driftline.topics import create_topics
 
 
+def peers_python() -> str | None:
+    """The interpreter of the peers' venv (``make peers``), or ``$DRIFTLINE_PEERS_PYTHON``; None if absent.
+
+    Peers (Evidently, NannyML) pin their own libraries, so they run in their
+    own venv, in a subprocess, on the same files.
+    """
+    import os
+    from pathlib import Path
+
+    configured = os.environ.get("DRIFTLINE_PEERS_PYTHON")
+    if configured:
+        return configured
+    local = Path(__file__).resolve().parent.parent / ".venv-peers" / "bin" / "python"
+    return str(local) if local.exists() else None
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="small run, under 60 s")

@@ -5,7 +5,8 @@
 process, so ``peak_rss_mb`` is that step's own peak: ``check`` reads in
 batches, so its peak should not grow with the file. Baselines in the same
 run: pyarrow's CSV reader alone (what reading costs), and Evidently's default
-drift preset on the same files when it is installed (dev-only, optional).
+drift preset on the same files (read by pandas, as its users do) when the
+peers' venv exists (``make peers``: Evidently runs there, in its own venv).
 
 Last line JSON: ``check_rows_per_s`` (CSV, largest size), ``peak_rss_mb``
 (largest check), ``read_share`` (reading / check time), ``evidently_ratio``
@@ -22,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import parser
+from _common import parser, peers_python
 
 STEP = r"""
 import json, resource, sys, time
@@ -65,16 +66,20 @@ def write_files(directory: Path, rows: int, seed: int) -> tuple[Path, Path]:
     return csv_path, parquet_path
 
 
-def step(kind: str, path: Path, profile: Path) -> dict:
-    done = subprocess.run([sys.executable, "-c", STEP, kind, str(path), str(profile)],
+def step(kind: str, path: Path, profile: Path, python: str = sys.executable) -> dict:
+    done = subprocess.run([python, "-c", STEP, kind, str(path), str(profile)],
                           capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def evidently_installed() -> bool:
-    return subprocess.run([sys.executable, "-c", "import evidently, pandas"], capture_output=True).returncode == 0
+def evidently_python() -> str | None:
+    python = peers_python()
+    if python is None:
+        return None
+    found = subprocess.run([python, "-c", "import evidently, pandas"], capture_output=True).returncode == 0
+    return python if found else None
 
 
 def main() -> None:
@@ -98,8 +103,8 @@ def main() -> None:
             figures[f"check_parquet_rows_per_s_{label}"] = rows / checked_pq["seconds"]
             figures[f"check_peak_rss_mb_{label}"] = checked["peak_rss_mb"]
             figures[f"read_share_{label}"] = read["seconds"] / checked["seconds"]
-            if evidently_installed():
-                peer = step("evidently", current_csv, reference_csv)
+            if (python := evidently_python()) is not None:
+                peer = step("evidently", current_csv, reference_csv, python)
                 if "seconds" in peer:
                     figures[f"evidently_rows_per_s_{label}"] = rows / peer["seconds"]
                     figures[f"evidently_ratio_{label}"] = peer["seconds"] / checked["seconds"]

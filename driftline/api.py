@@ -1,11 +1,11 @@
 """The offline gate as Python: ``driftline.profile(data, model)`` and ``driftline.check(data, profile)``.
 
 Notebooks and orchestrators hold DataFrames, not files. ``data`` may be a
-path (.csv, .avro), a mapping of column name to values (lists, numpy
-arrays), or any DataFrame-like object with ``columns`` whose columns turn
-into numpy arrays (pandas, polars, pyarrow Tables): typed column by column,
-numbers as numbers, text per value (a column of mostly numbers with a few
-dirty cells stays numeric, the dirty cells become ``type_mismatch``).
+path (.csv, .parquet, .avro), a pandas or polars DataFrame, a pyarrow
+Table, or a mapping of column name to values (lists, numpy arrays): typed
+column by column through Arrow, numbers as numbers, text per value (a
+column of mostly numbers with a few dirty cells stays numeric, the dirty
+cells become ``type_mismatch`` with their rows).
 
 This module is a composition root like the CLI: it wires the statistics in
 ``streams.drift`` to user data and imports nothing else of the services.
@@ -20,85 +20,76 @@ This module is a composition root like the CLI: it wires the statistics in
 >>> shifted = check({"income": rng.normal(58, 10, 2_000), "plan": rng.choice(["free", "pro"], 2_000)}, p)
 >>> [f.name for f in shifted.drifted()], shifted.to_dict()["features"]["income"]["method"]
 (['income'], 'chi2')
+
+A DataFrame with dirty cells: the column stays numeric, the dirty rows are counted and shown.
+
+>>> import pandas as pd
+>>> frame = pd.DataFrame({"income": rng.normal(50, 10, 2_000), "plan": rng.choice(["free", "pro"], 2_000)})
+>>> frame["income"] = frame["income"].astype(object)
+>>> frame.loc[:29, "income"] = "oops"
+>>> income = check(frame, p).features["income"]
+>>> income.rows, [(s.kind, s.count, s.examples[0]) for s in income.skew]
+(1970, [('type_mismatch', 30, "row 0: 'oops'")])
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-
 from schemas import ContractError, FeatureSpec, Table, read_table
-from schemas.readers import read_batches, type_of, typed_text
+from schemas.readers import arrow_batch, batch_table, read_batches
 from schemas.tables import NULL_TOKENS
 from streams.drift.decision import DriftPolicy, DriftReport, compare
 from streams.drift.profile import Profile
 from streams.drift.summary import WindowSummary, summarize
 
 
-def to_table(data: Any) -> Table:
-    """A path, a mapping of columns, or a DataFrame-like object as typed columns."""
+def to_table(data: Any, kinds: Mapping[str, str] | None = None,
+             null_values: Collection[str] = NULL_TOKENS) -> Table:
+    """A path, a mapping of columns, or a DataFrame-like object as typed columns.
+
+    ``kinds`` (name -> int/float/bool/string) types columns as a spec
+    declares them; without it a text column is typed by the majority of
+    its values. In-memory data goes through Arrow, exactly as files do.
+    """
     if isinstance(data, Table):
         return data
     if isinstance(data, str | Path):
-        return read_table(data)
-    if isinstance(data, Mapping):
-        names, get = list(data), data.__getitem__
-    elif hasattr(data, "column_names") and hasattr(data, "column"):  # a pyarrow Table
-        names, get = list(data.column_names), lambda n: data.column(n).to_numpy(zero_copy_only=False)
-    elif hasattr(data, "columns"):  # pandas / polars DataFrames
-        names, get = [str(c) for c in data.columns], lambda n: data[n].to_numpy()
-    else:
-        raise TypeError(f"cannot read {type(data).__name__}: give a path, a mapping of columns or a DataFrame")
-    columns: dict[str, np.ndarray] = {}
-    types: dict[str, str] = {}
-    nulls: dict[str, np.ndarray] = {}
-    mismatches: dict[str, dict[int, str]] = {}
-    for name in names:
-        values = np.asarray(get(name))
-        if values.dtype.kind in "iuf":
-            columns[name] = values.astype(float)
-            nulls[name] = np.isnan(columns[name])
-            types[name] = "int" if values.dtype.kind in "iu" else "float"
-        elif values.dtype.kind == "b":
-            columns[name], types[name], nulls[name] = values.astype(object), "bool", np.zeros(values.size, bool)
-        else:  # text, or objects: typed per value exactly as a CSV column is (schemas.readers)
-            cells = [None if v is None or (isinstance(v, float) and v != v) or str(v) in NULL_TOKENS else
-                     ("true" if v else "false") if isinstance(v, bool | np.bool_) else str(v)
-                     for v in values.tolist()]
-            text = pa.array(cells, type=pa.string())
-            types[name] = type_of(text)
-            columns[name], nulls[name], bad = typed_text(text, types[name], 0)
-            if bad:
-                mismatches[name] = bad
-    return Table(columns, types, nulls, mismatches)
+        return read_table(data, dict(kinds or {}), null_values)
+    return batch_table(arrow_batch(data), dict(kinds or {}), 0, null_values)
 
 
 def profile(data: Any, model: str, *, version: str = "1", spec: FeatureSpec | None = None,
-            segment_by: tuple[str, ...] | list[str] = (), metrics: Mapping[str, float] | None = None) -> Profile:
+            segment_by: tuple[str, ...] | list[str] = (), metrics: Mapping[str, float] | None = None,
+            null_values: Collection[str] = NULL_TOKENS) -> Profile:
     """A reference profile of ``data`` for ``model`` (what ``driftline profile`` builds)."""
-    built = Profile.build(to_table(data), model, version=version, spec=spec, segment_by=segment_by,
+    kinds = spec_kinds(spec) if spec is not None else None
+    built = Profile.build(to_table(data, kinds, null_values), model, version=version, spec=spec, segment_by=segment_by,
                           source=data if isinstance(data, str) else type(data).__name__)
     built.metrics = dict(metrics or {})
     return built
 
 
-def check(data: Any, reference: Profile | str | Path, policy: DriftPolicy | None = None) -> DriftReport:
+def check(data: Any, reference: Profile | str | Path, policy: DriftPolicy | None = None, *,
+          null_values: Collection[str] = NULL_TOKENS) -> DriftReport:
     """Drift and skew of ``data`` against a profile (or a profile file): ``driftline check`` as a call.
 
     A CSV or Parquet path is read in batches typed by the profile's spec and
     summarised batch by batch (summaries merge exactly), so memory does not
-    grow with the file.
+    grow with the file. Every source is typed by the profile's spec: a
+    value that does not parse is a ``type_mismatch`` with its row, and the
+    rest of its column is judged. ``null_values`` are the texts read as nulls.
     """
     loaded = reference if isinstance(reference, Profile) else Profile.load(reference)
-    if isinstance(data, str | Path) and Path(data).suffix.lower() in (".csv", ".txt", ".parquet", ".pq"):
+    kinds = spec_kinds(loaded.spec)
+    if isinstance(data, str | Path):
         line_offset = 2 if Path(data).suffix.lower() in (".csv", ".txt") else 0
-        return check_tables(read_batches(data, spec_kinds(loaded.spec)), loaded, policy,
-                            where=lambda row: f"line {row + line_offset}")
-    return check_tables([to_table(data)], loaded, policy, where=lambda row: f"row {row}")
+        unit = "line" if line_offset else "record"
+        return check_tables(read_batches(data, kinds, null_values=null_values), loaded, policy,
+                            where=lambda row: f"{unit} {row + line_offset}")
+    return check_tables([to_table(data, kinds, null_values)], loaded, policy, where=lambda row: f"row {row}")
 
 
 def spec_kinds(spec: FeatureSpec) -> dict[str, str]:

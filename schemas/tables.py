@@ -1,4 +1,4 @@
-"""Reference and current data files (CSV, Avro) read into named columns.
+"""Typed columns of reference and current data (files are read by :mod:`schemas.readers`).
 
 ``driftline profile`` and ``driftline check`` take files, and feature-spec
 inference needs typed columns, so this module turns a file into
@@ -9,11 +9,11 @@ numpy's vectorised conversion, not cell by cell in Python.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import fastavro
 import numpy as np
 
 from schemas.columns import FeatureFrame
@@ -92,19 +92,25 @@ class Table:
                    if numeric_names else np.zeros((rows, 0)))
         numeric_null = (np.column_stack([self.null_mask(n) for n in numeric_names])
                         if numeric_names else np.zeros((rows, 0), bool))
-        texts = []
-        for n in categorical_names:
-            values = self.columns[n].tolist()
-            texts.append([("true" if v else "false") if isinstance(v, bool) else ("" if v is None else str(v))
-                          for v in values])
-        categorical = (np.array(texts, dtype=object).T.reshape(rows, len(categorical_names))
-                       if categorical_names else np.zeros((rows, 0), dtype=object))
+        categorical = np.empty((rows, len(categorical_names)), dtype=object)
+        for j, n in enumerate(categorical_names):
+            categorical[:, j] = self._text(n)
         categorical_null = (np.column_stack([self.null_mask(n) for n in categorical_names])
                             if categorical_names else np.zeros((rows, 0), bool))
         mismatched = [{"row": row - self.first_row, "name": name, "type": "str", "text": text[:40]}
                       for name, cells in self.mismatches.items() for row, text in cells.items()]
         return FeatureFrame(rows, tuple(numeric_names), numeric, numeric_null,
                             tuple(categorical_names), categorical, categorical_null, mismatched)
+
+    def _text(self, name: str) -> np.ndarray:
+        """A categorical column as the text an event carries ("" for a null, "true"/"false" for booleans)."""
+        column = self.columns[name]
+        if self.types[name] == "string" and name in self.nulls:  # str or None: one masked copy, no loop
+            out = column.copy()
+            out[self.nulls[name]] = ""
+            return out
+        return np.array([("true" if v else "false") if isinstance(v, bool) else ("" if v is None else str(v))
+                         for v in column.tolist()], dtype=object)
 
     @property
     def rows(self) -> int:
@@ -129,54 +135,12 @@ class Table:
 NUMERIC_SHARE = 0.5  # a column whose present cells are mostly numbers is numeric; the rest are mismatches
 
 
-_AVRO_TYPES = {"int": "int", "long": "int", "float": "float", "double": "float",
-               "boolean": "bool", "string": "string", "enum": "string"}
-
-
-def _avro_field_type(avro_type: Any) -> str:
-    if isinstance(avro_type, list):
-        non_null = [t for t in avro_type if t != "null"]
-        if len(non_null) != 1:
-            raise ContractError(f"unsupported Avro union {avro_type} in reference file")
-        return _avro_field_type(non_null[0])
-    if isinstance(avro_type, dict):
-        return _avro_field_type(avro_type.get("type"))
-    try:
-        return _AVRO_TYPES[avro_type]
-    except (KeyError, TypeError):
-        raise ContractError(f"unsupported Avro type {avro_type!r} in reference file") from None
-
-
-def read_avro(path: Path) -> Table:
-    with path.open("rb") as handle:
-        reader = fastavro.reader(handle)
-        schema = reader.writer_schema
-        records = [r for r in reader if isinstance(r, dict)]
-    if not isinstance(schema, dict) or schema.get("type") != "record":
-        raise ContractError(f"{path}: an Avro reference file must hold flat records")
-    types = {f["name"]: _avro_field_type(f["type"]) for f in schema["fields"]}
-    columns: dict[str, np.ndarray] = {}
-    nulls: dict[str, np.ndarray] = {}
-    for name, kind in types.items():
-        values = [r.get(name) for r in records]
-        nulls[name] = np.array([v is None for v in values], dtype=bool)
-        if kind in ("float", "int"):
-            columns[name] = np.array([np.nan if v is None else v for v in values], dtype=float)
-        else:
-            columns[name] = np.array(values, dtype=object)
-    return Table(columns, types, nulls)
-
-
-def read_table(path: str | Path, kinds: dict[str, str] | None = None) -> Table:
+def read_table(path: str | Path, kinds: dict[str, str] | None = None,
+               null_values: Collection[str] = NULL_TOKENS) -> Table:
     """Read a CSV, Parquet or Avro file (chosen by extension) into typed columns, whole.
 
     ``check`` reads batch by batch instead (:func:`schemas.readers.read_batches`).
     """
     from schemas.readers import read_batches
 
-    path = Path(path)
-    if not path.exists():
-        raise ContractError(f"{path} does not exist")
-    if path.suffix.lower() == ".avro":
-        return read_avro(path)
-    return Table.concat(list(read_batches(path, kinds)))
+    return Table.concat(list(read_batches(path, kinds, null_values=null_values)))

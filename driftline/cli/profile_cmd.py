@@ -1,6 +1,6 @@
 """``driftline profile`` and ``driftline check``: the monitor's statistics, offline.
 
-``profile`` builds a reference profile from a CSV/Avro file and publishes it
+``profile`` builds a reference profile from a CSV/Parquet/Avro file and publishes it
 to the compacted ``profiles`` topic (or writes it to a file with ``-o``).
 ``check`` compares a file with a profile and exits 0 (clean), 1 (drift or
 skew) or 2 (bad input): a data-validation gate for CI pipelines.
@@ -12,18 +12,19 @@ import argparse
 import json
 import time
 
-from driftline.api import check
+from driftline.api import check, spec_kinds, to_table
 from driftline.control import publish_once
 from driftline.errors import ConfigError
 from driftline.settings import Settings
-from schemas import FeatureSpec, read_table
+from schemas import FeatureSpec
+from schemas.tables import NULL_TOKENS
 from streams.drift.decision import DriftPolicy, DriftReport
 from streams.drift.profile import Profile
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    profile = sub.add_parser("profile", help="build a reference profile from a CSV or Avro file")
-    profile.add_argument("reference", nargs="?", help="reference data (.csv or .avro)")
+    profile = sub.add_parser("profile", help="build a reference profile from a CSV, Parquet or Avro file")
+    profile.add_argument("reference", nargs="?", help="reference data (.csv, .parquet or .avro)")
     profile.add_argument("--from-topic", choices=("features", "predictions"),
                          help="read the reference from this topic instead of a file (with --start/--end)")
     profile.add_argument("--start", help="with --from-topic: ISO 8601 time or epoch ms (inclusive)")
@@ -40,13 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     profile.add_argument("--metric", action="append", default=[], metavar="NAME=VALUE",
                          help="the model's expected quality (e.g. accuracy=0.91): the decay baseline when "
                               "the model has no ModelRecord")
+    add_null_values(profile)
     profile.add_argument("-o", "--output", help="write the profile to this file instead of publishing it")
     profile.set_defaults(handler=build_profile)
 
     check = sub.add_parser("check", help="compare a data file with a profile; exit 1 on drift or skew")
-    check.add_argument("current", help="current data (.csv or .avro)")
+    check.add_argument("current", help="current data (.csv, .parquet or .avro)")
     check.add_argument("--profile", required=True, help="profile file written by 'driftline profile -o'")
     check.add_argument("--json", action="store_true", help="print one JSON object")
+    add_null_values(check)
     check.add_argument("--false-alarm-rate", type=float, default=DriftPolicy.false_alarm_rate,
                        help="chance that stable data is flagged, over all features (default 0.01)")
     check.add_argument("--method", action="append", default=[], metavar="FEATURE=STAT",
@@ -55,6 +58,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--skew-rate", type=float, default=DriftPolicy.skew_rate,
                        help="share of rows with a skew finding that counts as skew (default 0.01)")
     check.set_defaults(handler=run_check)
+
+
+def add_null_values(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--null-values", type=parse_null_values, default=NULL_TOKENS, metavar="TEXT[,TEXT]",
+                         help="cell texts read as nulls, comma-separated (an empty item is the empty cell); "
+                              f"default {','.join(sorted(NULL_TOKENS))!r}")
+
+
+def parse_null_values(text: str) -> frozenset[str]:
+    """``--null-values ',NA,-'``: the empty cell, NA and -; each item stripped of surrounding spaces."""
+    return frozenset(item.strip() for item in text.split(","))
 
 
 def parse_metrics(items: list[str]) -> dict[str, float]:
@@ -78,13 +92,16 @@ def build_profile(args: argparse.Namespace, settings: Settings) -> int:
             raise ConfigError("--from-topic takes --start (and --end), not a file")
         end = parse_time(args.end) if args.end else int(time.time() * 1000)
         table, source = read_model_rows(settings, args.from_topic, args.model, parse_time(args.start), end)
-    elif args.reference:
-        table, source = read_table(args.reference), str(args.reference)
-    else:
-        raise ConfigError("give a reference file, or --from-topic with --start")
     spec = FeatureSpec.load(args.spec) if args.spec else None
     if spec is not None and spec.model != args.model:
         raise ConfigError(f"the spec {args.spec} is for model {spec.model!r}, not {args.model!r}")
+    if args.from_topic:
+        pass  # read above
+    elif args.reference:
+        kinds = spec_kinds(spec) if spec is not None else None
+        table, source = to_table(args.reference, kinds, args.null_values), str(args.reference)
+    else:
+        raise ConfigError("give a reference file, or --from-topic with --start")
     segment_by = tuple(c.strip() for c in args.segment.split(",") if c.strip())
     if args.top_segments < 1 or args.min_segment_rows < 1:
         raise ConfigError("--top-segments and --min-segment-rows must be at least 1")
@@ -129,7 +146,7 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
                 policy.method_for(name, profile.features[name].kind)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
-    report = check(args.current, profile, policy)
+    report = check(args.current, profile, policy, null_values=args.null_values)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

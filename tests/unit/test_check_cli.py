@@ -136,3 +136,52 @@ def test_parquet_and_batched_csv_give_the_csv_verdict(files, tmp_path, capsys):
     assert len(batches) > 5 and sum(b.rows for b in batches) == 2000
     report = check_tables(batches, profile, None, where=str)
     assert report.features["income"].value == pytest.approx(from_csv["features"]["income"]["value"])
+
+
+def write_dirty_avro(path, values) -> None:
+    """An Avro file whose numeric field a dirty pipeline wrote as a union of text and numbers."""
+    import fastavro
+
+    schema = {"type": "record", "name": "Row", "fields": [
+        {"name": "n0", "type": ["null", "string", "double"]}, {"name": "n1", "type": "double"}]}
+    with path.open("wb") as handle:
+        fastavro.writer(handle, fastavro.parse_schema(schema),
+                        [{"n0": v, "n1": float(i % 7)} for i, v in enumerate(values)])
+
+
+def test_avro_union_of_text_and_numbers_is_typed_per_value(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    write_dirty_avro(tmp_path / "ref.avro", rng.normal(size=3000).tolist())
+    dirty: list = rng.normal(size=2000).tolist()
+    for row in range(0, 2000, 40):
+        dirty[row] = "n/a?"  # 50 dirty records
+    dirty[1] = None
+    dirty[2] = "1.5"  # a number written as text is a number
+    write_dirty_avro(tmp_path / "cur.avro", dirty)
+    assert main(["profile", str(tmp_path / "ref.avro"), "--model", "a", "-o", str(tmp_path / "a.profile")]) == 0
+    capsys.readouterr()
+    assert main(["check", "--profile", str(tmp_path / "a.profile"), str(tmp_path / "cur.avro"), "--json"]) == 1
+    n0 = json.loads(capsys.readouterr().out)["features"]["n0"]
+    assert n0["kind"] == "numeric" and n0["rows"] == 2000 - 50 - 1
+    mismatch = next(f for f in n0["skew"] if f["kind"] == "type_mismatch")
+    assert mismatch["count"] == 50
+    assert mismatch["examples"] == [f"record {r}: 'n/a?'" for r in (0, 40, 80, 120, 160)]
+
+
+def test_null_values_are_configurable(tmp_path, capsys):
+    """'-' is a dirty value by default and a null when the user says so."""
+    rng = np.random.default_rng(4)
+    for name, dashes in (("ref", 0), ("cur", 100)):
+        values = rng.normal(size=2000).round(4).astype(object)
+        values[:dashes] = "-"
+        with (tmp_path / f"{name}.csv").open("w", newline="") as handle:
+            csv.writer(handle).writerows([["x"], *([v] for v in values)])
+    assert main(["profile", str(tmp_path / "ref.csv"), "--model", "n", "-o", str(tmp_path / "n.profile")]) == 0
+    capsys.readouterr()
+    base = ["check", "--profile", str(tmp_path / "n.profile"), str(tmp_path / "cur.csv"), "--json"]
+    assert main(base) == 1
+    [finding] = json.loads(capsys.readouterr().out)["features"]["x"]["skew"]
+    assert (finding["kind"], finding["count"]) == ("type_mismatch", 100)
+    assert main([*base, "--null-values", ",NA,-"]) == 1
+    [finding] = json.loads(capsys.readouterr().out)["features"]["x"]["skew"]
+    assert (finding["kind"], finding["count"]) == ("null_rate", 100)

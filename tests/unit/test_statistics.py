@@ -32,16 +32,6 @@ def test_ks_from_the_sketch_is_within_001_of_scipy(shift, scale):
     statistic = st.ks_from_sketches(bin_counts(reference, edges), bin_counts(current, edges))
     exact = stats.ks_2samp(reference, current)
     assert abs(statistic - exact.statistic) <= 0.01
-    p = st.ks_p_value(statistic, reference.size, current.size)
-    if exact.pvalue > 1e-6:
-        assert abs(p - stats.ks_2samp(reference, current, method="asymp").pvalue) < 0.1
-
-
-def test_ks_p_value_is_scipys_asymptotic_p_for_the_same_statistic():
-    n, m = 3000, 20000
-    d = 0.031
-    expected = stats.kstwo.sf(d, round(n * m / (n + m)))
-    assert st.ks_p_value(d, m, n) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("shift, scale", [(0.25, 1.0), (1.0, 1.0), (0.0, 2.0), (2.0, 0.5)])
@@ -54,15 +44,8 @@ def test_wasserstein_from_the_sketch_is_within_2_percent_of_scipy(shift, scale):
     assert value == pytest.approx(stats.wasserstein_distance(reference, current), rel=0.02)
 
 
-def test_chi2_p_equals_scipy_contingency_on_the_same_counts():
-    ref, cur = np.array([500, 300, 150, 50]), np.array([90, 70, 30, 10])
-    statistic, p = st.chi2_homogeneity(ref, cur)
-    expected = stats.chi2_contingency(np.vstack([ref, cur]), correction=False)
-    assert statistic == pytest.approx(expected.statistic)
-    assert p == pytest.approx(expected.pvalue)
-
-
-def test_chi2_ignores_categories_empty_in_both():
-    s1, p1 = st.chi2_homogeneity(np.array([50, 0, 50]), np.array([40, 0, 60]))
-    s2, p2 = st.chi2_homogeneity(np.array([50, 50]), np.array([40, 60]))
-    assert (s1, p1) == pytest.approx((s2, p2))
+def test_weighted_w1_equals_scipy_on_weighted_points():
+    for _ in range(20):
+        u, v = rng.normal(size=rng.integers(1, 50)), rng.normal(0.3, 2, size=rng.integers(1, 50))
+        u_w, v_w = rng.uniform(0.1, 5, u.size), rng.uniform(0.1, 5, v.size)
+        assert st.weighted_w1(u, v, u_w, v_w) == pytest.approx(stats.wasserstein_distance(u, v, u_w, v_w), rel=1e-9)
