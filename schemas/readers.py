@@ -152,12 +152,7 @@ def read_batches(path: str | Path, kinds: dict[str, str] | None = None, batch_by
     suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".txt"):
-            header = _csv_header(path)
-            reader = pa_csv.open_csv(
-                path, read_options=pa_csv.ReadOptions(block_size=batch_bytes, use_threads=True),
-                convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
-                                                      null_values=sorted(null_values), strings_can_be_null=True))
-            batches: Iterator[pa.RecordBatch] = iter(reader)
+            batches: Iterator[pa.RecordBatch] = _csv_batches(path, types, batch_bytes, null_values)
         elif suffix in (".parquet", ".pq"):
             batches = pq.ParquetFile(path).iter_batches(batch_size=262_144)
         elif suffix == ".avro":
@@ -172,6 +167,40 @@ def read_batches(path: str | Path, kinds: dict[str, str] | None = None, batch_by
         if suffix in (".csv", ".txt"):
             _raise_ragged_line(path)
         raise ContractError(f"{path}: {str(exc).splitlines()[0]}") from None
+
+
+def _open_csv(path: Path, column_types: dict[str, pa.DataType], batch_bytes: int,
+              null_values: Collection[str]) -> pa_csv.CSVStreamingReader:
+    return pa_csv.open_csv(
+        path, read_options=pa_csv.ReadOptions(block_size=batch_bytes, use_threads=True),
+        convert_options=pa_csv.ConvertOptions(column_types=column_types, null_values=sorted(null_values),
+                                              strings_can_be_null=True))
+
+
+def _csv_batches(path: Path, kinds: dict[str, str], batch_bytes: int,
+                 null_values: Collection[str]) -> Iterator[pa.RecordBatch]:
+    """CSV batches: columns the spec calls numeric parsed as numbers by pyarrow (the fast path);
+    at the first cell that does not parse, the rest of the file is read as text and typed per
+    value, from the row reached (so a dirty file costs more only from its first dirty batch)."""
+    header = _csv_header(path)
+    text = dict.fromkeys(header, pa.string())
+    typed = text | {n: pa.float64() for n in header if kinds.get(n) in ("int", "float")}
+    done = 0
+    if typed != text:
+        try:
+            for batch in _open_csv(path, typed, batch_bytes, null_values):
+                yield batch
+                done += batch.num_rows
+            return
+        except pa.ArrowInvalid as exc:
+            if "conversion error" not in str(exc):
+                raise
+    for batch in _open_csv(path, text, batch_bytes, null_values):
+        if done >= batch.num_rows:
+            done -= batch.num_rows
+            continue
+        yield batch.slice(done)
+        done = 0
 
 
 def _raise_ragged_line(path: Path) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 
+from driftline.broker.cluster import LocalCluster, recorded_nodes
 from driftline.broker.container import docker_available, start_container, stop_container
 from driftline.broker.local import LocalBroker, free_port, port_in_use
 from driftline.errors import BrokerError
 from driftline.kafka_clients import check_reachable, record_bootstrap
 from driftline.settings import Settings
 
-__all__ = ["BrokerChoice", "LocalBroker", "broker_down", "broker_up", "free_port", "port_in_use"]
+__all__ = ["BrokerChoice", "LocalBroker", "LocalCluster", "broker_down", "broker_up", "free_port", "port_in_use"]
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,25 @@ def _local_possible(broker: LocalBroker) -> bool:
     return shutil.which("java") is not None and (broker.jars_ready() or shutil.which("mvn") is not None)
 
 
-def broker_up(settings: Settings, timeout: float = 90.0) -> BrokerChoice:
-    """Make sure a broker answers, starting one if needed, and say which."""
+def broker_up(settings: Settings, timeout: float = 90.0, brokers: int = 0) -> BrokerChoice:
+    """Make sure a broker answers, starting one if needed, and say which.
+
+    ``brokers`` > 1 starts a local cluster of that many nodes; 0 keeps
+    whatever size was started here last (one node by default).
+    """
     if settings.bootstrap_servers:
         check_reachable(settings)
         return BrokerChoice("external", settings.bootstrap_servers)
+    brokers = brokers or recorded_nodes(settings)
     local = LocalBroker(settings)
+    if brokers > 1:
+        if not _local_possible(local):
+            raise BrokerError("a local cluster needs Java 17+ and Maven (or cached jars)")
+        if local.pid() is not None:
+            raise BrokerError("a single-node broker is running here; 'driftline broker down' it first")
+        return BrokerChoice(f"local cluster of {brokers}", LocalCluster(settings, brokers).up(max(timeout, 180.0)))
+    if recorded_nodes(settings) > 1:
+        raise BrokerError("a local cluster is running here; 'driftline broker down' it first")
     if _local_possible(local):
         return BrokerChoice("local", local.up(timeout))
     if docker_available():
@@ -63,4 +77,7 @@ def broker_down(settings: Settings) -> bool:
         container_file.unlink()
         record_bootstrap(settings, None)
         return True
+    nodes = recorded_nodes(settings)
+    if nodes > 1:
+        return LocalCluster(settings, nodes).down()
     return LocalBroker(settings).down()

@@ -80,21 +80,35 @@ class BrokerStatus:
     log_file: Path
 
 
-class LocalBroker:
-    """Start, stop and inspect the jar-based broker under ``settings.state_dir``."""
+def node_ports(settings: Settings, node_id: int) -> tuple[int, int]:
+    """Client and controller ports of node ``node_id`` (1-based): the configured ports, then +2 per node."""
+    return settings.broker_port + 2 * (node_id - 1), settings.controller_port + 2 * (node_id - 1)
 
-    def __init__(self, settings: Settings, jars_dir: Path | None = None) -> None:
+
+class LocalBroker:
+    """Start, stop and inspect one jar-based KRaft node under ``settings.state_dir``.
+
+    Alone (``nodes=1``) it is the single-node broker; as node ``node_id`` of
+    ``nodes`` it is one member of a :class:`~driftline.broker.cluster.LocalCluster`,
+    with its own folder, ports and pid, and the same cluster id as its peers.
+    """
+
+    def __init__(self, settings: Settings, jars_dir: Path | None = None, *, node_id: int = 1,
+                 nodes: int = 1) -> None:
         self.settings = settings
-        self.home = settings.state_path / "kafka"
+        self.node_id, self.nodes = node_id, nodes
+        self.port, self.controller_port = node_ports(settings, node_id)
+        self.home = settings.state_path / "kafka" / (f"node{node_id}" if nodes > 1 else "")
         self.jars_dir = jars_dir or settings.state_path / f"kafka-{settings.kafka_version}" / "libs"
         self.data_dir = self.home / "data"
         self.log_file = self.home / "server.log"
         self.pid_file = self.home / "broker.pid"
         self.properties_file = self.home / "server.properties"
+        self.cluster_id_file = settings.state_path / "kafka" / "cluster.id"
 
     @property
     def bootstrap(self) -> str:
-        return f"{self.settings.broker_host}:{self.settings.broker_port}"
+        return f"{self.settings.broker_host}:{self.port}"
 
     # ------------------------------------------------------------ jars
     def _recipe_hash(self) -> str:
@@ -161,12 +175,28 @@ class LocalBroker:
 
     def _render_properties(self) -> None:
         template = string.Template((RECIPE_DIR / "server.properties").read_text())
+        host = self.settings.broker_host
+        voters = ",".join(f"{i}@{host}:{node_ports(self.settings, i)[1]}" for i in range(1, self.nodes + 1))
+        replication = min(self.nodes, 3)
         self.properties_file.write_text(template.safe_substitute(
-            host=self.settings.broker_host,
-            port=self.settings.broker_port,
-            controller_port=self.settings.controller_port,
+            host=host,
+            port=self.port,
+            controller_port=self.controller_port,
             log_dirs=str(self.data_dir),
+            node_id=self.node_id,
+            voters=voters,
+            replication=replication,
+            min_isr=max(1, replication - 1),
         ))
+
+    def cluster_id(self) -> str:
+        """The id every node of this state folder is formatted with (made once, kept)."""
+        if self.nodes == 1:
+            return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not self.cluster_id_file.exists():
+            self.cluster_id_file.parent.mkdir(parents=True, exist_ok=True)
+            self.cluster_id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        return self.cluster_id_file.read_text().strip()
 
     def _java_cmd(self, java: str, main: str, *args: str) -> list[str]:
         return [
@@ -179,9 +209,8 @@ class LocalBroker:
     def _format_storage(self, java: str) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         proc = subprocess.run(
-            self._java_cmd(java, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+            self._java_cmd(java, "kafka.tools.StorageTool", "format", "-t", self.cluster_id(),
                            "-c", str(self.properties_file), "--ignore-formatted"),
             capture_output=True, text=True,
         )
@@ -197,12 +226,16 @@ class LocalBroker:
         session passes ``tied=True`` so the broker dies with the session
         however the session ends (see :mod:`driftline.processes`).
         """
+        process = self.start(tied=tied)
+        self._wait_ready(timeout, process)
+        return self.bootstrap
+
+    def start(self, *, tied: bool = False) -> subprocess.Popen | None:
+        """Start the node without waiting (a cluster's nodes must all start before any answers)."""
         if self.pid() is not None:
-            self._wait_ready(timeout)
-            return self.bootstrap
-        host, settings = self.settings.broker_host, self.settings
-        for port, what in ((settings.broker_port, "broker_port"),
-                           (settings.controller_port, "controller_port")):
+            return None
+        host = self.settings.broker_host
+        for port, what in ((self.port, "broker_port"), (self.controller_port, "controller_port")):
             if port_in_use(host, port):
                 raise BrokerError(
                     f"port {host}:{port} is already in use by another program; stop it or set "
@@ -217,9 +250,9 @@ class LocalBroker:
             process = spawn(self._java_cmd(java, "kafka.Kafka", str(self.properties_file)), stdout=log,
                             tied=tied, python_child=False)
         self.pid_file.write_text(f"{process.pid}\n")
-        record_bootstrap(self.settings, self.bootstrap)
-        self._wait_ready(timeout, process)
-        return self.bootstrap
+        if self.nodes == 1:
+            record_bootstrap(self.settings, self.bootstrap)
+        return process
 
     def _wait_ready(self, timeout: float, process: subprocess.Popen | None = None) -> None:
         from confluent_kafka.admin import AdminClient
@@ -233,12 +266,12 @@ class LocalBroker:
                     f"see {self.log_file}: {self._log_tail()}"
                 )
             # Wait for the port first: a client pointed at a closed port logs every retry.
-            if not port_in_use(self.settings.broker_host, self.settings.broker_port):
+            if not port_in_use(self.settings.broker_host, self.port):
                 time.sleep(0.2)
                 continue
             admin = admin or AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
             try:
-                if admin.list_topics(timeout=2).brokers:
+                if len(admin.list_topics(timeout=2).brokers) >= self.nodes:
                     return
             except Exception:  # listening but not serving metadata yet
                 time.sleep(0.3)
@@ -251,6 +284,21 @@ class LocalBroker:
             return "no log"
         errors = [ln for ln in lines if " ERROR " in ln or "Exception" in ln]
         return (errors or lines or ["no log"])[-1][:300]
+
+    def kill(self) -> None:
+        """SIGKILL the node (a crash, for failure tests); ``start``/``up`` brings it back."""
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            while _pid_alive(pid):
+                time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+
+    def terminate(self) -> None:
+        """Ask the node to stop (SIGTERM) without waiting; :meth:`down` waits and escalates."""
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
 
     def down(self, timeout: float = 30.0) -> bool:
         """Stop the broker cleanly (SIGTERM, then SIGKILL after ``timeout``). False if it was not running."""

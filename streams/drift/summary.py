@@ -22,7 +22,6 @@ from streams.drift.profile import (
     NumericReference,
     Profile,
     bin_counts,
-    bin_sums,
     category_counts,
     factorize,
 )
@@ -254,8 +253,9 @@ def _numeric_part(ref: NumericReference | None, name: str, values: np.ndarray, n
     if ref is not None:
         summary.histogram = bin_counts(finite, ref.edges)
         if ref.fine_counts.size:  # segment references keep coarse bins only
-            summary.fine_counts = bin_counts(finite, ref.fine_edges)
-            summary.fine_sums = bin_sums(finite, ref.fine_edges)
+            fine = np.searchsorted(ref.fine_edges, finite, side="right")  # one binary search, two sketches
+            summary.fine_counts = np.bincount(fine, minlength=ref.fine_edges.size + 1)
+            summary.fine_sums = np.bincount(fine, weights=finite, minlength=ref.fine_edges.size + 1)
     return summary
 
 
