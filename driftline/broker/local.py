@@ -71,6 +71,47 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class SecureListener:
+    """A SASL_SSL client listener: TLS with a PEM key and certificate, SCRAM users stored at format time.
+
+    Clients then need ``security_protocol=SASL_SSL``, the SCRAM mechanism,
+    a user's credentials and the CA (``ssl_cafile``). The broker talks to
+    itself as the first user.
+    """
+
+    keystore_pem: Path  # the broker's private key (unencrypted PKCS#8) followed by its certificate chain
+    truststore_pem: Path  # the CA that signed it
+    users: tuple[tuple[str, str], ...]  # (name, password); the first is the broker's own
+    mechanism: str = "SCRAM-SHA-256"
+
+    def properties(self) -> str:
+        name, password = self.users[0]
+        jaas = f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{name}" ' \
+               f'password="{password}";'
+        return "\n".join([
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+            "inter.broker.listener.name=SASL_SSL",
+            f"sasl.enabled.mechanisms={self.mechanism}",
+            f"sasl.mechanism.inter.broker.protocol={self.mechanism}",
+            f"listener.name.sasl_ssl.{self.mechanism.lower()}.sasl.jaas.config={jaas}",
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={self.keystore_pem}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={self.truststore_pem}",
+            "ssl.endpoint.identification.algorithm=https",
+        ])
+
+    def format_args(self) -> list[str]:
+        return [arg for name, password in self.users
+                for arg in ("--add-scram", f"{self.mechanism}=[name={name},password={password}]")]
+
+    def client_config(self) -> dict[str, str]:
+        name, password = self.users[0]
+        return {"security.protocol": "SASL_SSL", "sasl.mechanism": self.mechanism, "sasl.username": name,
+                "sasl.password": password, "ssl.ca.location": str(self.truststore_pem)}
+
+
 @dataclass
 class BrokerStatus:
     running: bool
@@ -94,8 +135,9 @@ class LocalBroker:
     """
 
     def __init__(self, settings: Settings, jars_dir: Path | None = None, *, node_id: int = 1,
-                 nodes: int = 1) -> None:
+                 nodes: int = 1, secure: SecureListener | None = None) -> None:
         self.settings = settings
+        self.secure = secure
         self.node_id, self.nodes = node_id, nodes
         self.port, self.controller_port = node_ports(settings, node_id)
         self.home = settings.state_path / "kafka" / (f"node{node_id}" if nodes > 1 else "")
@@ -188,6 +230,11 @@ class LocalBroker:
             replication=replication,
             min_isr=max(1, replication - 1),
         ))
+        if self.secure is not None:  # the client listener becomes SASL_SSL; the controller's stays local
+            lines = [ln for ln in self.properties_file.read_text().splitlines()
+                     if not ln.startswith(("listener.security.protocol.map=", "inter.broker.listener.name="))]
+            text = "\n".join(lines).replace("PLAINTEXT://", "SASL_SSL://")
+            self.properties_file.write_text(text + "\n" + self.secure.properties() + "\n")
 
     def cluster_id(self) -> str:
         """The id every node of this state folder is formatted with (made once, kept)."""
@@ -211,7 +258,8 @@ class LocalBroker:
             return
         proc = subprocess.run(
             self._java_cmd(java, "kafka.tools.StorageTool", "format", "-t", self.cluster_id(),
-                           "-c", str(self.properties_file), "--ignore-formatted"),
+                           "-c", str(self.properties_file), "--ignore-formatted",
+                           *(self.secure.format_args() if self.secure else [])),
             capture_output=True, text=True,
         )
         if proc.returncode != 0:
@@ -269,7 +317,8 @@ class LocalBroker:
             if not port_in_use(self.settings.broker_host, self.port):
                 time.sleep(0.2)
                 continue
-            admin = admin or AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+            admin = admin or AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0,
+                                          **(self.secure.client_config() if self.secure else {})})
             try:
                 if len(admin.list_topics(timeout=2).brokers) >= self.nodes:
                     return

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 
-from driftline.cli.service import serve_metrics, stop_event
+from driftline.cli.service import run_through_outages, serve_metrics, stop_event, wait_for_cluster
 from driftline.errors import ConfigError
 from driftline.runtime import tune_gc
 from driftline.settings import Settings
-from driftline.topics import create_topics
 
 DEFAULT_METRICS_PORT = 9464
 log = logging.getLogger("driftline.monitor")
@@ -43,18 +42,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not 0 < args.false_alarm_rate < 1:
         raise ConfigError(f"--false-alarm-rate must be between 0 and 1, got {args.false_alarm_rate}")
     port = args.metrics_port if args.metrics_port is not None else (settings.metrics_port or DEFAULT_METRICS_PORT)
-    create_topics(settings)
-    serve_metrics(port)
     stopping = stop_event()
-    monitor = Monitor(settings, instance=args.instance,
-                      policy=DriftPolicy(false_alarm_rate=args.false_alarm_rate), idle_seconds=args.idle,
-                      rolling_windows=args.rolling)
+    wait_for_cluster(settings, stopping, "monitor")
+    serve_metrics(port)
     tune_gc()
     log.info("monitor started: windows of %ss, grace %ss, metrics on :%s",
              settings.window_seconds, settings.grace_seconds, port or "-")
-    try:
-        monitor.run(stopping.is_set)
-    finally:
-        monitor.close()
-        log.info("monitor stopped cleanly")
+    run_through_outages("monitor", lambda: Monitor(
+        settings, instance=args.instance, policy=DriftPolicy(false_alarm_rate=args.false_alarm_rate),
+        idle_seconds=args.idle, rolling_windows=args.rolling), stopping)
+    log.info("monitor stopped cleanly")
     return 0

@@ -7,11 +7,10 @@ import logging
 import uuid
 
 from driftline.alerts import Alert
-from driftline.cli.service import serve_metrics, stop_event
+from driftline.cli.service import run_through_outages, serve_metrics, stop_event, wait_for_cluster
 from driftline.control import ControlPublisher
 from driftline.errors import ConfigError
 from driftline.settings import Settings
-from driftline.topics import create_topics
 
 DEFAULT_METRICS_PORT = 9465
 log = logging.getLogger("driftline.trainer")
@@ -41,17 +40,13 @@ def run_trainer(args: argparse.Namespace, settings: Settings) -> int:
     if not (settings.signing_key or settings.signing_key_file):
         raise ConfigError("the trainer signs what it publishes: set DRIFTLINE_SIGNING_KEY_FILE (an Ed25519 "
                           "private key: 'driftline keys create DIR') or DRIFTLINE_SIGNING_KEY (an HMAC secret)")
-    create_topics(settings)
     port = args.metrics_port if args.metrics_port is not None else (settings.metrics_port or DEFAULT_METRICS_PORT)
-    serve_metrics(port)
     stopping = stop_event()
-    trainer = Trainer(settings, configs)
+    wait_for_cluster(settings, stopping, "trainer")
+    serve_metrics(port)
     log.info("trainer started for %s, metrics on :%s", ", ".join(names), port or "-")
-    try:
-        trainer.run(stopping.is_set)
-    finally:
-        trainer.close()
-        log.info("trainer stopped cleanly")
+    run_through_outages("trainer", lambda: Trainer(settings, configs), stopping)
+    log.info("trainer stopped cleanly")
     return 0
 
 

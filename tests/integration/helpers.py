@@ -35,3 +35,16 @@ def read_topic(settings: Settings, topic: str, expected: int | None = None, time
 
 def topic_count(settings: Settings, topic: str) -> int:
     return message_count(settings, topic)
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """The environment a driftline process needs to reach ``settings``' cluster with its topics."""
+    import os
+
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+           "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, "DRIFTLINE_PARTITIONS": str(settings.partitions)}
+    security = {"security_protocol": settings.security_protocol, "sasl_mechanism": settings.sasl_mechanism,
+                "sasl_username": settings.sasl_username, "sasl_password": settings.sasl_password,
+                "ssl_cafile": settings.ssl_cafile}
+    env |= {f"DRIFTLINE_{k.upper()}": v for k, v in security.items() if v and v != "PLAINTEXT"}
+    return env

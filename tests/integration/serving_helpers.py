@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from driftline.broker.local import free_port
 from driftline.registry import Registry
 from driftline.synthetic import agrawal
 from schemas import Table
+from tests.integration.helpers import service_env
 from trainers.dataset import from_table
 from trainers.job import TrainingJob, Trigger
 from trainers.modelfile import parse_model_config
@@ -23,9 +23,7 @@ MODEL = {"name": "loans", "pipeline": "hoeffding_adaptive_tree", "validation": {
 
 
 def env_for(settings) -> dict:
-    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-            "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, "DRIFTLINE_PARTITIONS": str(settings.partitions),
-            "DRIFTLINE_SIGNING_KEY": settings.signing_key}
+    return {**service_env(settings), "DRIFTLINE_SIGNING_KEY": settings.signing_key}
 
 
 def publish_first_version(settings, rows: int = 1500) -> dict:
@@ -57,16 +55,17 @@ def publish_version(settings, base: dict, version: str, *, tamper: bool = False,
         registry.deploy("loans", version, "deploy", reason="test")
 
 
-def start_node(settings, *extra: str, port: int | None = None) -> tuple[subprocess.Popen, str]:
+def start_node(settings, *extra: str, port: int | None = None, stderr=subprocess.PIPE,
+               env: dict | None = None) -> tuple[subprocess.Popen, str]:
     port = port or free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "driftline.cli.main", "serve", "--port", str(port), "--no-access-log", *extra],
-        env=env_for(settings), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        env={**env_for(settings), **(env or {})}, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"serving node exited: {process.stderr.read()[-2000:]}")
+            raise AssertionError(f"serving node exited: {process.stderr.read()[-2000:] if process.stderr else ''}")
         try:
             if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
                 return process, url

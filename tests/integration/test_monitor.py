@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from driftline.kafka_clients import make_producer
 from schemas import Codec, Table
 from streams.drift.profile import Profile
 from streams.drift.summary import WindowSummary, summarize
-from tests.integration.helpers import read_topic
+from tests.integration.helpers import read_topic, service_env
 
 pytestmark = pytest.mark.integration
 
@@ -44,21 +43,20 @@ def profiled(settings):
     return settings, profile
 
 
-def start_monitor(settings, instance="t"):
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-           "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, "DRIFTLINE_PARTITIONS": str(settings.partitions)}
+def start_monitor(settings, instance="t", stderr=subprocess.PIPE):
+    env = service_env(settings)
     return subprocess.Popen(
         [sys.executable, "-m", "driftline.cli.main", "monitor", "--window", str(WINDOW_MS / 1000),
          "--grace", "0.5", "--idle", "3", "--metrics-port", "0", "--instance", instance],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
 
 
 def produce_stream(settings, events: int, rows: int, shift_from_window: int | None, seed: int = 1,
-                   pace: float = 0.0):
+                   pace: float = 0.0, **kafka_config):
     """Deterministic events: event i has time BASE + i * 100 ms (20 events per window)."""
     rng = np.random.default_rng(seed)
     sent = []
-    with Producer(model="m", settings=settings) as producer:
+    with Producer(model="m", settings=settings, **kafka_config) as producer:
         for i in range(events):
             t = BASE + i * 100
             shift = 1.0 if shift_from_window is not None and (t - BASE) // WINDOW_MS >= shift_from_window else 0.0

@@ -1,0 +1,249 @@
+"""A real 3-node KRaft cluster and its failures: a broker crash, and the whole cluster down for 20 s.
+
+Topics have 3 replicas and ``min.insync.replicas=2`` (as a production
+cluster would), so one node can die without losing or refusing a write.
+These tests are the slower group (``-m cluster``); ``make test`` runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from driftline.broker import LocalCluster, port_in_use
+from driftline.kafka_clients import make_producer
+from driftline.settings import load_settings
+from driftline.topics import create_topics
+from schemas import Codec, Table
+from streams.drift.profile import Profile
+from tests.integration.helpers import read_topic
+from tests.integration.serving_helpers import publish_first_version, start_node
+from tests.integration.test_monitor import (
+    TYPES,
+    assert_same_window,
+    closed_windows,
+    columns,
+    expected_windows,
+    produce_stream,
+    start_monitor,
+    stop,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+OUTAGE_S = 20.0
+
+
+def free_port_block(nodes: int) -> tuple[int, int]:
+    """Client and controller base ports such that every node's pair (base + 2i, base + 1 + 2i) is free."""
+    for _ in range(50):
+        base = random.randrange(20_000, 40_000, 2)
+        if not any(port_in_use("127.0.0.1", base + k) for k in range(2 * nodes)):
+            return base, base + 1
+    raise RuntimeError("no free block of ports")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    broker_port, controller_port = free_port_block(3)
+    settings = load_settings(env={}, state_dir=str(tmp_path_factory.mktemp("cluster-state")),
+                             broker_port=broker_port, controller_port=controller_port, replication_factor=3)
+    jars = REPO_ROOT / ".driftline" / f"kafka-{settings.kafka_version}" / "libs"
+    local = LocalCluster(settings, 3, jars_dir=jars)
+    try:
+        bootstrap = local.up(timeout=240, tied=True)  # dies with the session however it ends
+        yield local, settings.replace(bootstrap_servers=bootstrap)
+    finally:
+        local.down(timeout=15)
+
+
+@pytest.fixture
+def on_cluster(cluster):
+    """This test's topics on the cluster (3 replicas, min ISR 2) and a published profile for model m."""
+    local, base = cluster
+    for node in local.nodes:  # a previous test may have left a node down
+        if node.pid() is None:
+            local.start(node.node_id, tied=True)
+    settings = base.replace(topic_prefix=f"c{uuid.uuid4().hex[:8]}.", partitions=2)
+    create_topics(settings)
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    table = Table({k: (np.array(v, dtype=object) if k == "plan" else v)
+                   for k, v in columns(rng, 10_000).items()}, TYPES)
+    profile = Profile.build(table, "m", segment_by=["plan"])
+    producer = make_producer(settings)
+    producer.produce(settings.topic("profiles"), key=b"m", value=profile.to_bytes())
+    assert producer.flush(30) == 0
+    return local, settings, profile
+
+
+def leader_of(settings, topic: str, partition: int) -> int:
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    return admin.list_topics(topic, timeout=10).topics[topic].partitions[partition].leader
+
+
+def sdk_events(settings, model: str) -> list[dict]:
+    codec = Codec.default()
+    decoded = [codec.decode(m.value(), "driftline.Prediction")
+               for m in read_topic(settings, settings.topic("predictions"), timeout=30)]
+    return [e for e in decoded if e["model"] == model]
+
+
+def test_a_broker_crash_loses_and_duplicates_nothing(on_cluster):
+    """SIGKILL the leader of a partition mid-stream: every event once, windows exact, no alert twice."""
+    local, settings, profile = on_cluster
+    topic = settings.topic("predictions")
+    assert {len(p.replicas) for p in AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+            .list_topics(topic, timeout=10).topics[topic].partitions.values()} == {3}
+    monitor = start_monitor(settings, instance="crash")
+    sent: list = []
+    try:
+        producer = threading.Thread(target=lambda: sent.extend(
+            produce_stream(settings, events=160, rows=50, shift_from_window=4, pace=0.03)))
+        producer.start()
+        time.sleep(2.5)  # mid-stream, mid-window
+        victim = leader_of(settings, topic, 0)
+        local.kill(victim)
+        producer.join(timeout=180)
+        assert not producer.is_alive(), "the producer finished on the two nodes left"
+        expected = expected_windows(sent, profile)
+        got = closed_windows(settings, set(expected), timeout=120)
+    finally:
+        stop(monitor)
+    assert monitor.returncode == 0, monitor.stderr.read()[-3000:]
+    events = sdk_events(settings, "m")
+    ids = [rid for e in events for rid in e["request_ids"]]
+    assert len(events) == 160 + 40, "every event produced is on the topic once (the 40 advance the watermark)"
+    assert len(ids) == len(set(ids)), "no event twice"
+    assert set(expected) <= set(got)
+    for start, want in expected.items():
+        assert_same_window(got[start], want)
+    alert_ids = [json.loads(m.value())["id"] for m in read_topic(settings, settings.topic("alerts"))]
+    assert alert_ids, "the shifted windows raised alerts"
+    assert len(alert_ids) == len(set(alert_ids)), "no alert twice"
+
+
+@pytest.mark.timeout(900)
+def test_the_whole_cluster_down_for_20_s(on_cluster, tmp_path):
+    """Every node SIGKILLed for 20 s mid-stream, then restarted: the SDK blocks on its bounded queue and
+    resumes, the serving node answers every request throughout and its events arrive afterwards,
+    the monitor's windows are exact, and nothing is lost or doubled."""
+    local, base, profile = on_cluster
+    settings = base.replace(signing_key="cluster-test-secret")
+    publish_first_version(settings)
+    # Logs to files: a pipe nobody reads fills up with the outage's connection errors and blocks the writer.
+    # The monitor restarts itself (re-exec, same pid) when its transaction cannot commit.
+    node_log, monitor_log = (tmp_path / "node.log").open("w"), (tmp_path / "monitor.log").open("w")
+    node, url = start_node(settings, stderr=node_log)
+    monitor = start_monitor(settings, instance="outage", stderr=monitor_log)
+    bound = 50  # the SDK's local queue (messages): what a producer may hold while the cluster is away
+    sent: list = []
+    progress: list[float] = []
+    answered: dict[str, int] = {}
+    load_done = threading.Event()
+
+    def load() -> None:  # ~20 requests/s to the node, each with its own request id
+        from driftline.client import infer_body
+        from tests.integration.serving_helpers import row_columns
+
+        with httpx.Client(timeout=10) as client:
+            i = 0
+            while not load_done.is_set():
+                rid = f"outage-{i}"
+                try:
+                    status = client.post(f"{url}/v2/models/loans/infer",
+                                         json=infer_body(row_columns(i), request_id=rid)).status_code
+                except httpx.HTTPError as exc:
+                    status = -1
+                    print(exc)
+                answered[rid] = status
+                i += 1
+                time.sleep(0.05)
+
+    def produce() -> None:
+        from driftline import Producer
+
+        original = Producer.predictions
+
+        def counted(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            progress.append(time.monotonic())
+
+        Producer.predictions = counted  # type: ignore[method-assign]
+        try:
+            sent.extend(produce_stream(settings, events=300, rows=20, shift_from_window=None, pace=0.03,
+                                       **{"queue.buffering.max.messages": bound}))
+        finally:
+            Producer.predictions = original  # type: ignore[method-assign]
+
+    producer = threading.Thread(target=produce)
+    loader = threading.Thread(target=load)
+    deadline = time.monotonic() + 60
+    while "monitor started" not in (tmp_path / "monitor.log").read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)  # the outage is mid-stream, not mid-start-up
+    try:
+        producer.start()
+        loader.start()
+        time.sleep(3.0)
+        for n in local.nodes:
+            n.kill()
+        down_at = time.monotonic()
+        time.sleep(OUTAGE_S)
+        during = sum(1 for t in progress if down_at + 2 < t)  # events the SDK accepted while nothing could take them
+        print(f"# outage: {during} SDK events accepted, {len(answered)} requests so far", flush=True)
+        local.up(timeout=240, tied=True)
+        print(f"# cluster back after {time.monotonic() - down_at:.1f} s", flush=True)
+        producer.join(timeout=240)
+        print(f"# producer done after {time.monotonic() - down_at:.1f} s", flush=True)
+        assert not producer.is_alive(), "the producer resumed and finished"
+        time.sleep(2.0)
+        load_done.set()
+        loader.join(timeout=30)
+        expected = expected_windows(sent, profile)
+        got = closed_windows(settings, set(expected), timeout=240)
+        print(f"# windows after {time.monotonic() - down_at:.1f} s", flush=True)
+    finally:
+        load_done.set()
+        try:
+            stop(monitor)
+        finally:
+            node_exit = stop_node(node)
+            for name in ("monitor", "node"):
+                lines = [ln for ln in (tmp_path / f"{name}.log").read_text().splitlines() if not ln.startswith("%")]
+                print(f"# {name}:", "\n# ".join(lines[-30:]), flush=True)
+    assert during <= bound + 5, f"the SDK kept accepting events with no broker ({during}): its queue is not bounded"
+    assert len(sent) == 300
+    statuses = set(answered.values())
+    assert statuses == {200}, f"the node answered every request during the outage: {statuses}"
+    events = sdk_events(settings, "m")
+    assert len(events) == 300 + 40, "every SDK event arrived once"
+    served = [rid for e in sdk_events(settings, "loans") for rid in e["request_ids"]]
+    assert sorted(served) == sorted(answered), "every answered request's prediction event arrived, once"
+    for start, want in expected.items():
+        assert_same_window(got[start], want)
+    assert monitor.returncode == 0
+    assert node_exit == 0
+
+
+def stop_node(process) -> int:
+    import signal
+
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=90)
+    except Exception:
+        import subprocess as sp
+        print(sp.run(["/tmp/peers/bin/py-spy", "dump", "--pid", str(process.pid)], capture_output=True, text=True).stdout)
+        raise
+    finally:
+        if process.poll() is None:
+            process.kill()
