@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from driftline.errors import BrokerError
@@ -19,6 +19,30 @@ from driftline.settings import Settings
 BOOTSTRAP_FILE = "kafka/bootstrap"
 # Record headers as confluent-kafka's produce() takes them.
 KafkaHeaders = list[tuple[str, str | bytes | None]]
+
+
+# The last authentication or TLS refusal any client of this process met. librdkafka reports it
+# through error_cb and then keeps retrying, so a call that fails later says only "Broker transport
+# failure"; the CLI names the refusal instead (``refusal()``).
+_refusals: list[KafkaError] = []
+REFUSAL_CODES = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL, KafkaError.SASL_AUTHENTICATION_FAILED,
+                           KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+                           KafkaError.GROUP_AUTHORIZATION_FAILED})
+
+
+def _on_client_error(error: KafkaError) -> None:
+    if error.code() in REFUSAL_CODES:
+        _refusals[:] = [error]
+
+
+def refusal() -> str | None:
+    """The cluster's refusal of our credentials or certificates, in one sentence, if there was one."""
+    if not _refusals:
+        return None
+    error = _refusals[0]
+    what = "certificates (TLS)" if error.code() == KafkaError._SSL else "credentials"
+    return (f"the Kafka cluster refused our {what}: {error.str()}; check the security_protocol, "
+            "sasl_* and ssl_* settings")
 
 
 def bootstrap_servers(settings: Settings) -> str:
@@ -46,6 +70,7 @@ def common_config(settings: Settings) -> dict[str, Any]:
         "bootstrap.servers": bootstrap_servers(settings),
         "client.id": settings.client_id,
         "security.protocol": settings.security_protocol.upper(),
+        "error_cb": _on_client_error,
     }
     optional = {
         "sasl.mechanism": settings.sasl_mechanism,
@@ -131,8 +156,20 @@ def throwaway_consumer(settings: Settings, purpose: str, **overrides: Any) -> Co
                      "fetch.message.max.bytes": max(settings.max_message_bytes, 1048576), **overrides})
 
 
+class _Admin(AdminClient):
+    """An admin client whose failed metadata call first serves its error callbacks, so a refusal
+    of our credentials is known (``refusal()``) when the caller reports the failure."""
+
+    def list_topics(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().list_topics(*args, **kwargs)
+        except KafkaException:
+            self.poll(0)
+            raise
+
+
 def make_admin(settings: Settings) -> AdminClient:
-    return AdminClient(common_config(settings))
+    return _Admin(common_config(settings))
 
 
 def check_reachable(settings: Settings, timeout: float = 10.0) -> int:
@@ -141,7 +178,7 @@ def check_reachable(settings: Settings, timeout: float = 10.0) -> int:
     try:
         metadata = make_admin(settings).list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise BrokerError(
+        raise BrokerError(refusal() or
             f"no Kafka broker answers at {address} ({exc.args[0].str()}); "
             "start one with 'driftline broker up' or set KAFKA_BOOTSTRAP_SERVERS"
         ) from None

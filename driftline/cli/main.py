@@ -30,6 +30,7 @@ from driftline.cli import (
     trainer_cmd,
 )
 from driftline.errors import DriftlineError
+from driftline.kafka_clients import refusal
 from driftline.processes import die_with_parent_from_env
 from driftline.settings import load_settings
 from schemas.errors import ContractError, RegistryUnavailable
@@ -64,13 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return int(args.handler(args, settings) or 0)
     except (DriftlineError, ContractError) as exc:
-        print(f"driftline: error: {exc}", file=sys.stderr)
+        print(f"driftline: error: {refusal() or exc}", file=sys.stderr)
         return EXIT_USAGE
     except RegistryUnavailable as exc:  # nothing was committed past it: a restart resumes where it stopped
         print(f"driftline: error: {exc}", file=sys.stderr)
         return 1
     except KafkaException as exc:
-        print(f"driftline: error: Kafka said {exc.args[0].str()}", file=sys.stderr)
+        print(f"driftline: error: {refusal() or 'Kafka said ' + exc.args[0].str()}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

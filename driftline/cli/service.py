@@ -57,8 +57,9 @@ def run_through_outages(name: str, build: Callable[[], Worker], stopping: thread
     to 30 s; the new image waits for the cluster before starting
     (:func:`wait_for_cluster`). Only a stop request ends it.
     """
-    worker = build()
+    worker: Worker | None = None
     try:
+        worker = build()  # its clients may meet the outage first (init_transactions, a restore)
         worker.run(stopping.is_set)
     except (KafkaException, BrokerError) as exc:  # the cluster, not our data: start again once it answers
         restarts = int(os.environ.get(RESTARTS_ENV, "0")) + 1
@@ -73,7 +74,8 @@ def run_through_outages(name: str, build: Callable[[], Worker], stopping: thread
         sys.stderr.flush()
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     except BaseException:
-        worker.close()
+        if worker is not None:
+            worker.close()
         raise
     else:
         worker.close()
