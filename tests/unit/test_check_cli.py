@@ -185,3 +185,22 @@ def test_null_values_are_configurable(tmp_path, capsys):
     assert main([*base, "--null-values", ",NA,-"]) == 1
     [finding] = json.loads(capsys.readouterr().out)["features"]["x"]["skew"]
     assert (finding["kind"], finding["count"]) == ("null_rate", 100)
+
+
+def test_a_dirty_cell_late_in_a_file_switches_to_text_from_there_without_losing_rows(tmp_path):
+    """Numbers are parsed by pyarrow until the first dirty cell; the text pass resumes at the row reached."""
+    from schemas.readers import read_batches
+
+    values = [f"{v:.4f}" for v in np.random.default_rng(7).normal(size=5_000)]
+    values[4_321] = "oops"
+    (tmp_path / "late.csv").write_text("x,y\n" + "".join(f"{v},{i}\n" for i, v in enumerate(values)))
+    batches = list(read_batches(tmp_path / "late.csv", {"x": "float", "y": "int"}, batch_bytes=8_192))
+    assert len(batches) > 5
+    assert [b.first_row for b in batches] == list(np.cumsum([0] + [b.rows for b in batches[:-1]]))
+    assert sum(b.rows for b in batches) == 5_000
+    x = np.concatenate([b.columns["x"] for b in batches])
+    y = np.concatenate([b.columns["y"] for b in batches])
+    np.testing.assert_array_equal(y, np.arange(5_000))
+    assert np.isnan(x[4_321]) and np.allclose(np.delete(x, 4_321), np.delete(np.array(
+        [float(v) if v != "oops" else np.nan for v in values]), 4_321))
+    assert {row: text for b in batches for row, text in b.mismatches.get("x", {}).items()} == {4_321: "oops"}
