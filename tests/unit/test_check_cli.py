@@ -204,3 +204,16 @@ def test_a_dirty_cell_late_in_a_file_switches_to_text_from_there_without_losing_
     assert np.isnan(x[4_321]) and np.allclose(np.delete(x, 4_321), np.delete(np.array(
         [float(v) if v != "oops" else np.nan for v in values]), 4_321))
     assert {row: text for b in batches for row, text in b.mismatches.get("x", {}).items()} == {4_321: "oops"}
+
+
+def test_blocks_never_cut_a_quoted_cell_that_holds_a_line_break(tmp_path):
+    """Our own line-aligned blocks (bounded memory) keep multi-line quoted cells whole."""
+    from schemas.readers import read_batches
+
+    rows = [(i, f'"note {i}\nsecond line, with ""quotes"""' if i % 7 == 0 else f"note {i}") for i in range(3_000)]
+    (tmp_path / "q.csv").write_text("n,note\n" + "".join(f"{n},{note}\n" for n, note in rows))
+    batches = list(read_batches(tmp_path / "q.csv", {"n": "int", "note": "string"}, batch_bytes=1_000))
+    assert len(batches) > 20
+    notes = np.concatenate([b.columns["note"] for b in batches])
+    np.testing.assert_array_equal(np.concatenate([b.columns["n"] for b in batches]), np.arange(3_000))
+    assert notes[7] == 'note 7\nsecond line, with "quotes"' and notes[8] == "note 8"
