@@ -49,6 +49,7 @@ class Settings:
     ssl_keyfile: str = ""
     ssl_key_password: str = ""
     schema_registry_url: str = ""
+    """Confluent-compatible registry; when set, events use the Confluent wire format."""
     schema_registry_basic_auth: str = ""
     """USER:PASSWORD for a registry behind HTTP basic auth (masked by ``config show``)."""
     schema_registry_ca_location: str = ""
@@ -59,7 +60,6 @@ class Settings:
     schema_registry_retry_seconds: float = 120.0
     """How long a consumer rides out a registry outage (backoff) before it stops; events are never
     dead-lettered because the registry was away."""
-    """Confluent-compatible registry; when set, events use the Confluent wire format."""
     client_id: str = "driftline"
 
     # --- local broker

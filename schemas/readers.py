@@ -169,8 +169,8 @@ def read_batches(path: str | Path, kinds: dict[str, str] | None = None, batch_by
         raise ContractError(f"{path}: {str(exc).splitlines()[0]}") from None
 
 
-def _csv_blocks(path: Path, block_bytes: int) -> Iterator[bytes]:
-    """The file as blocks of whole lines, each preceded by the header line.
+def _csv_blocks(path: Path, block_bytes: int) -> Iterator[pa.Buffer]:
+    """The file's data lines (after the header) as blocks of whole lines.
 
     Our own blocks, not pyarrow's streaming reader: that reader reads ahead
     of its consumer without bound (its pool reached 420 MB on a 379 MB file
@@ -178,26 +178,28 @@ def _csv_blocks(path: Path, block_bytes: int) -> Iterator[bytes]:
     memory would not check. A block ends at the last line end in it whose
     prefix holds an even number of quote characters, so a quoted cell that
     contains a line break is never cut; such a block just grows to the next
-    safe line end.
+    safe line end. Blocks are views of what was read, not copies.
     """
     with path.open("rb") as handle:
-        header = handle.readline()
+        handle.readline()  # the header: its names come from _csv_header
         carry = b""
         while chunk := handle.read(block_bytes):
-            data = carry + chunk
+            data = carry + chunk if carry else chunk
             cut = data.rfind(b"\n") + 1
-            if cut == 0 or data.count(b'"', 0, cut) % 2:  # no line end yet, or inside a quoted cell
+            quoted = data.find(b'"', 0, cut) != -1  # memchr: files without quotes skip the count
+            if cut == 0 or (quoted and data.count(b'"', 0, cut) % 2):  # no line end yet, or inside a quoted cell
                 carry = data
                 continue
-            yield header + data[:cut]
+            yield pa.py_buffer(memoryview(data)[:cut])
             carry = data[cut:]
         if carry.strip():
-            yield header + carry
+            yield pa.py_buffer(carry)
 
 
-def _read_block(block: bytes, column_types: dict[str, pa.DataType],
+def _read_block(block: pa.Buffer, header: list[str], column_types: dict[str, pa.DataType],
                 null_values: Collection[str]) -> pa.RecordBatch:
-    table = pa_csv.read_csv(pa.BufferReader(block), read_options=pa_csv.ReadOptions(use_threads=True),
+    table = pa_csv.read_csv(pa.BufferReader(block),
+                            read_options=pa_csv.ReadOptions(use_threads=True, column_names=header),
                             convert_options=pa_csv.ConvertOptions(column_types=column_types,
                                                                   null_values=sorted(null_values),
                                                                   strings_can_be_null=True))
@@ -214,11 +216,11 @@ def _csv_batches(path: Path, kinds: dict[str, str], batch_bytes: int,
     typed = text | {n: pa.float64() for n in header if kinds.get(n) in ("int", "float")}
     for block in _csv_blocks(path, batch_bytes):
         try:
-            yield _read_block(block, typed, null_values)
+            yield _read_block(block, header, typed, null_values)
         except pa.ArrowInvalid as exc:
             if typed == text or "conversion error" not in str(exc):
                 raise
-            yield _read_block(block, text, null_values)
+            yield _read_block(block, header, text, null_values)
 
 
 def _raise_ragged_line(path: Path) -> None:
@@ -264,19 +266,22 @@ def avro_batches(path: Path, rows: int = AVRO_BATCH_ROWS) -> Iterator[pa.RecordB
                 arrays = []
                 for name, arrow_type in arrow_types.items():
                     values = [r.get(name) for r in records]
-                    if arrow_type == pa.string():
-                        values = [None if v is None else ("true" if v else "false") if isinstance(v, bool)
-                                  else str(v) for v in values]
-                    arrays.append(pa.array(values, type=arrow_type))
+                    arrays.append(_object_text(values, nan_is_null=False) if arrow_type == pa.string()
+                                  else pa.array(values, type=arrow_type))
                 yield pa.RecordBatch.from_arrays(arrays, names=list(arrow_types))
     except (ValueError, EOFError, fastavro.read.SchemaResolutionError) as exc:
         raise ContractError(f"{path}: not a readable Avro data file ({exc})") from None
 
 
-def _object_text(values: np.ndarray) -> pa.Array:
-    """An object column (mixed numbers, text, None, NaN) as text cells for per-value typing."""
-    cells = [None if v is None or (isinstance(v, float) and v != v) else
-             ("true" if v else "false") if isinstance(v, bool | np.bool_) else str(v) for v in values.tolist()]
+def _object_text(values: np.ndarray | list, nan_is_null: bool = True) -> pa.Array:
+    """Mixed values (numbers, text, booleans, None) as text cells for per-value typing.
+
+    NaN is a null in a DataFrame's object column (pandas' missing value) but
+    a value in an Avro record (``nan_is_null=False``).
+    """
+    items = values.tolist() if isinstance(values, np.ndarray) else values
+    cells = [None if v is None or (nan_is_null and isinstance(v, float) and v != v) else
+             ("true" if v else "false") if isinstance(v, bool | np.bool_) else str(v) for v in items]
     return pa.array(cells, type=pa.string())
 
 
@@ -307,7 +312,8 @@ def arrow_batch(data: Any) -> pa.RecordBatch:
     if isinstance(data, pa.Table):
         return pa.RecordBatch.from_arrays([c.combine_chunks() for c in data.columns], names=data.column_names)
     if isinstance(data, Mapping):
-        names, get = [str(n) for n in data], lambda i, n: data[list(data)[i]]
+        keys = list(data)
+        names, get = [str(k) for k in keys], lambda i, n: data[keys[i]]
     elif hasattr(data, "to_arrow") and callable(data.to_arrow):  # polars
         return arrow_batch(data.to_arrow())
     elif hasattr(data, "columns") and hasattr(data, "iloc"):  # pandas

@@ -54,7 +54,7 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         try:
             for node, process in started:  # a quorum needs its peers: start all, then wait
-                node._wait_ready(max(1.0, deadline - time.monotonic()), process)
+                node.wait_ready(max(1.0, deadline - time.monotonic()), process)
         except BrokerError:
             self.down()
             raise
@@ -64,7 +64,7 @@ class LocalCluster:
     def start(self, node_id: int, timeout: float = 120.0, *, tied: bool = False) -> None:
         """Bring one node back (after :meth:`kill`) and wait until it serves metadata."""
         node = self.nodes[node_id - 1]
-        node._wait_ready(timeout, node.start(tied=tied))
+        node.wait_ready(timeout, node.start(tied=tied))
 
     def kill(self, node_id: int) -> None:
         """SIGKILL one node: a crash, as failure tests need it."""

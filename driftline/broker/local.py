@@ -90,8 +90,6 @@ class SecureListener:
         jaas = f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{name}" ' \
                f'password="{password}";'
         return "\n".join([
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
-            "inter.broker.listener.name=SASL_SSL",
             f"sasl.enabled.mechanisms={self.mechanism}",
             f"sasl.mechanism.inter.broker.protocol={self.mechanism}",
             f"listener.name.sasl_ssl.{self.mechanism.lower()}.sasl.jaas.config={jaas}",
@@ -229,21 +227,18 @@ class LocalBroker:
             voters=voters,
             replication=replication,
             min_isr=max(1, replication - 1),
-        ))
-        if self.secure is not None:  # the client listener becomes SASL_SSL; the controller's stays local
-            lines = [ln for ln in self.properties_file.read_text().splitlines()
-                     if not ln.startswith(("listener.security.protocol.map=", "inter.broker.listener.name="))]
-            text = "\n".join(lines).replace("PLAINTEXT://", "SASL_SSL://")
-            self.properties_file.write_text(text + "\n" + self.secure.properties() + "\n")
+            listener="SASL_SSL" if self.secure else "PLAINTEXT",  # the controller's listener stays local
+        ) + (self.secure.properties() + "\n" if self.secure else ""))
 
     def cluster_id(self) -> str:
-        """The id every node of this state folder is formatted with (made once, kept)."""
-        if self.nodes == 1:
-            return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not self.cluster_id_file.exists():
+        """The id every node of this state folder is formatted with (made once, kept, for a cluster)."""
+        if self.nodes > 1 and self.cluster_id_file.exists():
+            return self.cluster_id_file.read_text().strip()
+        made = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if self.nodes > 1:
             self.cluster_id_file.parent.mkdir(parents=True, exist_ok=True)
-            self.cluster_id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
-        return self.cluster_id_file.read_text().strip()
+            self.cluster_id_file.write_text(made)
+        return made
 
     def _java_cmd(self, java: str, main: str, *args: str) -> list[str]:
         return [
@@ -275,7 +270,7 @@ class LocalBroker:
         however the session ends (see :mod:`driftline.processes`).
         """
         process = self.start(tied=tied)
-        self._wait_ready(timeout, process)
+        self.wait_ready(timeout, process)
         return self.bootstrap
 
     def start(self, *, tied: bool = False) -> subprocess.Popen | None:
@@ -302,7 +297,7 @@ class LocalBroker:
             record_bootstrap(self.settings, self.bootstrap)
         return process
 
-    def _wait_ready(self, timeout: float, process: subprocess.Popen | None = None) -> None:
+    def wait_ready(self, timeout: float, process: subprocess.Popen | None = None) -> None:
         from confluent_kafka.admin import AdminClient
 
         deadline = time.monotonic() + timeout
@@ -359,9 +354,5 @@ class LocalBroker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and _pid_alive(pid):
             time.sleep(0.2)
-        if _pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            while _pid_alive(pid):
-                time.sleep(0.1)
-        self.pid_file.unlink(missing_ok=True)
+        self.kill()  # whatever is left after the timeout (and the pid file either way)
         return True

@@ -79,3 +79,15 @@ def start_node(settings, *extra: str, port: int | None = None, stderr=subprocess
 def row_columns(i: int, rows: int = 1) -> dict[str, np.ndarray]:
     columns, _ = agrawal(rows, function=0, seed=100 + i % 50)
     return columns
+
+
+def stop_node(process: subprocess.Popen, timeout: float = 60) -> int:
+    """SIGTERM a node and its exit code; killed (and the test fails on the timeout) if it hangs."""
+    import signal
+
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()

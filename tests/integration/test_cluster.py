@@ -7,7 +7,6 @@ These tests are the slower group (``-m cluster``); ``make test`` runs them.
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
@@ -19,22 +18,18 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from driftline.broker import LocalCluster, port_in_use
-from driftline.kafka_clients import make_producer
 from driftline.settings import load_settings
 from driftline.topics import create_topics
-from schemas import Codec, Table
-from streams.drift.profile import Profile
+from schemas import Codec
 from tests.integration.helpers import read_topic
-from tests.integration.serving_helpers import publish_first_version, start_node
+from tests.integration.serving_helpers import publish_first_version, start_node, stop_node
 from tests.integration.test_monitor import (
-    TYPES,
-    assert_same_window,
-    closed_windows,
-    columns,
-    expected_windows,
+    assert_exact_and_alerted_once,
     produce_stream,
+    publish_profile,
     start_monitor,
     stop,
+    stream_through_a_failure,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
@@ -74,16 +69,7 @@ def on_cluster(cluster):
             local.start(node.node_id, tied=True)
     settings = base.replace(topic_prefix=f"c{uuid.uuid4().hex[:8]}.", partitions=2)
     create_topics(settings)
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    table = Table({k: (np.array(v, dtype=object) if k == "plan" else v)
-                   for k, v in columns(rng, 10_000).items()}, TYPES)
-    profile = Profile.build(table, "m", segment_by=["plan"])
-    producer = make_producer(settings)
-    producer.produce(settings.topic("profiles"), key=b"m", value=profile.to_bytes())
-    assert producer.flush(30) == 0
-    return local, settings, profile
+    return local, settings, publish_profile(settings)
 
 
 def leader_of(settings, topic: str, partition: int) -> int:
@@ -105,31 +91,18 @@ def test_a_broker_crash_loses_and_duplicates_nothing(on_cluster):
     assert {len(p.replicas) for p in AdminClient({"bootstrap.servers": settings.bootstrap_servers})
             .list_topics(topic, timeout=10).topics[topic].partitions.values()} == {3}
     monitor = start_monitor(settings, instance="crash")
-    sent: list = []
     try:
-        producer = threading.Thread(target=lambda: sent.extend(
-            produce_stream(settings, events=160, rows=50, shift_from_window=4, pace=0.03)))
-        producer.start()
-        time.sleep(2.5)  # mid-stream, mid-window
-        victim = leader_of(settings, topic, 0)
-        local.kill(victim)
-        producer.join(timeout=180)
-        assert not producer.is_alive(), "the producer finished on the two nodes left"
-        expected = expected_windows(sent, profile)
-        got = closed_windows(settings, set(expected), timeout=120)
+        sent, expected, got = stream_through_a_failure(
+            settings, profile, lambda: local.kill(leader_of(settings, topic, 0)), timeout=120)
     finally:
         stop(monitor)
     assert monitor.returncode == 0, monitor.stderr.read()[-3000:]
     events = sdk_events(settings, "m")
     ids = [rid for e in events for rid in e["request_ids"]]
-    assert len(events) == 160 + 40, "every event produced is on the topic once (the 40 advance the watermark)"
+    assert len(sent) == 160 and len(events) == 160 + 40, \
+        "every event produced is on the topic once (the 40 advance the watermark)"
     assert len(ids) == len(set(ids)), "no event twice"
-    assert set(expected) <= set(got)
-    for start, want in expected.items():
-        assert_same_window(got[start], want)
-    alert_ids = [json.loads(m.value())["id"] for m in read_topic(settings, settings.topic("alerts"))]
-    assert alert_ids, "the shifted windows raised alerts"
-    assert len(alert_ids) == len(set(alert_ids)), "no alert twice"
+    assert_exact_and_alerted_once(settings, expected, got)
 
 
 @pytest.mark.timeout(900)
@@ -160,28 +133,16 @@ def test_the_whole_cluster_down_for_20_s(on_cluster, tmp_path):
                 try:
                     status = client.post(f"{url}/v2/models/loans/infer",
                                          json=infer_body(row_columns(i), request_id=rid)).status_code
-                except httpx.HTTPError as exc:
+                except httpx.HTTPError:
                     status = -1
-                    print(exc)
                 answered[rid] = status
                 i += 1
                 time.sleep(0.05)
 
     def produce() -> None:
-        from driftline import Producer
-
-        original = Producer.predictions
-
-        def counted(self, *args, **kwargs):
-            original(self, *args, **kwargs)
-            progress.append(time.monotonic())
-
-        Producer.predictions = counted  # type: ignore[method-assign]
-        try:
-            sent.extend(produce_stream(settings, events=300, rows=20, shift_from_window=None, pace=0.03,
-                                       **{"queue.buffering.max.messages": bound}))
-        finally:
-            Producer.predictions = original  # type: ignore[method-assign]
+        sent.extend(produce_stream(settings, events=300, rows=20, shift_from_window=None, pace=0.03,
+                                   on_event=lambda: progress.append(time.monotonic()),
+                                   **{"queue.buffering.max.messages": bound}))
 
     producer = threading.Thread(target=produce)
     loader = threading.Thread(target=load)
@@ -205,7 +166,7 @@ def test_the_whole_cluster_down_for_20_s(on_cluster, tmp_path):
         loader.join(timeout=30)
     finally:
         load_done.set()
-        node_exit = stop_node(node)
+        node_exit = stop_node(node, timeout=90)
         lines = [ln for ln in (tmp_path / "node.log").read_text().splitlines() if not ln.startswith("%")]
         print("# node:", "\n# ".join(lines[-10:]), flush=True)
     assert during <= bound + 5, f"the SDK kept accepting events with no broker ({during}): its queue is not bounded"
@@ -218,13 +179,3 @@ def test_the_whole_cluster_down_for_20_s(on_cluster, tmp_path):
     assert sorted(served) == sorted(answered), "every answered request's prediction event arrived, once"
     assert node_exit == 0
 
-
-def stop_node(process) -> int:
-    import signal
-
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=90)
-    finally:
-        if process.poll() is None:
-            process.kill()

@@ -33,14 +33,19 @@ def columns(rng: np.random.Generator, rows: int, shift: float = 0.0) -> dict:
 
 @pytest.fixture
 def profiled(settings):
+    return settings, publish_profile(settings)
+
+
+def publish_profile(settings) -> Profile:
+    """Model m's reference profile, published (with segments: every test carries them through Kafka)."""
     rng = np.random.default_rng(0)
     table = Table({k: (np.array(v, dtype=object) if k == "plan" else v)
                    for k, v in columns(rng, 10_000).items()}, TYPES)
-    profile = Profile.build(table, "m", segment_by=["plan"])  # every test carries segments through Kafka
+    profile = Profile.build(table, "m", segment_by=["plan"])
     producer = make_producer(settings)
     producer.produce(settings.topic("profiles"), key=b"m", value=profile.to_bytes())
-    producer.flush()
-    return settings, profile
+    assert producer.flush(30) == 0
+    return profile
 
 
 def start_monitor(settings, instance="t", stderr=subprocess.PIPE):
@@ -52,8 +57,10 @@ def start_monitor(settings, instance="t", stderr=subprocess.PIPE):
 
 
 def produce_stream(settings, events: int, rows: int, shift_from_window: int | None, seed: int = 1,
-                   pace: float = 0.0, **kafka_config):
-    """Deterministic events: event i has time BASE + i * 100 ms (20 events per window)."""
+                   pace: float = 0.0, on_event=None, **kafka_config):
+    """Deterministic events: event i has time BASE + i * 100 ms (20 events per window).
+
+    ``on_event()`` is called after each event the SDK accepted (a test can watch it block)."""
     rng = np.random.default_rng(seed)
     sent = []
     with Producer(model="m", settings=settings, **kafka_config) as producer:
@@ -63,6 +70,8 @@ def produce_stream(settings, events: int, rows: int, shift_from_window: int | No
             cols = columns(rng, rows, shift)
             producer.predictions(cols, np.zeros(rows), event_time=t)
             sent.append((t, cols))
+            if on_event is not None:
+                on_event()
             if pace:
                 time.sleep(pace)
         # Advance every partition's watermark past the last window.
@@ -152,32 +161,48 @@ def test_monitor_summarises_windows_exactly_and_alerts_on_drift(profiled):
         "no drift alert (global or per segment) on the stable windows"
 
 
-def test_window_summaries_survive_sigkill_exactly_and_alerts_are_not_repeated(profiled):
-    settings, profile = profiled
-    monitor = start_monitor(settings, instance="k")
-    sent = []
-    try:
-        import threading
+def stream_through_a_failure(settings, profile, fail, timeout: float = 90.0):
+    """160 paced events (the shift from window 4), ``fail()`` 2.5 s in (mid-stream, mid-window), then
+    the windows the monitor closed: (events sent, windows expected offline, windows closed)."""
+    import threading
 
-        producer = threading.Thread(target=lambda: sent.extend(
-            produce_stream(settings, events=160, rows=50, shift_from_window=4, pace=0.03)))
-        producer.start()
-        time.sleep(2.5)  # mid-stream, mid-window
-        monitor.send_signal(signal.SIGKILL)
-        monitor.wait()
-        time.sleep(1.0)
-        monitor = start_monitor(settings, instance="k")
-        producer.join()
-        expected = expected_windows(sent, profile)
-        got = closed_windows(settings, set(expected))
-    finally:
-        stop(monitor)
+    sent: list = []
+    producer = threading.Thread(target=lambda: sent.extend(
+        produce_stream(settings, events=160, rows=50, shift_from_window=4, pace=0.03)))
+    producer.start()
+    time.sleep(2.5)
+    fail()
+    producer.join(timeout=180)
+    assert not producer.is_alive(), "the producer finished"
+    expected = expected_windows(sent, profile)
+    return sent, expected, closed_windows(settings, set(expected), timeout=timeout)
+
+
+def assert_exact_and_alerted_once(settings, expected, got) -> None:
+    """Every window equals the offline computation; the shifted ones raised alerts, none twice."""
     assert set(expected) <= set(got)
     for start, want in expected.items():
         assert_same_window(got[start], want)
     ids = [json.loads(m.value())["id"] for m in read_topic(settings, settings.topic("alerts"))]
     assert ids, "the shifted windows raised alerts"
-    assert len(ids) == len(set(ids)), "no alert id appears twice after the restart"
+    assert len(ids) == len(set(ids)), "no alert id appears twice"
+
+
+def test_window_summaries_survive_sigkill_exactly_and_alerts_are_not_repeated(profiled):
+    settings, profile = profiled
+    monitors = [start_monitor(settings, instance="k")]
+
+    def crash_and_restart() -> None:
+        monitors[0].send_signal(signal.SIGKILL)
+        monitors[0].wait()
+        time.sleep(1.0)
+        monitors[0] = start_monitor(settings, instance="k")
+
+    try:
+        _, expected, got = stream_through_a_failure(settings, profile, crash_and_restart)
+    finally:
+        stop(monitors[0])
+    assert_exact_and_alerted_once(settings, expected, got)
 
 
 def test_bad_events_are_dead_lettered_and_counts_reconcile(profiled):

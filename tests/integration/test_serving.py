@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import signal
 import threading
 import time
 
@@ -19,7 +18,7 @@ from driftline.registry import Registry
 from driftline.synthetic import agrawal
 from schemas import Codec
 from tests.integration.helpers import read_topic
-from tests.integration.serving_helpers import publish_first_version, publish_version, start_node
+from tests.integration.serving_helpers import publish_first_version, publish_version, start_node, stop_node
 
 pytestmark = pytest.mark.integration
 POOL, _ = agrawal(400, function=0, seed=9)
@@ -36,8 +35,7 @@ def signed(settings):
 
 
 def stop(process) -> int:
-    process.send_signal(signal.SIGTERM)
-    return process.wait(timeout=60)
+    return stop_node(process)
 
 
 def test_open_inference_protocol_endpoints_errors_and_prediction_events(signed):
