@@ -84,7 +84,8 @@ def typed_text(text: pa.Array, kind: str, first_row: int) -> tuple[np.ndarray, n
         return out, null | wrong, mismatches
     # Text: each distinct value becomes one Python object, then numpy indexing lays them out
     # (30x faster than one object per cell through to_pylist on 200k cells of 8 levels).
-    encoded = text.dictionary_encode()
+    # A CSV reader hands spec-categorical columns over already dictionary-encoded.
+    encoded = text if pa.types.is_dictionary(text.type) else text.dictionary_encode()
     distinct = encoded.dictionary.to_pylist()
     if kind == "bool":
         distinct = [BOOL_TOKENS.get(c, c) for c in distinct]
@@ -119,10 +120,13 @@ def batch_table(batch: pa.RecordBatch, types: dict[str, str], first_row: int,
             columns[name] = np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
             nulls[name] = _numpy_bool(column.is_null())
             continue
-        text = column if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) \
-            else pc.cast(column, pa.string())
-        if len(tokens):
-            text = pc.if_else(pc.is_in(text, value_set=tokens), pa.scalar(None, text.type), text)
+        if pa.types.is_dictionary(column.type):  # text the CSV reader already encoded (and nulled)
+            text = column
+        else:
+            text = column if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) \
+                else pc.cast(column, pa.string())
+            if len(tokens):
+                text = pc.if_else(pc.is_in(text, value_set=tokens), pa.scalar(None, text.type), text)
         kind = types[name] if name in types else types.setdefault(name, type_of(text))
         columns[name], nulls[name], bad = typed_text(text, kind, first_row)
         if bad:
@@ -213,7 +217,10 @@ def _csv_batches(path: Path, kinds: dict[str, str], batch_bytes: int,
     so a dirty file costs more only in its dirty blocks. Memory: a few blocks, whatever the file."""
     header = _csv_header(path)
     text = dict.fromkeys(header, pa.string())
-    typed = text | {n: pa.float64() for n in header if kinds.get(n) in ("int", "float")}
+    # Numbers parsed by pyarrow; text the spec calls categorical read straight into a dictionary
+    # (no string column materialised per cell: the distinct values are what typing needs).
+    typed = text | {n: pa.float64() for n in header if kinds.get(n) in ("int", "float")} \
+        | {n: pa.dictionary(pa.int32(), pa.string()) for n in header if kinds.get(n) in ("string", "bool")}
     for block in _csv_blocks(path, batch_bytes):
         try:
             yield _read_block(block, header, typed, null_values)
