@@ -21,7 +21,7 @@ from scipy.stats import rankdata
 BINARY_CLASSES = frozenset({"0", "1"})
 EPS = 1e-15
 # Metrics where larger is better; the others (log loss, MAE, RMSE) are errors.
-HIGHER_IS_BETTER = frozenset({"accuracy", "f1", "roc_auc"})
+HIGHER_IS_BETTER = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc"})
 
 
 def canonical_labels(values: list | np.ndarray) -> np.ndarray:
@@ -80,7 +80,11 @@ def classification_metrics(truth: np.ndarray, scores: np.ndarray | None,
     binary = set(np.unique(truth)) | set(np.unique(predicted)) <= BINARY_CLASSES
     if binary:
         y = truth == "1"
-        out["f1"] = binary_f1(y, predicted == "1")
+        positive = predicted == "1"
+        out["f1"] = binary_f1(y, positive)
+        hits = float(np.sum(y & positive))
+        out["precision"] = hits / float(np.sum(positive)) if positive.any() else 0.0
+        out["recall"] = hits / float(np.sum(y)) if y.any() else 0.0
         if scores is not None:
             finite = np.isfinite(scores) & (scores >= 0) & (scores <= 1)
             if finite.any():

@@ -12,7 +12,7 @@ import argparse
 import json
 import time
 
-from driftline.api import check, spec_kinds, to_table
+from driftline.api import calibration_of, check, spec_kinds, to_table, without
 from driftline.control import publish_once
 from driftline.errors import ConfigError
 from driftline.settings import Settings
@@ -42,6 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                          help="the model's expected quality (e.g. accuracy=0.91): the decay baseline when "
                               "the model has no ModelRecord")
     add_null_values(profile)
+    profile.add_argument("--label-column", help="with --score-column: calibrate the model's scores on these labels "
+                         "(check then estimates its quality on unlabelled data)")
+    profile.add_argument("--score-column", help="the model's score: P(positive), P(predicted class), or the value")
+    profile.add_argument("--class-column", help="multi-class models: the predicted class")
+    profile.add_argument("--task", choices=("classification", "regression"), default="classification",
+                         help="what the model does (default classification)")
     profile.add_argument("-o", "--output", help="write the profile to this file instead of publishing it")
     profile.set_defaults(handler=build_profile)
 
@@ -49,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     check.add_argument("current", help="current data (.csv, .parquet or .avro)")
     check.add_argument("--profile", required=True, help="profile file written by 'driftline profile -o'")
     check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.add_argument("--reference", metavar="FILE",
+                       help="the reference rows too: a domain classifier then tries to tell them from the current rows")
     add_null_values(check)
     check.add_argument("--false-alarm-rate", type=float, default=DriftPolicy.false_alarm_rate,
                        help="chance that stable data is flagged, over all features (default 0.01)")
@@ -105,10 +113,19 @@ def build_profile(args: argparse.Namespace, settings: Settings) -> int:
     segment_by = tuple(c.strip() for c in args.segment.split(",") if c.strip())
     if args.top_segments < 1 or args.min_segment_rows < 1:
         raise ConfigError("--top-segments and --min-segment-rows must be at least 1")
-    profile = Profile.build(table, args.model, version=args.version, spec=spec, source=source,
+    if bool(args.label_column) != bool(args.score_column):
+        raise ConfigError("--label-column and --score-column go together (both name columns of the reference)")
+    outcome = [c for c in (args.label_column, args.score_column, args.class_column) if c]
+    for column in outcome:
+        if column not in table.columns:
+            raise ConfigError(f"column {column!r} is not in the reference (it has {', '.join(sorted(table.columns))})")
+    profile = Profile.build(without(table, outcome), args.model, version=args.version, spec=spec, source=source,
                             segment_by=segment_by, top_segments=args.top_segments,
                             min_segment_rows=args.min_segment_rows)
     profile.metrics = parse_metrics(args.metric)
+    if outcome:
+        profile.calibration = calibration_of(table, profile, args.label_column, args.score_column,
+                                             args.class_column, args.task)
     if args.output:
         profile.save(args.output)
         print(f"profile {args.model} v{args.version}: {table.rows} rows, "
@@ -146,7 +163,7 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
                 policy.method_for(name, profile.features[name].kind)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
-    report = check(args.current, profile, policy, null_values=args.null_values)
+    report = check(args.current, profile, policy, null_values=args.null_values, reference_data=args.reference)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -173,5 +190,18 @@ def print_report(report: DriftReport) -> None:
             f"{f.name} ({f.method} p={f.p_value:.2g} < {f.alpha:.2g}, {f.rows} rows)" for f in found))
     if report.segments and not report.drifted_segments():
         print(f"segments: {len(report.segments)} judged, no drift inside any")
+    if report.multivariate is not None:
+        m = report.multivariate
+        print(f"multivariate (PCA, {m.tests['components']:.0f} axes, {m.tests['explained_variance']:.0%} of variance): "
+              f"{'DRIFT' if m.drift else 'ok'}, p={m.p_value:.2g} (alpha {m.alpha:.2g}), "
+              f"{m.tests['tail_share']:.1%} of rows beyond the reference's top-decile error" + (
+                  f" ({m.note})" if "not judged" in m.note else ""))
+    if report.domain is not None:
+        d = report.domain
+        print(f"domain classifier: {'DRIFT' if d.drift else 'ok'}, held-out AUC {d.auc:.3f}, p={d.p_value:.2g} "
+              f"(alpha {d.alpha:.2g})")
+    for name, e in report.estimated.items():
+        realised = f", realised {report.realised[name]:.4f}" if name in report.realised else ""
+        print(f"estimated {name}: {e.value:.4f} [{e.lower:.4f}, {e.upper:.4f}]{realised}")
     print(f"drift: {'yes' if report.drift else 'no'} ({report.drift_share:.0%} of features), "
           f"skew: {'yes' if report.skew else 'no'}")

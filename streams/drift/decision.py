@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from driftline.estimation import Estimate
 from streams.drift import twosample
+from streams.drift.multivariate import DomainResult, MultivariateReference
 from streams.drift.profile import (
     OTHER,
     CategoricalReference,
@@ -145,10 +147,17 @@ class DriftReport:
     alpha: float
     segments: dict[str, dict[str, FeatureResult]] = field(default_factory=dict)
     segment_alpha: float | None = None
+    multivariate: FeatureResult | None = None  # the PCA reconstruction error's test (joint drift)
+    # Offline extras (driftline check): quality estimated without labels, realised when labels came
+    # with the data, and the domain classifier's verdict when a reference sample was given.
+    estimated: dict[str, Estimate] = field(default_factory=dict)
+    realised: dict[str, float] = field(default_factory=dict)
+    domain: DomainResult | None = None
 
     @property
     def drift(self) -> bool:
-        return any(f.drift for f in self.features.values()) or bool(self.drifted_segments())
+        return any(f.drift for f in self.features.values()) or bool(self.drifted_segments()) \
+            or bool(self.multivariate and self.multivariate.drift) or bool(self.domain and self.domain.drift)
 
     def drifted_segments(self) -> dict[str, list[FeatureResult]]:
         """Per segment ("column=value"), its drifted features (segments without drift left out)."""
@@ -160,7 +169,9 @@ class DriftReport:
         return any(f.skew for f in self.features.values())
 
     def drifted(self) -> list[FeatureResult]:
-        return [f for f in self.features.values() if f.drift]
+        """Drifted features, and the multivariate test (named ``MULTIVARIATE``) when it fired."""
+        found = [f for f in self.features.values() if f.drift]
+        return [*found, self.multivariate] if self.multivariate is not None and self.multivariate.drift else found
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "reference_version": self.reference_version, "rows": self.rows,
@@ -168,6 +179,11 @@ class DriftReport:
                 "drift": self.drift, "skew": self.skew, "drift_share": self.drift_share,
                 "dataset_drift": self.dataset_drift, "alpha_per_feature": self.alpha,
                 "features": {n: f.to_dict() for n, f in self.features.items()},
+                **({"multivariate": self.multivariate.to_dict()} if self.multivariate is not None else {}),
+                **({"domain_classifier": self.domain.to_dict()} if self.domain is not None else {}),
+                **({"performance": {"estimated": {k: {"value": e.value, "lower": e.lower, "upper": e.upper}
+                                                  for k, e in self.estimated.items()},
+                                    "realised": self.realised}} if self.estimated or self.realised else {}),
                 **({"alpha_per_segment_feature": self.segment_alpha,
                     "segments": {key: {n: f.to_dict() for n, f in results.items()}
                                  for key, results in self.segments.items()}} if self.segments else {})}
@@ -201,6 +217,27 @@ def judge_feature(ref: NumericReference | CategoricalReference,
                          test.p_value, alpha, test.how)
 
 
+MULTIVARIATE = "(multivariate)"
+
+
+def multivariate_result(ref: MultivariateReference, counts: np.ndarray, alpha: float,
+                        policy: DriftPolicy) -> FeatureResult:
+    """The window's PCA reconstruction errors against the reference's, by the features' own test."""
+    counts = counts if counts.size else np.zeros(ref.histogram.size, dtype=np.int64)
+    rows = int(counts.sum())
+    test = twosample.chi2_test(ref.histogram, counts, alpha, ordered=True)
+    # effect: the share of rows beyond the reference's top error bin (10 % of the reference's rows)
+    tail = float(counts[-1] / rows) if rows else float("nan")
+    effects = {"tail_share": tail, "reference_tail_share": float(ref.histogram[-1] / ref.histogram.sum()),
+               "psi": float(np.ravel(twosample.psi_statistic(ref.histogram, counts))[0]),
+               "components": float(len(ref.components)), "explained_variance": ref.explained}
+    drift, note = test.p_value < alpha, f"PCA of {len(ref.features)} numeric features"
+    if rows < policy.min_rows:
+        drift, note = False, f"fewer than {policy.min_rows} rows: not judged"
+    return FeatureResult(MULTIVARIATE, "multivariate", rows, drift, "pca_reconstruction", test.statistic,
+                         test.critical, effects, [], note, test.p_value, alpha, test.how)
+
+
 def compare(summary: WindowSummary, profile: Profile, policy: DriftPolicy | None = None,
             *, tests_per_window: int | None = None) -> DriftReport:
     """Judge one (merged) window summary against the reference profile, globally and per segment.
@@ -213,7 +250,8 @@ def compare(summary: WindowSummary, profile: Profile, policy: DriftPolicy | None
     policy = policy or DriftPolicy()
     tested = [n for n in profile.features if n in summary.features]
     budget = policy.false_alarm_rate * (1 - SEGMENT_SHARE if profile.segments else 1.0)
-    alpha = budget / max(tests_per_window or len(tested), 1)
+    joint = profile.multivariate is not None and tests_per_window is None  # one more test shares the budget
+    alpha = budget / max(tests_per_window or len(tested) + joint, 1)
     findings = skew_findings(summary, profile.spec, rate_threshold=policy.skew_rate)
     results: dict[str, FeatureResult] = {}
     for name in tested:
@@ -227,6 +265,8 @@ def compare(summary: WindowSummary, profile: Profile, policy: DriftPolicy | None
     share = sum(r.drift for r in results.values()) / max(len(tested), 1)
     report = DriftReport(profile.model, profile.version, summary.rows, summary.window_start,
                          summary.window_end, results, share, share >= policy.drift_share, alpha)
+    if joint and profile.multivariate is not None:
+        report.multivariate = multivariate_result(profile.multivariate, summary.multivariate, alpha, policy)
     if profile.segments:
         # Every segment test the profile could run shares the budget, whether or not this window
         # has rows for it: the level cannot depend on the data it judges.

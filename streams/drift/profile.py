@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from driftline.estimation import Calibration
 from schemas import Codec, ContractError, FeatureSpec, Table
 from streams.drift import statistics as st
+from streams.drift.multivariate import VARIANCE, MultivariateReference
 
 COARSE_BINS = 10
 FINE_BINS = 200
@@ -160,6 +162,8 @@ class Profile:
     metrics: dict[str, float] = field(default_factory=dict)
     # "column=value" -> that segment's references (coarse bins only; see streams.drift.segments)
     segments: dict[str, dict[str, FeatureReference]] = field(default_factory=dict)
+    calibration: Calibration | None = None  # the model's scores on labelled reference rows (estimation)
+    multivariate: MultivariateReference | None = None  # PCA of the numeric reference (joint drift)
 
     @property
     def segment_columns(self) -> list[str]:
@@ -183,13 +187,18 @@ class Profile:
         segment_by: tuple[str, ...] | list[str] = (),
         top_segments: int = 10,
         min_segment_rows: int = 200,
+        pca_variance: float = VARIANCE,
+        pca_components: int | None = None,
     ) -> Profile:
         """Profile reference columns: bins, counts, moments and sketches per feature.
 
         ``segment_by`` names categorical columns whose most frequent values
         (``top_segments`` of them with ``min_segment_rows`` rows or more, the
         rest pooled as ``__other__``) each get their own references, so drift
-        inside one cohort is judged against that cohort's reference.
+        inside one cohort is judged against that cohort's reference. With two
+        numeric features or more, a PCA of them (``pca_variance`` of the
+        standardised variance, or ``pca_components`` axes) watches their joint
+        distribution (:mod:`streams.drift.multivariate`).
         """
         from streams.drift.segments import segment_masks
 
@@ -207,8 +216,11 @@ class Profile:
                              {n: t for n, t in table.types.items() if n != column},
                              {n: m[mask] for n, m in table.nulls.items() if n != column})
                 segments[key] = cls._references(part, spec, fine=False)
+        numeric = {f.name: table.columns[f.name].astype(float) for f in spec.features
+                   if f.kind == "numeric" and f.name in table.columns}
+        multivariate = MultivariateReference.fit(numeric, variance=pca_variance, components=pca_components)
         return cls(model, version, spec.with_version(version), features, table.rows,
-                   source, time.time_ns() // 1_000_000, segments=segments)
+                   source, time.time_ns() // 1_000_000, segments=segments, multivariate=multivariate)
 
     @classmethod
     def _references(cls, table: Table, spec: FeatureSpec, *, fine: bool) -> dict[str, FeatureReference]:
@@ -257,7 +269,9 @@ class Profile:
                 "source": self.source, "rows": self.rows, "spec": self.spec.to_avro(),
                 "features": _references_to_avro(self.features), "metrics": self.metrics,
                 "segments": [{"segment": key, "features": _references_to_avro(refs)}
-                             for key, refs in sorted(self.segments.items())]}
+                             for key, refs in sorted(self.segments.items())],
+                "calibration": self.calibration.to_avro() if self.calibration else None,
+                "multivariate": self.multivariate.to_avro() if self.multivariate else None}
 
     @classmethod
     def from_avro(cls, record: dict) -> Profile:
@@ -265,7 +279,9 @@ class Profile:
                    _references_from_avro(record["features"]), record["rows"], record["source"],
                    record["created_at"], dict(record["metrics"]),
                    {item["segment"]: _references_from_avro(item["features"])
-                    for item in record.get("segments", [])})
+                    for item in record.get("segments", [])},
+                   Calibration.from_avro(record.get("calibration")),
+                   MultivariateReference.from_avro(record.get("multivariate")))
 
     def to_bytes(self) -> bytes:
         return Codec.default().encode("driftline.Profile", self.to_avro())

@@ -159,6 +159,7 @@ class WindowSummary:
     model_version: str = ""
     reference_version: str = ""
     segments: dict[str, WindowSummary] = field(default_factory=dict)  # "column=value" -> its rows' summary
+    multivariate: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # PCA error counts
 
     def merge(self, other: WindowSummary) -> WindowSummary:
         features = dict(self.features)
@@ -172,7 +173,8 @@ class WindowSummary:
             segments[key] = segments[key].merge(part) if key in segments else part
         return WindowSummary(self.model, self.window_start, self.window_end, self.rows + other.rows,
                              features, -1, self.model_version or other.model_version,
-                             self.reference_version or other.reference_version, segments)
+                             self.reference_version or other.reference_version, segments,
+                             _add_arrays(self.multivariate, other.multivariate))
 
     # ------------------------------------------------------------ Avro
     def to_avro(self, stage: str = "partial") -> dict:
@@ -181,7 +183,8 @@ class WindowSummary:
                 "partition": self.partition, "rows": self.rows,
                 "reference_version": self.reference_version, "features": _features_to_avro(self.features),
                 "segments": [{"segment": key, "rows": part.rows, "features": _features_to_avro(part.features)}
-                             for key, part in sorted(self.segments.items())]}
+                             for key, part in sorted(self.segments.items())],
+                "multivariate": self.multivariate.tolist()}
 
     @classmethod
     def from_avro(cls, record: dict) -> WindowSummary:
@@ -190,7 +193,8 @@ class WindowSummary:
                     for item in record.get("segments", [])}
         return cls(record["model"], record["window_start"], record["window_end"], record["rows"],
                    _features_from_avro(record["features"]), record["partition"], record["model_version"],
-                   record["reference_version"], segments)
+                   record["reference_version"], segments,
+                   np.asarray(record.get("multivariate", []), dtype=np.int64))
 
 
 def _features_to_avro(features: dict[str, FeatureSummary]) -> list[dict]:
@@ -322,6 +326,9 @@ def summarize(frame: FeatureFrame, profile: Profile, window_start: int, window_e
                             model_version, profile.version)
     if profile.segments:
         summary.segments = segment_summaries(frame, profile, window_start, window_end)
+    if profile.multivariate is not None and rows:
+        summary.multivariate = profile.multivariate.counts(
+            profile.multivariate.errors(frame.numeric, frame.numeric_names))
     return summary
 
 

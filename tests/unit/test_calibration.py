@@ -122,7 +122,8 @@ def test_segment_profile_round_trips_and_budget_is_shared(segmented_profile):
     assert sorted(back.segments) == ["region=apac", "region=eu", "region=us"]
     assert set(back.segments["region=eu"]) == {"income", "age"}, "the segment column is not judged inside itself"
     report = compare(summarize(_segmented(3_000, np.random.default_rng(5)).to_frame(), back, 0, 1), back)
-    global_tests = len(report.features)
+    assert report.multivariate is not None, "income and age are numeric: their joint distribution is tested too"
+    global_tests = len(report.features) + 1
     segment_tests = sum(len(r) for r in back.segments.values())
     total = report.alpha * global_tests + report.segment_alpha * segment_tests
     assert total == pytest.approx(DriftPolicy().false_alarm_rate)

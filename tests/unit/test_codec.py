@@ -149,7 +149,7 @@ def test_writer_missing_a_field_without_default_does_not_resolve():
 
 
 def test_unknown_schema_name_names_the_known_ones():
-    with pytest.raises(EncodeError, match="known: driftline.Columns"):
+    with pytest.raises(EncodeError, match="known: driftline.Calibration, driftline.Columns"):
         Codec.default().encode("driftline.Nope", {})
 
 
