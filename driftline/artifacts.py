@@ -38,6 +38,9 @@ from driftline.settings import Settings
 
 FLAVOR = "river-pickle"
 MAGIC = b"driftline-model-v2\0"
+# Fields added to ModelRecord after models were signed: absent (None) they are left out of the signed
+# bytes, so a record signed before the field existed still verifies when decoded with its default.
+ADDED_OPTIONAL_FIELDS = frozenset({"calibration"})
 UNSIGNED_FIELDS = frozenset({"signature", "artifact"})  # the artifact is signed through artifact_sha256
 
 
@@ -64,7 +67,8 @@ def _canonical(value: Any) -> Any:
 
 def signed_bytes(record: dict[str, Any]) -> bytes:
     """The canonical bytes a signature covers: every field but the signature (and the artifact, by hash)."""
-    body = {k: v for k, v in record.items() if k not in UNSIGNED_FIELDS}
+    body = {k: v for k, v in record.items()
+            if k not in UNSIGNED_FIELDS and not (k in ADDED_OPTIONAL_FIELDS and v is None)}
     return MAGIC + json.dumps(_canonical(body), sort_keys=True, separators=(",", ":"), ensure_ascii=True,
                               allow_nan=True).encode()
 

@@ -19,6 +19,7 @@ import numpy as np
 from driftline import artifacts
 from driftline.artifacts import ArtifactError
 from driftline.errors import ConfigError
+from driftline.estimation import calibrate
 from driftline.modeling import RiverModel
 from driftline.registry import Registry, version_order
 from driftline.settings import Settings
@@ -180,7 +181,8 @@ class TrainingJob:
             "flavor": artifacts.FLAVOR, "parent_version": record["champion_version"], "run_id": record["run_id"],
             "compression": "zlib", "artifact": artifact, "artifact_sha256": sha256,
             "spec": spec.with_version(version).to_avro(), "metrics": _finite(mine.metrics),
-            "status": "validated"}, self.settings)
+            "status": "validated", "calibration": holdout_calibration(self.config.task, holdout, mine, spec)},
+            self.settings)
         self.registry.publish_model(model_record)
         record.update(status="published", candidate_version=version,
                       reason=f"{self.config.primary_metric} {mine.metrics.get(self.config.primary_metric, 0):.4f}"
@@ -189,6 +191,25 @@ class TrainingJob:
         if self.config.promotion == "auto":
             self.registry.deploy(self.config.name, version, "deploy", actor="trainer",
                                  reason=f"run {record['run_id']} ({trigger.kind})")
+
+
+def holdout_calibration(task: str, holdout: Dataset, evaluation: Evaluation,
+                        spec: FeatureSpec) -> dict[str, Any] | None:
+    """What the candidate's scores mean, learned on the holdout it never trained on: the monitor
+    estimates this version's quality from it before labels arrive (None when it cannot be learned)."""
+    if evaluation.scores is None or holdout.rows < 50:
+        return None
+    try:
+        if task == "regression":
+            kinds = {f.name: f.kind for f in spec.features if f.name in holdout.table.columns}
+            calibration = calibrate(holdout.numeric_labels, evaluation.scores, task="regression",
+                                    columns={n: holdout.table.columns[n] for n in kinds}, kinds=kinds)
+        else:
+            calibration = calibrate(holdout.labels, evaluation.scores, evaluation.classes)
+    except (ValueError, np.linalg.LinAlgError) as exc:  # a degenerate holdout (one score, one class)
+        log.warning("no calibration for this candidate: %s", exc)
+        return None
+    return calibration.to_avro()
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float]:

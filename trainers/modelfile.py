@@ -143,7 +143,7 @@ def _trigger(data: dict[Any, Any], where: str) -> TriggerPolicy:
         data = {**{k: v for k, v in data.items() if k is not True}, "on": data[True]}
     _known(data, {"on", "debounce", "cooldown", "min_new_labels", "schedule"}, f"{where} trigger")
     on = data.get("on", list(TriggerPolicy.on))
-    kinds = {"drift", "skew", "decay"}
+    kinds = {"drift", "skew", "decay", "estimated_decay"}
     if not isinstance(on, list) or not set(on) <= kinds:
         raise ConfigError(f"{where}: trigger.on must be a list of {sorted(kinds)}, got {on!r}")
     return TriggerPolicy(

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 GROUP = "trainer"
 COMMAND_TYPE = "driftline.command.retrain"
 ALERT_TRIGGERS = {"driftline.drift": "drift", "driftline.skew": "skew", "driftline.decay": "decay",
-                  COMMAND_TYPE: "operator"}
+                  "driftline.decay.estimated": "estimated_decay", COMMAND_TYPE: "operator"}
 
 
 def count_new_labels(settings: Settings, model: str, since_ms: int) -> int:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from trainers.job import Trigger
 from trainers.modelfile import TriggerPolicy
 
-ALERT_KINDS = ("drift", "skew", "decay")
+ALERT_KINDS = ("drift", "skew", "decay", "estimated_decay")  # estimated_decay: off unless trigger.on names it
 
 
 @dataclass

@@ -33,6 +33,8 @@ class Evaluation:
     segments: dict[str, dict[str, float]] = field(default_factory=dict)  # "feature=value" -> metrics + rows
     non_finite: int = 0
     latency_p99_ms: float = 0.0
+    scores: np.ndarray | None = None  # the model's answers on the holdout (its calibration is learned on them)
+    classes: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,8 @@ def evaluate(model: Model, holdout: Dataset, segments: tuple[str, ...] = (),
     rows = holdout.table.to_rows()
     scores, classes = model.predict(rows)
     non_finite = int(np.sum(~np.isfinite(scores)))
-    evaluation = Evaluation(holdout.rows, quality(model.task, holdout, scores, classes), non_finite=non_finite)
+    evaluation = Evaluation(holdout.rows, quality(model.task, holdout, scores, classes), non_finite=non_finite,
+                            scores=scores, classes=classes)
     for feature in segments:
         if feature not in holdout.table.columns:
             continue

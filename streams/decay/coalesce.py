@@ -87,6 +87,5 @@ def coalesce(events: Iterable[Event], window_ms: int) -> tuple[list[Run], list[E
             run.events += 1
             run.offset = min(run.offset, event.offset)
     for run in runs.values():
-        run.record = _merged(run)
-        run.parts = []
+        run.record = _merged(run)  # parts stay: a regression's loss model reads each event's columns
     return list(runs.values()), bad

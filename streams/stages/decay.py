@@ -24,10 +24,12 @@ from confluent_kafka import TopicPartition
 
 from driftline.alerts import Alert, alert_message
 from driftline.consumer import EventReader, static_membership
+from driftline.estimation import Calibration
 from driftline.follow import TopicFollower, read_compacted
 from driftline.settings import Settings
 from schemas import Codec
 from streams.decay.coalesce import coalesce
+from streams.decay.estimated import EstimatedQuality
 from streams.decay.join import JoinResult, LabelJoin
 from streams.decay.judge import DecayJudge, DecayPolicy, measure
 from streams.decay.score_drift import ScoreDrift
@@ -44,7 +46,7 @@ def model_record_summary(raw: bytes) -> dict:
     """What the monitor needs of a ModelRecord: task and validation metrics (not the artifact)."""
     record = Codec.default().decode(raw, "driftline.ModelRecord")
     return {"model": record["model"], "version": record["version"], "task": record["task"],
-            "metrics": dict(record["metrics"])}
+            "metrics": dict(record["metrics"]), "calibration": Calibration.from_avro(record.get("calibration"))}
 
 
 class DecayStage:
@@ -60,6 +62,7 @@ class DecayStage:
         self.profiles = profiles
         self.judge = DecayJudge(policy)
         self.scores = ScoreDrift(self.window_ms, self.grace_ms)
+        self.estimated = EstimatedQuality(self.window_ms, self.grace_ms, self._calibration, policy)
         self.quality_topic = settings.topic("quality")
         self.join = self._fresh_join()
         by_model = settings.topic(BY_MODEL_TOPIC)
@@ -76,13 +79,27 @@ class DecayStage:
     def _fresh_join(self) -> LabelJoin:
         return LabelJoin(self.window_ms, self.grace_ms, self.ttl_ms)
 
+    def _calibration(self, model: str, version: str) -> tuple[Calibration | None, dict[str, float], str]:
+        """The version's calibration and what quality to expect: its ModelRecord's (holdout metrics),
+        else the profile's (the reference's realised quality)."""
+        record = next((r for r in self.models.latest.values() if r["model"] == model and r["version"] == version),
+                      None)
+        if record is not None and record["calibration"] is not None:
+            return record["calibration"], dict(record["metrics"]) or record["calibration"].expected, "model-record"
+        profile = self.profiles().get(model)
+        if profile is not None and profile.calibration is not None:
+            return profile.calibration, dict(profile.metrics) or profile.calibration.expected, "profile"
+        return None, {}, ""
+
     def _on_assign(self, _: list[TopicPartition]) -> None:
         """Rebuild from the committed (held-back) offsets: state starts empty, published windows are known."""
         self.join = self._fresh_join()
+        self.estimated = EstimatedQuality(self.window_ms, self.grace_ms, self._calibration, self.judge.policy)
         since = int(time.time() * 1000) - QUALITY_REPLAY_MS
         for value in read_compacted(self.settings, self.quality_topic, since_ms=since).values():
             record = self.codec.decode(value, "driftline.QualitySummary")
-            self.join.published.add((record["model"], record["model_version"], record["window_start"]))
+            key = (record["model"], record["model_version"], record["window_start"])
+            (self.estimated.published if record["estimated"] else self.join.published).add(key)
 
     def step(self, max_messages: int = 5000, timeout: float = 0.05) -> int:
         self.models.poll()
@@ -104,6 +121,8 @@ class DecayStage:
                 block = self.join.last_prediction
                 if block is not None:  # the block add_prediction just stored
                     self.scores.add(record["model"], block.version, block.event_time, block.values)
+                    self.estimated.add(record["model"], block.version, block.event_time, block.values,
+                                       block.classes, run.source, run.offset, run.parts or [record])
             total = joined.setdefault(record["model"], JoinResult())
             total.joined += result.joined
             total.late_labels += result.late_labels
@@ -118,16 +137,19 @@ class DecayStage:
         labels_idle = time.monotonic() - self._last_label >= self.idle_s
         closing = self.join.closable(labels_idle)
         score_alerts = self.scores.close()
-        if closing or score_alerts:
+        estimating = self.estimated.closable()
+        if closing or score_alerts or estimating:
             self.reader.begin()
         for key in closing:
             self._publish(key)
         for alert in score_alerts:
             self._alert(alert)
+        for key in estimating:
+            self._publish_estimate(key)
         if self.reader.in_transaction:
             assignment = self.reader.consumer.position(self.reader.consumer.assignment())
             positions = {(tp.topic, tp.partition): tp.offset for tp in assignment if tp.offset >= 0}
-            safe = self.join.safe_offsets(positions)
+            safe = self.estimated.safe_offsets(self.join.safe_offsets(positions))
             self.reader.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in safe.items()])
         return len(events)
 
@@ -147,6 +169,17 @@ class DecayStage:
             metrics.QUALITY.labels(model, version, name).set(value)
         metrics.QUALITY_WINDOWS.labels(model).inc()
         for alert in self.judge.alerts(window):
+            self._alert(alert)
+
+    def _publish_estimate(self, key: tuple[str, str, int]) -> None:
+        window, alerts = self.estimated.close(key)
+        if window is None:
+            return
+        self.reader.producer.produce(self.quality_topic, key=window.key,
+                                     value=self.codec.encode("driftline.QualitySummary", window.to_avro()))
+        for name, e in window.estimates.items():
+            metrics.QUALITY_ESTIMATED.labels(window.model, window.version, name).set(e.value)
+        for alert in alerts:
             self._alert(alert)
 
     def _alert(self, alert: Alert) -> None:

@@ -40,3 +40,6 @@ UNMATCHED_LABELS = Counter("driftline_monitor_unmatched_labels_total",
 QUALITY = Gauge("driftline_model_quality", "Quality metric of the latest closed window",
                 ["model", "version", "metric"])
 QUALITY_WINDOWS = Counter("driftline_monitor_quality_windows_total", "Quality windows published", ["model"])
+QUALITY_ESTIMATED = Gauge("driftline_model_quality_estimated",
+                          "Quality metric estimated from calibrated scores at the latest window close (no labels)",
+                          ["model", "version", "metric"])

@@ -21,10 +21,17 @@ def read_topic(settings: Settings, topic: str, expected: int | None = None, time
         assignment = [TopicPartition(topic, p, 0) for p in partitions]
         consumer.assign(assignment)
         highs = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-        target = expected if expected is not None else sum(highs.values())
         messages: list[Message] = []
         deadline = time.monotonic() + timeout
-        while len(messages) < target and time.monotonic() < deadline:
+
+        def done() -> bool:
+            if expected is not None:
+                return len(messages) >= expected
+            # up to each partition's high watermark: transaction markers take offsets but are no messages
+            positions = consumer.position([TopicPartition(topic, p) for p in partitions])
+            return all(tp.offset >= highs[tp.partition] or highs[tp.partition] == 0 for tp in positions)
+
+        while not done() and time.monotonic() < deadline:
             for message in consumer.consume(1000, 0.5):
                 if message.error() is None:
                     messages.append(message)

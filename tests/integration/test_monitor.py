@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from driftline import Producer
+from driftline.estimation import calibrate
 from driftline.kafka_clients import make_producer
 from schemas import Codec, Table
 from streams.drift.profile import Profile
@@ -247,6 +248,15 @@ def test_decay_quality_windows_are_exact_across_sigkill_and_raise_decay_alerts(p
     settings, profile = profiled
     with_metrics = Profile.from_bytes(profile.to_bytes())
     with_metrics.metrics = {"accuracy": 0.9}
+    # The model's calibration: on the reference a score of 0.8 was right 90 % of the time, so the
+    # monitor estimates accuracy 0.9 in every window of predictions, before any label. The drop in
+    # window 5 is concept drift (same scores, other labels): no label-free method can see it.
+    calibration_rng = np.random.default_rng(11)
+    reference_truth = calibration_rng.random(4000) < 0.5
+    reference_right = calibration_rng.random(4000) < 0.9
+    reference_scores = np.where(reference_right == reference_truth, 0.8, 0.2)
+    with_metrics.calibration = calibrate(reference_truth.astype(int), reference_scores)
+    p_high, p_low = with_metrics.calibration.probabilities(np.r_[0.8, 0.2])  # P(y = 1 | score)
     publisher = make_producer(settings)
     publisher.produce(settings.topic("profiles"), key=b"m", value=with_metrics.to_bytes())
     publisher.flush()
@@ -254,6 +264,8 @@ def test_decay_quality_windows_are_exact_across_sigkill_and_raise_decay_alerts(p
     windows, per_window, rows = 10, 20, 20
     truth_by_window: dict[int, list[np.ndarray]] = collections.defaultdict(list)
     correct_by_window: dict[int, list[np.ndarray]] = collections.defaultdict(list)
+    predictions_by_window: dict[int, int] = collections.defaultdict(int)
+    positive_by_window: dict[int, int] = collections.defaultdict(int)  # predictions scored 0.8
 
     def send_labels(producer: Producer, ids: list[str], truth: np.ndarray, at: int) -> None:
         for part in (slice(0, 7), slice(7, None)):  # two batches keyed by ids[0] and ids[7]
@@ -278,6 +290,8 @@ def test_decay_quality_windows_are_exact_across_sigkill_and_raise_decay_alerts(p
                 start = BASE + window * WINDOW_MS
                 truth_by_window[start].append(truth)
                 correct_by_window[start].append(correct)
+                predictions_by_window[t // WINDOW_MS * WINDOW_MS] += rows
+                positive_by_window[t // WINDOW_MS * WINDOW_MS] += int(predicted.sum())
                 time.sleep(0.01)
 
     total = windows * per_window - 3  # the last window's last labels fall beyond it
@@ -293,13 +307,27 @@ def test_decay_quality_windows_are_exact_across_sigkill_and_raise_decay_alerts(p
         codec = Codec.default()
         deadline = time.monotonic() + 60
         records: list[dict] = []
-        while time.monotonic() < deadline and not set(truth_by_window) <= {r["window_start"] for r in records}:
+        last_prediction = BASE + (total - 1) * (WINDOW_MS // per_window)
+        closed = {s for s in predictions_by_window if s + WINDOW_MS + 500 <= last_prediction}
+        while time.monotonic() < deadline and not (
+                set(truth_by_window) <= {r["window_start"] for r in records if not r["estimated"]}
+                and closed <= {r["window_start"] for r in records if r["estimated"]}):
             records = [codec.decode(m.value(), "driftline.QualitySummary")
                        for m in read_topic(settings, settings.topic("quality"), timeout=2)]
             time.sleep(0.5)
     finally:
         stop(monitor)
         stop(other)
+    estimated = [r for r in records if r["estimated"]]
+    assert closed and len({r["window_start"] for r in estimated}) == len(estimated), "estimated once per window"
+    assert closed <= {r["window_start"] for r in estimated}, "every closed window of predictions is estimated"
+    for record in estimated:
+        assert record["rows"] == predictions_by_window[record["window_start"]], "no prediction lost or doubled"
+        high = positive_by_window[record["window_start"]]
+        low = record["rows"] - high  # a row scored 0.8 is right with P(y=1 | 0.8), one scored 0.2 with P(y=0 | 0.2)
+        assert record["metrics"]["accuracy"] == pytest.approx((high * p_high + low * (1 - p_low)) / record["rows"])
+        assert record["lower"]["accuracy"] < record["metrics"]["accuracy"] < record["upper"]["accuracy"]
+    records = [r for r in records if not r["estimated"]]
     quality = {r["window_start"]: r for r in records}
     assert len(quality) == len(records), "a quality window was published twice"
     assert set(truth_by_window) <= set(quality)
