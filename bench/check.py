@@ -57,7 +57,7 @@ elif kind == "check":
     driftline.api.check(path, profile_path)
 elif kind == "check_split":  # check's own loop, timing each wait on the reader: reading's share of check
     from driftline.api import check_tables, spec_kinds
-    from schemas.readers import read_batches
+    from schemas.readers import read_ahead, read_batches
     from streams.drift.profile import Profile
     reading = 0.0
     def timed(batches):
@@ -72,7 +72,7 @@ elif kind == "check_split":  # check's own loop, timing each wait on the reader:
     loaded = Profile.load(profile_path)
     kinds = spec_kinds(loaded.spec)
     working = time.perf_counter()
-    check_tables(timed(read_batches(path, kinds)), loaded, None, where=str)
+    check_tables(timed(read_ahead(read_batches(path, kinds))), loaded, None, where=str)
 elif kind == "evidently":
     import pandas as pd
     from evidently import Report

@@ -43,7 +43,7 @@ import numpy as np
 from driftline.estimation import Calibration, Estimate, calibrate, estimate
 from driftline.quality import canonical_labels, classification_metrics, regression_metrics
 from schemas import ContractError, FeatureSpec, Table, read_table
-from schemas.readers import arrow_batch, batch_table, read_batches
+from schemas.readers import arrow_batch, batch_table, read_ahead, read_batches
 from schemas.tables import NULL_TOKENS
 from streams.drift.decision import DriftPolicy, DriftReport, compare
 from streams.drift.multivariate import MAX_CLASSIFIER_ROWS, domain_classifier
@@ -142,7 +142,7 @@ def check(data: Any, reference: Profile | str | Path, policy: DriftPolicy | None
     if isinstance(data, str | Path):
         line_offset = 2 if Path(data).suffix.lower() in (".csv", ".txt") else 0
         unit = "line" if line_offset else "record"
-        return check_tables(read_batches(data, kinds, null_values=null_values), loaded, policy,
+        return check_tables(read_ahead(read_batches(data, kinds, null_values=null_values)), loaded, policy,
                             where=lambda row: f"{unit} {row + line_offset}", reference_table=reference_table)
     return check_tables([to_table(data, kinds, null_values)], loaded, policy, where=lambda row: f"row {row}",
                         reference_table=reference_table)

@@ -23,11 +23,14 @@ be fast, bounded in memory and tolerant of dirty cells:
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import threading
 from collections.abc import Collection, Iterator, Mapping
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from queue import Empty, Full, Queue
+from typing import Any, TypeVar
 
 import fastavro
 import numpy as np
@@ -42,6 +45,7 @@ from schemas.tables import BOOL_TOKENS, NULL_TOKENS, NUMERIC_SHARE, Table
 NUMBER = r"^\s*[-+]?((\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?|(?i:nan|inf|infinity))\s*$"
 INTEGER = r"^\s*[-+]?\d+\s*$"
 BATCH_BYTES = 16 << 20
+T = TypeVar("T")
 AVRO_BATCH_ROWS = 65_536
 
 
@@ -171,6 +175,62 @@ def read_batches(path: str | Path, kinds: dict[str, str] | None = None, batch_by
         if suffix in (".csv", ".txt"):
             _raise_ragged_line(path)
         raise ContractError(f"{path}: {str(exc).splitlines()[0]}") from None
+
+
+_END = object()
+
+
+def read_ahead(batches: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """``batches`` produced by a thread ``depth`` batches ahead of the caller.
+
+    Reading (pyarrow's parser, numpy's typing) releases the GIL for most of
+    its time, so the next batch is read while the caller summarises this
+    one; the queue's bound keeps memory at ``depth + 2`` batches. The
+    producer's exception is raised in the caller; a caller that stops early
+    (an exception, a closed generator) stops the producer too.
+    """
+    queue: Queue[Any] = Queue(maxsize=depth)
+    stopping = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stopping.is_set():
+                    try:
+                        queue.put(batch, timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stopping.is_set():
+                    return
+            queue.put(_END)
+        except BaseException as exc:  # handed to the caller, raised there
+            queue.put(_Failure(exc))
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="driftline-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = queue.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+    finally:
+        stopping.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(Empty):
+                queue.get(timeout=0.1)
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
 
 def _csv_blocks(path: Path, block_bytes: int) -> Iterator[pa.Buffer]:
