@@ -42,11 +42,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.optimize import isotonic_regression
-from scipy.special import ndtri
-from scipy.stats import rankdata
 
 from driftline.quality import BINARY_CLASSES
+
+# scipy is imported inside the functions that need it: `driftline check` imports this module for
+# its report type, and scipy.stats costs seconds of start-up that a check without a calibration
+# should not pay.
 
 BAND_LEVEL = 0.95
 DRAWS = 400
@@ -201,6 +202,8 @@ class Calibration:
 def _isotonic_knots(scores: np.ndarray, outcome: np.ndarray) -> tuple[list[float], list[float], list[float]]:
     """Isotonic regression of a 0/1 outcome on the score, kept as the ends of its constant blocks
     (with the reference rows of each block, which say how well its probability is known)."""
+    from scipy.optimize import isotonic_regression
+
     order_scores, inverse = np.unique(scores, return_inverse=True)
     weights = np.bincount(inverse).astype(float)
     means = np.bincount(inverse, weights=outcome.astype(float)) / weights
@@ -307,6 +310,8 @@ def _band(draws: dict[str, list[np.ndarray]], point: dict[str, float], sampled: 
     """Central ``level`` interval of each metric's draws, around the point estimate, widened in
     quadrature by the calibration's own error; a band measured on a subsample of a large window
     is narrowed by sqrt(sampled / rows) (metrics that are averages)."""
+    from scipy.special import ndtri
+
     scale = math.sqrt(sampled / rows)
     tail = (1 - level) / 2
     z = float(ndtri(1 - tail))
@@ -333,6 +338,8 @@ def _spread(points: list[dict[str, float]]) -> dict[str, float]:
 
 def estimate_binary(calibration: Calibration, scores: np.ndarray, predicted: np.ndarray | None = None, *,
                     level: float = BAND_LEVEL, seed: int = 0) -> dict[str, Estimate]:
+    from scipy.stats import rankdata
+
     scores = np.asarray(scores, dtype=float)
     keep = np.isfinite(scores)
     scores = scores[keep]

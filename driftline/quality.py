@@ -16,7 +16,6 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 BINARY_CLASSES = frozenset({"0", "1"})
 EPS = 1e-15
@@ -61,6 +60,8 @@ def log_loss(y: np.ndarray, p: np.ndarray) -> float:
 
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     """Mann-Whitney U over the ranks (ties averaged); NaN when one class is absent."""
+    from scipy.stats import rankdata  # here: scipy.stats is seconds of start-up for `driftline check`
+
     positives = int(np.sum(y))
     negatives = len(y) - positives
     if positives == 0 or negatives == 0:
