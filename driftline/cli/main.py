@@ -24,6 +24,7 @@ from driftline.cli import (
     models_cmd,
     monitor_cmd,
     profile_cmd,
+    report_cmd,
     runs_cmd,
     serve_cmd,
     topics_cmd,
@@ -35,7 +36,7 @@ from driftline.processes import die_with_parent_from_env
 from driftline.settings import load_settings
 from schemas.errors import ContractError, RegistryUnavailable
 
-COMMANDS = (broker_cmd, topics_cmd, config_cmd, profile_cmd, monitor_cmd, trainer_cmd, models_cmd, runs_cmd,
+COMMANDS = (broker_cmd, topics_cmd, config_cmd, profile_cmd, report_cmd, monitor_cmd, trainer_cmd, models_cmd, runs_cmd,
             serve_cmd, alerts_cmd, demo_cmd, keys_cmd)
 EXIT_USAGE = 2
 

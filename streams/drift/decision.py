@@ -18,6 +18,7 @@ deviations) are reported beside every test, so an operator can rank alerts by
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +154,14 @@ class DriftReport:
     estimated: dict[str, Estimate] = field(default_factory=dict)
     realised: dict[str, float] = field(default_factory=dict)
     domain: DomainResult | None = None
+    # feature -> {labels, reference, current}: the counts a report draws (the profile's cells, never rows)
+    distributions: dict[str, dict[str, list]] = field(default_factory=dict)
+
+    def to_html(self, *, title: str | None = None, quality: list[dict[str, Any]] | None = None) -> str:
+        """One self-contained HTML page of this report (see :mod:`driftline.htmlreport`)."""
+        from driftline.htmlreport import render
+
+        return render(self.to_dict(), self.distributions, title=title, quality=quality or [])
 
     @property
     def drift(self) -> bool:
@@ -220,6 +229,24 @@ def judge_feature(ref: NumericReference | CategoricalReference,
 MULTIVARIATE = "(multivariate)"
 
 
+def distribution(ref: NumericReference | CategoricalReference,
+                 s: NumericSummary | CategoricalSummary) -> dict[str, list] | None:
+    """Reference and window counts on the profile's cells, labelled, for a report to draw."""
+    if isinstance(ref, NumericReference) and isinstance(s, NumericSummary):
+        edges = [float(e) for e in ref.edges]
+        labels = [f"< {edges[0]:.4g}"] if edges else ["all"]
+        labels += [f"{a:.4g} to {b:.4g}" for a, b in itertools.pairwise(edges)]
+        labels += [f"≥ {edges[-1]:.4g}"] if edges else []
+        counts = s.histogram if s.histogram.size else np.zeros(ref.histogram.size)
+        if len(labels) != ref.histogram.size:  # edges hold the outer bounds too
+            labels = [f"bin {i + 1}" for i in range(ref.histogram.size)]
+        return {"labels": labels, "reference": ref.histogram.tolist(), "current": counts.tolist()}
+    if isinstance(ref, CategoricalReference) and isinstance(s, CategoricalSummary):
+        return {"labels": [*ref.categories, OTHER], "reference": ref.counts.tolist(),
+                "current": category_vector(s, ref).tolist()}
+    return None
+
+
 def multivariate_result(ref: MultivariateReference, counts: np.ndarray, alpha: float,
                         policy: DriftPolicy) -> FeatureResult:
     """The window's PCA reconstruction errors against the reference's, by the features' own test."""
@@ -254,9 +281,13 @@ def compare(summary: WindowSummary, profile: Profile, policy: DriftPolicy | None
     alpha = budget / max(tests_per_window or len(tested) + joint, 1)
     findings = skew_findings(summary, profile.spec, rate_threshold=policy.skew_rate)
     results: dict[str, FeatureResult] = {}
+    distributions: dict[str, dict[str, list]] = {}
     for name in tested:
         results[name] = judge_feature(profile.features[name], summary.features[name], policy, alpha,
                                       findings.get(name, []))
+        shape = distribution(profile.features[name], summary.features[name])
+        if shape is not None:
+            distributions[name] = shape
     for name, items in findings.items():
         if name not in results:
             s = summary.features[name]
@@ -264,7 +295,8 @@ def compare(summary: WindowSummary, profile: Profile, policy: DriftPolicy | None
                                           "not in the reference")
     share = sum(r.drift for r in results.values()) / max(len(tested), 1)
     report = DriftReport(profile.model, profile.version, summary.rows, summary.window_start,
-                         summary.window_end, results, share, share >= policy.drift_share, alpha)
+                         summary.window_end, results, share, share >= policy.drift_share, alpha,
+                         distributions=distributions)
     if joint and profile.multivariate is not None:
         report.multivariate = multivariate_result(profile.multivariate, summary.multivariate, alpha, policy)
     if profile.segments:
