@@ -152,7 +152,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             say("summary", f"written to {args.json_file}")
         if args.hold and summary["ok"]:
             signal.setitimer(signal.ITIMER_REAL, 0)  # the hold is bounded by itself
-            say("hold", f"services stay up for {args.hold:g}s: try  curl {loop.urls[0]}/v2/models/loans  or  "
+            say("hold", f"services stay up for {args.hold:g}s: open {loop.console_url}, or try  "
+                        f"curl {loop.urls[0]}/v2/models/loans  or  "
                         f"DRIFTLINE_TOPIC_PREFIX={settings.topic_prefix} driftline models list")
             with contextlib.suppress(Interrupted):
                 time.sleep(args.hold)

@@ -29,6 +29,7 @@ from driftline.cli import (
     serve_cmd,
     topics_cmd,
     trainer_cmd,
+    ui_cmd,
 )
 from driftline.errors import DriftlineError
 from driftline.kafka_clients import refusal
@@ -37,7 +38,7 @@ from driftline.settings import load_settings
 from schemas.errors import ContractError, RegistryUnavailable
 
 COMMANDS = (broker_cmd, topics_cmd, config_cmd, profile_cmd, report_cmd, monitor_cmd, trainer_cmd, models_cmd, runs_cmd,
-            serve_cmd, alerts_cmd, demo_cmd, keys_cmd)
+            serve_cmd, alerts_cmd, demo_cmd, keys_cmd, ui_cmd)
 EXIT_USAGE = 2
 
 

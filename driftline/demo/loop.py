@@ -85,6 +85,7 @@ class Loop:
         self.ports = [free_port() for _ in range(scenario.nodes)]
         self.urls = [f"http://127.0.0.1:{p}" for p in self.ports]
         self.metrics_port = free_port()
+        self.console_url = f"http://localhost:{free_port()}/"
         self.stop_reason: str | None = None  # why the run was asked to end early (a signal, the deadline)
         self.in_traffic = False
         self.app: Application | None = None
@@ -132,12 +133,16 @@ class Loop:
                 f"node{i + 1}", ["serve", "--port", str(port), "--node-id", f"node{i + 1}", "--emit",
                                  self.scenario.emit], self.settings, self.dir,
                 health_url=f"http://127.0.0.1:{port}/v2/health/ready")
+        console_port = self.console_url.rstrip("/").rsplit(":", 1)[1]
+        self.services["console"] = Service("console", ["ui", "--port", console_port], self.settings, self.dir,
+                                           health_url=f"http://127.0.0.1:{console_port}/healthz")
         for service in self.services.values():
             service.start()
         for service in self.services.values():
             service.wait_healthy()
         self.say("services", f"monitor (windows of {window:g}s), trainer, {len(self.ports)} serving nodes at "
                              + ", ".join(self.urls) + f"; logs in {self.dir}")
+        self.say("services", f"console: {self.console_url}  (open it in a browser: models, windows, alerts, runs)")
 
     def stop_services(self) -> dict[str, int | None]:
         return {name: service.stop() for name, service in self.services.items()}

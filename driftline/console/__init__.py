@@ -1,0 +1,1 @@
+"""``driftline ui``: a live, read-only web console over the topics (see :mod:`driftline.console.state`)."""
