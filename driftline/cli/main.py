@@ -23,6 +23,7 @@ from driftline.cli import (
     keys_cmd,
     models_cmd,
     monitor_cmd,
+    notify_cmd,
     profile_cmd,
     report_cmd,
     runs_cmd,
@@ -38,7 +39,7 @@ from driftline.settings import load_settings
 from schemas.errors import ContractError, RegistryUnavailable
 
 COMMANDS = (broker_cmd, topics_cmd, config_cmd, profile_cmd, report_cmd, monitor_cmd, trainer_cmd, models_cmd, runs_cmd,
-            serve_cmd, alerts_cmd, demo_cmd, keys_cmd, ui_cmd)
+            serve_cmd, alerts_cmd, notify_cmd, demo_cmd, keys_cmd, ui_cmd)
 EXIT_USAGE = 2
 
 
