@@ -6,15 +6,15 @@ process, so ``peak_rss_mb`` is that step's own peak: ``check`` reads in
 batches, so its peak should not grow with the file. Baselines in the same
 run: pyarrow's CSV reader alone (what reading costs), our typed batch reader
 alone, ``read_share`` (the time ``check``'s own loop waits on that reader over
-its time after imports; a first pyarrow call imports pandas when it is
-installed, 0.3 s once per process, counted with the imports before the
-timed work), and Evidently's default
+its time after imports), and Evidently's default
 drift preset on the same files (read by pandas, as its users do) when the
 peers' venv exists (``make peers``: Evidently runs there, in its own venv).
 
 Last line JSON: ``check_rows_per_s`` (CSV, largest size), ``peak_rss_mb``
 (largest check), ``read_share`` (reading / check time), ``evidently_ratio``
-when measured.
+when measured. Every step starts its clock after pyarrow's first array is
+built: pyarrow imports pandas then when pandas is installed (0.3-0.5 s once
+per process, which would otherwise land on whichever step pays it).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from _common import parser, peers_python
 STEP = r"""
 import json, resource, sys, time
 kind, path, profile_path = sys.argv[1:4]
-started = time.perf_counter()
 import pyarrow
-pyarrow.array([""])  # imports: pyarrow loads pandas (when installed) on its first array built from a list
+pyarrow.array([""])  # before the clock: pyarrow loads pandas (when installed) on its first list-built array
+started = time.perf_counter()
 if kind == "read":
     import pyarrow.csv as pa_csv
     working = time.perf_counter()

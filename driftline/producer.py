@@ -32,6 +32,9 @@ from schemas.columns import float_buffer
 
 Rows = Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any] | np.ndarray]
 
+# Kafka header naming the serving node that answered (prediction events a node emits; the console reads it)
+NODE_HEADER = "driftline.node"
+
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000

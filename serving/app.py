@@ -177,7 +177,8 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         state.store = ModelStore(settings, options.models, on_load_failed=load_failed)
-        state.emitter = PredictionEmitter(settings, capacity=options.emit_capacity, mode=options.emit_mode)
+        state.emitter = PredictionEmitter(settings, capacity=options.emit_capacity, mode=options.emit_mode,
+                                          node_id=node_id)
         store().start()
         emitter().start()
         tune_gc()

@@ -26,6 +26,7 @@ import numpy as np
 from confluent_kafka import KafkaError, Message
 
 from driftline.kafka_clients import make_producer
+from driftline.producer import NODE_HEADER
 from driftline.settings import Settings
 from schemas import Codec, encode_columns
 from schemas.columns import float_buffer
@@ -48,13 +49,16 @@ class Emission:
 
 class PredictionEmitter:
     def __init__(self, settings: Settings, *, capacity: int = 10_000, mode: str = "async",
-                 interval: float = 0.002) -> None:
+                 interval: float = 0.002, node_id: str = "") -> None:
         if mode not in ("async", "ack"):
             raise ValueError(f"emit mode must be async or ack, got {mode!r}")
         self.mode = mode
         self.capacity = capacity
         self.interval = interval
         self.topic = settings.topic("predictions")
+        # Which node answered rides in a header (the console shows each node's version), not the schema.
+        self.headers: list[tuple[str, str | bytes | None]] | None = [(NODE_HEADER, node_id.encode())] \
+            if node_id else None
         self.codec = Codec.default()
         self.producer = make_producer(settings, **{"linger.ms": 5})
         self.pending: deque[Emission] = deque()
@@ -158,7 +162,7 @@ class PredictionEmitter:
             return True
         try:
             self.producer.produce(self.topic, value=value, key=items[0].request_ids[0].encode(),
-                                  on_delivery=functools.partial(self._delivered, items))
+                                  headers=self.headers, on_delivery=functools.partial(self._delivered, items))
         except BufferError:
             metrics.EMIT_BLOCKED.inc()
             return False

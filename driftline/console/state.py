@@ -24,11 +24,12 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from driftline.errors import ConfigError
 from driftline.follow import TopicFollower
 from driftline.kafka_clients import throwaway_consumer
+from driftline.producer import NODE_HEADER
 from driftline.settings import Settings
 from schemas import Codec
 from streams.drift.decision import compare
@@ -66,11 +67,14 @@ class _Stream:
         self.consumer.assign([tp if tp.offset >= 0 else TopicPartition(topic, tp.partition, -1) for tp in found])
 
     def poll(self, limit: int = 2000) -> list[tuple[bytes | None, bytes]]:
+        return [(m.key(), v) for m, v in self.poll_messages(limit)]
+
+    def poll_messages(self, limit: int = 2000) -> list[tuple[Message, bytes]]:
         out = []
         for message in self.consumer.consume(limit, 0.05):
             value = message.value()
             if message.error() is None and value is not None:
-                out.append((message.key(), value))
+                out.append((message, value))
         return out
 
     def close(self) -> None:
@@ -105,7 +109,8 @@ class ConsoleState:
         self.quality: dict[str, deque[dict[str, Any]]] = {}
         self.alerts: deque[dict[str, Any]] = deque(maxlen=ALERTS_KEPT)
         self.alert_sequence = 0  # alerts seen so far: server-sent events send what is newer
-        self.answered: deque[tuple[float, str, str, int]] = deque(maxlen=100_000)  # (time, model, version, rows)
+        # (time, model, "version@node", rows): the node from the emitter's header, "SDK" for applications
+        self.answered: deque[tuple[float, str, str, int]] = deque(maxlen=100_000)
         self.caught_up = False
 
     # ------------------------------------------------------------ reading
@@ -119,13 +124,16 @@ class ConsoleState:
         for _, value in self.streams["alerts"].poll():
             self._alert(value)
         now = time.time()
-        for _, value in self.predictions.poll(5000):
+        for message, value in self.predictions.poll_messages(5000):
             try:
                 record = self.codec.decode(value, "driftline.Prediction")
             except Exception:  # the monitor dead-letters bad events; the console just skips them
                 continue
+            raw_node = dict(message.headers() or []).get(NODE_HEADER)
+            node = (raw_node.decode(errors="replace") if isinstance(raw_node, bytes) else raw_node) or "SDK"
             with self.lock:
-                self.answered.append((now, record["model"], record["model_version"], len(record["request_ids"])))
+                self.answered.append((now, record["model"], f"{record['model_version']}@{node}",
+                                      len(record["request_ids"])))
         self.caught_up = all(f.caught_up for f in (self.profiles, self.models, self.deployments, self.runs))
 
     def _window(self, key: bytes | None, value: bytes) -> None:

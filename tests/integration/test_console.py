@@ -17,8 +17,10 @@ from driftline.alerts import Alert, alert_message
 from driftline.broker import free_port
 from driftline.kafka_clients import make_producer
 from driftline.processes import spawn
+from driftline.producer import NODE_HEADER, Producer
 from driftline.registry import Registry
 from schemas import Codec, Table
+from schemas.columns import encode_columns
 from streams.drift.summary import summarize
 from tests.browser import load, screenshot
 from tests.integration.helpers import service_env
@@ -63,6 +65,14 @@ def test_console_shows_models_windows_alerts_and_runs_in_a_real_browser(settings
     run = run_record("m", Trigger(first.id, "drift", "test"), "rejected", "failed accuracy floor")
     run["checks"] = [{"name": "accuracy_floor", "passed": False, "value": 0.5, "threshold": 0.6, "detail": "0.5 < 0.6"}]
     Registry(settings).publish_run(run)
+    with Producer(model="m", settings=settings, model_version="7") as application:  # no node: the SDK
+        application.predictions(columns(rng, 5), np.full(5, 0.7), request_ids=[f"q{i}" for i in range(5)])
+    answered = codec.encode("driftline.Prediction", {  # what a serving node emits, its id in a header
+        "model": "m", "model_version": "8", "event_time": int(time.time() * 1000), "request_ids": ["n1", "n2"],
+        "segment": None, "columns": encode_columns({"x": np.r_[1.0, 2.0]}), "prediction": np.r_[0.1, 0.9].tobytes(),
+        "predicted_class": None})
+    producer.produce(settings.topic("predictions"), key=b"n1", value=answered, headers=[(NODE_HEADER, b"node1")])
+    assert producer.flush(30) == 0
     port = free_port()
     console = spawn([sys.executable, "-m", "driftline.cli.main", "ui", "--port", str(port), "--token", TOKEN],
                     env=service_env(settings), stdout=subprocess.PIPE)
@@ -84,6 +94,7 @@ def test_console_shows_models_windows_alerts_and_runs_in_a_real_browser(settings
         state = json.loads(body)
         assert status == 200 and [m["model"] for m in state["models"]] == ["m"]
         assert len(state["windows"]["m"]) == 3 and state["windows"]["m"][-1]["features"]["x"]["drift"]
+        assert state["models"][0]["answering"] == {"7@SDK": 5, "8@node1": 2}, "versions answered, per node"
 
         page = load(f"{base}/?token={TOKEN}")
         assert page.console == [], f"console messages: {page.console}"
