@@ -14,9 +14,11 @@ Without Chromium the browser tests skip, unless ``DRIFTLINE_REQUIRE_BROWSER=1``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,23 @@ def chromium() -> str:
     return found
 
 
+def _run(argv: list[str], timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
+    """Chromium in its own process group, the whole group killed if it overruns (its zygote, GPU and
+    renderer children would otherwise outlive a timed-out run)."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"Chromium did not finish within {timeout:g} s")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # any child left behind by a finished browser
+    return subprocess.CompletedProcess(argv, process.returncode, out, err)
+
+
 @dataclass
 class Page:
     dom: str
@@ -46,9 +65,8 @@ class Page:
 
 def load(url: str, budget_ms: int = 4000) -> Page:
     """The DOM after the page's scripts ran, and its console messages (errors included)."""
-    done = subprocess.run([chromium(), *FLAGS, "--enable-logging=stderr", "--v=0",
-                           f"--virtual-time-budget={budget_ms}", "--dump-dom", url],
-                          capture_output=True, text=True, timeout=90)
+    done = _run([chromium(), *FLAGS, "--enable-logging=stderr", "--v=0", f"--virtual-time-budget={budget_ms}",
+                 "--dump-dom", url])
     assert done.returncode == 0, done.stderr[-2000:]
     console = [m.group(1) for line in done.stderr.splitlines() if (m := CONSOLE.search(line))]
     return Page(done.stdout, console)
@@ -59,9 +77,8 @@ def screenshot(url: str, name: str, size: str = "1280,1600", budget_ms: int = 40
     artifacts = Path(os.environ.get("DRIFTLINE_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
     artifacts.mkdir(parents=True, exist_ok=True)
     path = artifacts / f"{name}.png"
-    done = subprocess.run([chromium(), *FLAGS, "--hide-scrollbars", f"--window-size={size}",
-                           f"--virtual-time-budget={budget_ms}", f"--screenshot={path}", url],
-                          capture_output=True, text=True, timeout=90)
+    done = _run([chromium(), *FLAGS, "--hide-scrollbars", f"--window-size={size}",
+                 f"--virtual-time-budget={budget_ms}", f"--screenshot={path}", url])
     assert done.returncode == 0 and path.exists(), done.stderr[-2000:]
     assert path.stat().st_size > 20_000, "a blank page screenshots to a few KB"
     if os.environ.get("DRIFTLINE_UPDATE_SCREENSHOTS") == "1":
