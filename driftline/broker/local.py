@@ -252,7 +252,9 @@ class LocalBroker:
         if (self.data_dir / "meta.properties").exists():
             return
         proc = subprocess.run(
-            self._java_cmd(java, "kafka.tools.StorageTool", "format", "-t", self.cluster_id(),
+            # --cluster-id=ID, one argument: a base64url id may start with "-" (1 in 64), which a parser
+            # would read as an option
+            self._java_cmd(java, "kafka.tools.StorageTool", "format", f"--cluster-id={self.cluster_id()}",
                            "-c", str(self.properties_file), "--ignore-formatted",
                            *(self.secure.format_args() if self.secure else [])),
             capture_output=True, text=True,
