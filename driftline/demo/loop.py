@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from driftline.broker.local import free_port
 from driftline.client import http_get
 from driftline.control import publish_once
 from driftline.demo.observer import Observer
@@ -35,6 +34,23 @@ from driftline.synthetic import agrawal
 from driftline.topics import create_topics
 
 MODEL = "loans"
+
+
+def distinct_ports(count: int) -> list[int]:
+    """``count`` free ports, all different: each is held open until all are chosen (asking the OS one
+    at a time can hand the same port back twice, and one service then fails to bind)."""
+    import socket
+
+    held = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            held.append(sock)
+        return [sock.getsockname()[1] for sock in held]
+    finally:
+        for sock in held:
+            sock.close()
 
 
 @dataclass
@@ -82,10 +98,9 @@ class Loop:
         self.dir = Path(settings.state_dir) / "demo" / settings.topic_prefix.strip(".")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.services: dict[str, Service] = {}
-        self.ports = [free_port() for _ in range(scenario.nodes)]
+        *self.ports, self.metrics_port, console_port = distinct_ports(scenario.nodes + 2)
         self.urls = [f"http://127.0.0.1:{p}" for p in self.ports]
-        self.metrics_port = free_port()
-        self.console_url = f"http://localhost:{free_port()}/"
+        self.console_url = f"http://localhost:{console_port}/"
         self.stop_reason: str | None = None  # why the run was asked to end early (a signal, the deadline)
         self.in_traffic = False
         self.app: Application | None = None
