@@ -8,15 +8,27 @@ what makes ``driftline runs replay`` reproduce a dataset bit for bit.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Message, TopicPartition
 
 from driftline.errors import ConfigError
 from driftline.kafka_clients import position_of, throwaway_consumer
 from driftline.settings import Settings
+
+K = TypeVar("K")
+
+
+def held_back(positions: Mapping[K, int], oldest: Iterable[tuple[K, int]]) -> dict[K, int]:
+    """Offsets safe to commit: each partition's position, held back to the oldest offset some stage
+    still holds in state (so a restart re-reads it). One rule for every stateful stage."""
+    safe = dict(positions)
+    for key, offset in oldest:
+        if key in safe:
+            safe[key] = min(safe[key], offset)
+    return safe
 
 
 @dataclass(frozen=True, order=True)

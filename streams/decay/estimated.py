@@ -27,6 +27,7 @@ import numpy as np
 
 from driftline.alerts import Alert
 from driftline.estimation import Calibration, Estimate, estimate
+from driftline.offsets import held_back
 from driftline.quality import HIGHER_IS_BETTER
 from schemas.columns import FeatureFrame
 from streams.decay.judge import DecayPolicy
@@ -159,12 +160,7 @@ class EstimatedQuality:
 
     def safe_offsets(self, safe: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
         """Hold each partition's committed offset back to the oldest row of an open window."""
-        out = dict(safe)
-        for window in self.windows.values():
-            for source, offset in window.sources.items():
-                if source in out:
-                    out[source] = min(out[source], offset)
-        return out
+        return held_back(safe, (item for window in self.windows.values() for item in window.sources.items()))
 
 
 def _loss_columns(frame: FeatureFrame, calibration: Calibration) -> dict[str, np.ndarray]:

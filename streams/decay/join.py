@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from driftline.offsets import held_back
 from driftline.quality import canonical_labels, label_numbers
 from schemas.columns import read_float_buffer
 
@@ -225,8 +226,4 @@ class LabelJoin:
     # ------------------------------------------------------------ offsets
     def safe_offsets(self, positions: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
         """Offsets to commit: each partition's position, held back to its oldest live block."""
-        safe = dict(positions)
-        for block in self.blocks.values():
-            if block.source in safe:
-                safe[block.source] = min(safe[block.source], block.offset)
-        return safe
+        return held_back(positions, ((block.source, block.offset) for block in self.blocks.values()))

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from driftline.offsets import held_back
 from schemas import FeatureFrame
 from streams.drift.profile import Profile
 from streams.drift.summary import WindowSummary, summarize
@@ -161,12 +162,7 @@ class WindowMerger:
 
     def commit_offsets(self, positions: dict[int, int]) -> dict[int, int]:
         """Offsets of stats.partial safe to commit: before the first delta of any open window."""
-        safe = dict(positions)
-        for window in self.open.values():
-            for partition, offset in window.first_offsets.items():
-                if partition in safe:
-                    safe[partition] = min(safe[partition], offset)
-        return safe
+        return held_back(positions, (item for window in self.open.values() for item in window.first_offsets.items()))
 
 
 class RollingView:
