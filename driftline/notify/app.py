@@ -3,13 +3,21 @@
 The guarantee is **at-least-once processing plus idempotent delivery by
 alert id**, the right one for notifications: a crash replays alerts, and a
 changelogged faust table of (sink, alert id) pairs already delivered turns
-the replay into a skip. Offsets are committed only by a graceful stop: the
-table, not the offsets, is the state (see ``build_app``). The table lives in Kafka (its changelog topic), so it survives
-restarts and moves with the partitions when several notifiers share the
-work; the changelog write is flushed right after each delivery, so the
-window in which a crash can repeat a delivery is the few milliseconds
-between a sink's answer and that flush (and every delivery carries the
-alert id for receivers that want to be strict).
+the replay into a skip. The table lives in Kafka (its changelog topic), so it
+survives restarts and moves with the partitions when several notifiers share
+the work; the changelog write is flushed right after each delivery, so the
+window in which a crash can repeat a delivery is the few milliseconds between
+a sink's answer and that flush (and every delivery carries the alert id for
+receivers that want to be strict).
+
+faust is trusted to deliver records, not to deliver all of them: around a
+restart it dropped fetched records without fetching them again (see
+``driftline.notify.continuity``). The agent keeps, per partition, the offset
+after the last alert it handled; records it was not handed are read directly
+(an event beyond that offset) or faust is sought back to them (an idle agent
+behind the partition's committed end). Offsets are committed only by a
+graceful stop, and a restart re-checks every retained alert against the
+table rather than trusting them.
 
 A failing sink is retried with capped, jittered backoff (0.5 s doubling to
 30 s; 8 attempts reach about a minute); then the alert goes to the
@@ -24,22 +32,30 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import aiohttp
 import faust
+from faust.types import TP
 from prometheus_client import Counter
 
 from driftline.deadletter import DeadLetterQueue
 from driftline.errors import DeliveryError
-from driftline.kafka_clients import bootstrap_servers, make_producer
+from driftline.kafka_clients import bootstrap_servers, make_producer, position_of
 from driftline.notify.config import SinkConfig
+from driftline.notify.continuity import Continuity
 from driftline.notify.sinks import DeliveryFailed, RateLimit, backoff, deliver
+from driftline.offsets import OffsetRange
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
 DELIVERIES = Counter("driftline_notify_deliveries_total", "Alert deliveries by sink and outcome",
                      ["sink", "outcome"])  # delivered | duplicate_skipped | filtered | dead_lettered
+SKIPPED_BY_STREAM = Counter("driftline_notify_settled_records_total",
+                            "Alerts records faust skipped or dropped, read directly from Kafka")
+WATCH_INTERVAL_S = 2.0
+IDLE_BEFORE_WATCH_S = 5.0
 ATTEMPTS = Counter("driftline_notify_failed_attempts_total", "Failed delivery attempts by sink", ["sink"])
 
 
@@ -50,10 +66,10 @@ def build_app(settings: Settings, sinks: list[SinkConfig], group: str = "notify"
         settings.group(group), broker=[f"kafka://{b.strip()}" for b in bootstrap_servers(settings).split(",")],
         store="memory://", web_enabled=False, topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor, consumer_auto_offset_reset="earliest",
-        # No periodic offset commits: faust has committed past an event still being processed when the
-        # worker was killed (faust-streaming#315, #606; seen here as a lost alert after SIGKILL). Without
-        # them a restart replays the retained alerts and the delivery table skips what was delivered: the
-        # table, not the offsets, is the state (a graceful stop still commits what it finished).
+        # No periodic offset commits: the table, not the offsets, is the state. A restart starts where a
+        # graceful stop committed (or at the beginning) and the agent re-checks everything before that
+        # against the table (driftline.notify.continuity): a lost alert seen after a SIGKILL was first
+        # blamed on faust committing too far (faust-streaming#315, #606); it was records dropped unread.
         producer_acks=-1, broker_commit_every=1 << 40, broker_commit_interval=10.0 ** 9,
         table_cleanup_interval=3600.0,
         # a crashed notifier's partitions move to a live one within ~10 s (faust's default waits a minute)
@@ -119,26 +135,82 @@ def build_app(settings: Settings, sinks: list[SinkConfig], group: str = "notify"
                   sink.attempts, last)
         return "dead_lettered"
 
+    async def handle(raw: bytes, key: bytes | None, where: tuple[str, int, int]) -> None:
+        """One record of ``alerts``: each matching sink gets it once; a record that is not an alert is
+        dead-lettered, never dropped."""
+        try:
+            alert = json.loads(raw)
+            if not isinstance(alert, dict) or "id" not in alert:
+                raise ValueError("not a CloudEvent with an id")
+        except ValueError as exc:
+            topic, partition, position = where
+            await dead_letter(value=raw, key=key, source_topic=topic, partition=partition, offset=position,
+                              error=exc, stage="notify")
+            return
+        for sink in sinks:
+            if not sink.wants(str(alert.get("model") or alert.get("subject", "")), str(alert.get("type", "")),
+                              str(alert.get("severity", "info"))):
+                DELIVERIES.labels(sink.name, "filtered").inc()
+                continue
+            DELIVERIES.labels(sink.name, await hand_over(sink, alert, raw, where)).inc()
+
+    continuity = Continuity(settings, alerts_topic)
+    one_at_a_time = asyncio.Lock()  # the agent and the watch never handle records concurrently
+    last_event = [time.monotonic()]
+
+    async def settle(owed: OffsetRange | None) -> None:
+        """Handle the records of ``owed`` read directly from Kafka: those faust skipped or dropped."""
+        if owed is None:
+            return
+        records, whole = await asyncio.to_thread(continuity.read, owed)
+        SKIPPED_BY_STREAM.inc(len(records))
+        log.warning("alerts[%d] offsets %d-%d were not handed to the agent; read %d record(s) directly",
+                    owed.partition, owed.start_offset, owed.end_offset - 1, len(records))
+        for record in records:
+            topic, partition, position = position_of(record)
+            await handle(record.value() or b"", record.key(), (topic, partition, position))
+            continuity.handled(partition, position)
+        if whole:
+            continuity.passed(owed)
+
     @app.agent(source)
     async def notify(stream: Any) -> None:
         async for event in stream.events():
-            raw = event.value
-            try:
-                alert = json.loads(raw)
-                if not isinstance(alert, dict) or "id" not in alert:
-                    raise ValueError("not a CloudEvent with an id")
-            except ValueError as exc:  # a record that is not an alert: dead-lettered, never dropped
-                await dead_letter(value=raw, key=event.key, source_topic=event.message.topic,
-                                  partition=event.message.partition, offset=event.message.offset, error=exc,
-                                  stage="notify")
+            message = event.message
+            async with one_at_a_time:
+                last_event[0] = time.monotonic()
+                await settle(await asyncio.to_thread(continuity.owed, message.partition, message.offset))
+                await handle(event.value, event.key, (message.topic, message.partition, message.offset))
+                continuity.handled(message.partition, message.offset)
+                last_event[0] = time.monotonic()
+
+    @app.timer(interval=WATCH_INTERVAL_S)
+    async def watch() -> None:
+        """An idle agent behind its partitions' committed ends was dropped records: faust is sought back
+        to the first of them, so the agent handles them (a table is written only inside stream iteration,
+        which also keeps each delivery in the partition of its alert)."""
+        recovered = app.tables.recovery.completed.is_set() and not app.rebalancing  # type: ignore[attr-defined]
+        if not recovered or one_at_a_time.locked() or time.monotonic() - last_event[0] < IDLE_BEFORE_WATCH_S:
+            return
+        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == alerts_topic}
+        continuity.keep_only(owned)
+        if not owned:
+            return
+        ends = await asyncio.to_thread(continuity.stable_ends, sorted(owned))
+        for partition, end in ends.items():
+            owed = await asyncio.to_thread(continuity.owed, partition, end)
+            if owed is None:
                 continue
-            where = (event.message.topic, event.message.partition, event.message.offset)
-            for sink in sinks:
-                if not sink.wants(str(alert.get("model") or alert.get("subject", "")), str(alert.get("type", "")),
-                                  str(alert.get("severity", "info"))):
-                    DELIVERIES.labels(sink.name, "filtered").inc()
-                    continue
-                DELIVERIES.labels(sink.name, await hand_over(sink, alert, raw, where)).inc()
+            records, whole = await asyncio.to_thread(continuity.read, owed)
+            if records:
+                first = position_of(records[0])[2]
+                SKIPPED_BY_STREAM.inc(len(records))
+                log.warning("alerts[%d] offsets %d-%d (%d record(s)) were dropped before the agent; seeking back "
+                            "to %d", partition, owed.start_offset, owed.end_offset - 1, len(records), first)
+                await app.consumer.seek(TP(alerts_topic, partition), first)
+                last_event[0] = time.monotonic()
+            elif whole:
+                continuity.passed(owed)  # transaction markers only
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_sessions(_: Any, **__: Any) -> None:
