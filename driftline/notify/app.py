@@ -62,9 +62,12 @@ ATTEMPTS = Counter("driftline_notify_failed_attempts_total", "Failed delivery at
 def build_app(settings: Settings, sinks: list[SinkConfig], group: str = "notify") -> faust.App:
     """The faust app: one agent over ``alerts``, one changelogged table of deliveries."""
     alerts_topic = settings.topic("alerts")
+    (settings.state_path / "notify").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.group(group), broker=[f"kafka://{b.strip()}" for b in bootstrap_servers(settings).split(",")],
-        store="memory://", web_enabled=False, topic_partitions=settings.partitions,
+        store="memory://", web_enabled=False,
+        # faust makes a data directory even for an in-memory store: under the state dir, not the working dir
+        datadir=str(settings.state_path / "notify" / settings.group(group)), topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor, consumer_auto_offset_reset="earliest",
         # No periodic offset commits: the table, not the offsets, is the state. A restart starts where a
         # graceful stop committed (or at the beginning) and the agent re-checks everything before that
