@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from driftline.contract import EventCodec, codec_for
 from driftline.deadletter import DeadLetterQueue
 from driftline.kafka_clients import make_consumer, make_producer, position_of
+from driftline.producer import ROLE_HEADER, SHADOW_ROLE
 from driftline.settings import Settings
 from schemas import ContractError, DecodeError
 
@@ -36,6 +37,12 @@ def static_membership(instance: str, session_timeout_ms: int = 15000) -> dict[st
     partitions of a worker that is gone for good stay unserved.
     """
     return {"group.instance.id": instance, "session.timeout.ms": session_timeout_ms}
+
+
+def is_shadow(message: Message) -> bool:
+    """A rollout's shadow prediction (made beside the answering version, never returned)."""
+    headers = message.headers()  # a consumed message's headers are a list of (key, bytes), or None
+    return isinstance(headers, list) and (ROLE_HEADER, SHADOW_ROLE) in headers
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,10 @@ class EventReader:
         Topics whose bad events this reader dead-letters (default: all); bad
         events of the others are left to the stage that owns them and counted
         in ``skipped``.
+    answered_only
+        Skip prediction events a rollout's shadow made (header ``driftline.role:
+        shadow``): they repeat requests another version answered, so windows and
+        the label join would count those requests twice. Counted in ``shadows``.
     """
 
     def __init__(
@@ -84,6 +95,7 @@ class EventReader:
         transactional_id: str | None = None,
         on_assign: Callable[[list[TopicPartition]], None] | None = None,
         dead_letter_topics: Sequence[str] | None = None,
+        answered_only: bool = False,
         **consumer_config: Any,
     ) -> None:
         self.settings = settings
@@ -95,6 +107,8 @@ class EventReader:
         # same topic counts them in ``skipped`` instead of filing the same dead letter twice.
         self.dead_letter_topics = set(topics if dead_letter_topics is None else dead_letter_topics)
         self.skipped = 0
+        self.answered_only = answered_only
+        self.shadows = 0
         self.transactional = transactional_id is not None
         if self.transactional:
             consumer_config.setdefault("isolation.level", "read_committed")
@@ -170,6 +184,9 @@ class EventReader:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise KafkaException(error)
+            if self.answered_only and is_shadow(message):
+                self.shadows += 1
+                continue
             records.append(message)
         self.consumed += len(records)
         return records

@@ -34,6 +34,11 @@ Rows = Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any] | np.ndarray]
 
 # Kafka header naming the serving node that answered (prediction events a node emits; the console reads it)
 NODE_HEADER = "driftline.node"
+# A rollout's prediction events say who made them: role "champion" or "challenger" (the version that
+# answered) or "shadow" (predicted beside it, never returned: the monitor skips these), and the rollout id.
+ROLE_HEADER = "driftline.role"
+ROLLOUT_HEADER = "driftline.rollout"
+SHADOW_ROLE = b"shadow"
 
 
 def now_ms() -> int:

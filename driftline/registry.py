@@ -8,9 +8,11 @@ follow the same topics themselves (:mod:`serving.store`, through
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
+from driftline.comparison import Policy
 from driftline.control import ControlPublisher
 from driftline.errors import ConfigError
 from driftline.follow import read_compacted
@@ -71,6 +73,76 @@ class Registry:
             raise ConfigError(f"model {model} has no version {version!r}; see 'driftline models list {model}'")
         current = self.deployments().get(model)
         record = {"model": model, "version": version, "created_at": int(time.time() * 1000), "action": action,
-                  "previous_version": current["version"] if current else None, "reason": reason, "actor": actor}
+                  "previous_version": current["version"] if current else None, "reason": reason, "actor": actor,
+                  "rollout": None}
         self._send("deployments", model, "driftline.Deployment", record)
+        return record
+
+    def start_rollout(self, model: str, version: str, strategy: str, *, share: float, policy: Policy,
+                      timeout_s: int, probation_s: int = 0, reason: str = "", actor: str = "") -> dict[str, Any]:
+        """Put ``version`` beside the serving version on live traffic (``shadow`` or ``canary``) until the
+        rollout controller promotes it or rolls it back (``driftline rollout``)."""
+        if strategy not in ("shadow", "canary"):
+            raise ConfigError(f"rollout strategy must be shadow or canary (replace is 'models promote'), "
+                              f"got {strategy!r}")
+        if not 0 < share <= 1:
+            raise ConfigError(f"a rollout's share must be in (0, 1], got {share}")
+        if self.model(model, version) is None:
+            raise ConfigError(f"model {model} has no version {version!r}; see 'driftline models list {model}'")
+        current = self.deployments().get(model)
+        if current is None:
+            raise ConfigError(f"model {model} has no serving version to roll out against; deploy one first")
+        if current["version"] == version:
+            raise ConfigError(f"{model} v{version} already serves")
+        running = current.get("rollout")
+        if running and running["state"] == "running":
+            raise ConfigError(f"{model} already has rollout {running['id']} of v{running['challenger']} running")
+        now = int(time.time() * 1000)
+        rollout = {"id": f"{model}-{version}-{now}", "strategy": strategy, "challenger": version, "share": share,
+                   "started_at": now, "margin": policy.margin, "confidence": policy.confidence,
+                   "min_pairs": policy.min_pairs, "max_pairs": policy.max_pairs, "timeout_s": timeout_s,
+                   "probation_s": probation_s, "state": "running", "evidence": ""}
+        record = {**current, "created_at": now, "action": "rollout", "reason": reason, "actor": actor,
+                  "rollout": rollout}
+        self._send("deployments", model, "driftline.Deployment", record)
+        return record
+
+    def conclude_rollout(self, model: str, rollout_id: str, decision: str, evidence: dict[str, Any], *,
+                         reason: str, actor: str = "rollout-controller") -> dict[str, Any] | None:
+        """The rollout's one decision record: promote (the challenger serves) or rollback (the champion
+        stays or returns). None when the rollout is not the model's running one any more (decided before:
+        a controller restarted after publishing does not publish twice)."""
+        current = self.deployments().get(model)
+        rollout = (current or {}).get("rollout")
+        if current is None or rollout is None or rollout["id"] != rollout_id or rollout["state"] != "running":
+            return None
+        return self._publish_decision(current, rollout, decision, evidence, reason, actor)
+
+    def end_probation(self, model: str, rollout_id: str, evidence: dict[str, Any], *, reason: str,
+                      actor: str = "rollout-controller") -> dict[str, Any] | None:
+        """Roll a promoted version back to the champion it replaced (its probation failed), once."""
+        current = self.deployments().get(model)
+        rollout = (current or {}).get("rollout")
+        if (current is None or rollout is None or rollout["id"] != rollout_id or rollout["state"] != "promoted"
+                or current["version"] != rollout["challenger"]):
+            return None
+        champion = current["previous_version"]
+        if champion is None:
+            return None
+        record = {**current, "version": champion, "previous_version": current["version"],
+                  "created_at": int(time.time() * 1000), "action": "rollback", "reason": reason, "actor": actor,
+                  "rollout": {**rollout, "state": "rolled_back", "evidence": json.dumps(evidence)}}
+        self._send("deployments", current["model"], "driftline.Deployment", record)
+        return record
+
+    def _publish_decision(self, current: dict[str, Any], rollout: dict[str, Any], decision: str,
+                          evidence: dict[str, Any], reason: str, actor: str) -> dict[str, Any]:
+        promote = decision == "promote"
+        record = {**current, "created_at": int(time.time() * 1000), "reason": reason, "actor": actor,
+                  "action": "promote" if promote else "rollback",
+                  "version": rollout["challenger"] if promote else current["version"],
+                  "previous_version": current["version"] if promote else rollout["challenger"],
+                  "rollout": {**rollout, "state": "promoted" if promote else "rolled_back",
+                              "evidence": json.dumps(evidence)}}
+        self._send("deployments", current["model"], "driftline.Deployment", record)
         return record

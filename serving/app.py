@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import orjson
 from prometheus_client import Counter, Histogram
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -35,8 +36,8 @@ from driftline.settings import Settings, load_settings
 from serving import metrics
 from serving.binary import HEADER, binary_response, split_body, wants_binary
 from serving.emitter import Emission, PredictionEmitter
-from serving.protocol import ProtocolError, infer_response, model_metadata, parse_infer
-from serving.store import LoadedModel, ModelStore
+from serving.protocol import InferRequest, ProtocolError, infer_response, model_metadata, parse_infer
+from serving.store import LoadedModel, ModelStore, Routed
 
 access_log = logging.getLogger("driftline.serving.access")
 log = logging.getLogger(__name__)
@@ -231,6 +232,20 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
 
     in_flight = [0]  # this worker's requests being worked on (the event loop is single-threaded)
 
+    async def shadow(model: LoadedModel, parsed: InferRequest, rollout_id: str) -> None:
+        """The rollout's other version predicts the same rows; the event is marked shadow (the monitor skips
+        it, the rollout controller pairs it). A failure is counted, never seen by the caller."""
+        started = time.perf_counter()
+        try:
+            scores, classes = model.model.predict(parsed.rows)
+            await emitter().emit(Emission(model.name, model.version, parsed.columns, scores, classes,
+                                          parsed.request_ids, int(time.time() * 1000), "shadow", rollout_id))
+        except Exception:
+            metrics.SHADOW_FAILURES.labels(model.name, model.version).inc()
+            log.exception("%s v%s failed to predict in the shadow", model.name, model.version)
+        finally:
+            metrics.SHADOW_SECONDS.labels(model.name, model.version).observe(time.perf_counter() - started)
+
     async def infer(request: Request) -> Response:
         started = time.perf_counter()
         served = lookup(request)
@@ -262,31 +277,41 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
             except (ProtocolError, UnicodeDecodeError) as exc:
                 status = 400
                 return error(400, str(exc))
+            routed = Routed(served, "", None, "")
+            if "version" not in request.path_params:  # a request pinned to a version is outside any rollout
+                routed = store().route(served.name, parsed.id or parsed.request_ids[0]) or routed
+            answering = routed.answer
             try:
-                scores, classes = served.model.predict(parsed.rows)
+                scores, classes = answering.model.predict(parsed.rows)
             except Exception as exc:  # the model's own failure: a JSON 500, counted as one
                 status = 500
-                log.exception("%s v%s failed to predict", served.name, served.version)
-                return error(500, f"model {served.name} v{served.version} failed to predict: "
+                log.exception("%s v%s failed to predict", answering.name, answering.version)
+                return error(500, f"model {answering.name} v{answering.version} failed to predict: "
                                   f"{type(exc).__name__}")
             try:
-                answer = infer_response(served.name, served.version, parsed, served.task, scores, classes)
+                answer = infer_response(answering.name, answering.version, parsed, answering.task, scores, classes)
             except ProtocolError as exc:
                 status = 400
                 return error(400, str(exc))
+            if routed.rollout_id:
+                answer["parameters"].update(role=routed.role, rollout_id=routed.rollout_id)
             stored = await emitter().emit(Emission(
-                served.name, served.version, parsed.columns, scores, classes, parsed.request_ids,
-                int(time.time() * 1000)))
+                answering.name, answering.version, parsed.columns, scores, classes, parsed.request_ids,
+                int(time.time() * 1000), routed.role, routed.rollout_id))
             if not stored:  # ack mode: no answer whose prediction event Kafka did not take
                 status = 503
                 return error(503, "the prediction event was not stored in Kafka; retry")
+            background = None
+            if routed.shadow is not None:  # after the answer is sent: off the request's critical path
+                background = BackgroundTask(shadow, routed.shadow, parsed, routed.rollout_id)
+            served = answering
             counters.timing(served.name, served.version)[1].inc(len(parsed.rows))
             binary = wants_binary(payload)
             if binary:
                 content, length = binary_response(answer, binary)
-                return Response(content, media_type="application/octet-stream",
+                return Response(content, media_type="application/octet-stream", background=background,
                                 headers={"x-model-version": served.version, HEADER: str(length)})
-            return FastJSON(answer, headers={"x-model-version": served.version})
+            return FastJSON(answer, headers={"x-model-version": served.version}, background=background)
         finally:
             in_flight[0] -= 1
             metrics.IN_FLIGHT.dec()

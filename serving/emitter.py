@@ -26,7 +26,7 @@ import numpy as np
 from confluent_kafka import KafkaError, Message
 
 from driftline.kafka_clients import make_producer
-from driftline.producer import NODE_HEADER
+from driftline.producer import NODE_HEADER, ROLE_HEADER, ROLLOUT_HEADER
 from driftline.settings import Settings
 from schemas import Codec, encode_columns
 from schemas.columns import float_buffer
@@ -44,6 +44,8 @@ class Emission:
     classes: np.ndarray | None
     request_ids: list[str]
     event_time: int
+    role: str = ""  # in a rollout: champion, challenger (answered) or shadow (predicted beside, not returned)
+    rollout: str = ""
     done: tuple[asyncio.AbstractEventLoop, asyncio.Future] | None = None
 
 
@@ -124,7 +126,8 @@ class PredictionEmitter:
         groups: dict[tuple, list[Emission]] = {}
         for _ in range(min(limit, len(self.pending))):
             item = self.pending.popleft()
-            groups.setdefault((item.model, item.version, tuple(item.columns)), []).append(item)
+            groups.setdefault((item.model, item.version, item.role, item.rollout, tuple(item.columns)),
+                              []).append(item)
         waiting = list(groups.values())
         while waiting and self._produce(waiting[0]):
             waiting.pop(0)
@@ -149,6 +152,11 @@ class PredictionEmitter:
             except Exception:  # the pump must survive anything one batch does
                 log.exception("emitting prediction events failed")
 
+    def _headers(self, item: Emission) -> list[tuple[str, str | bytes | None]] | None:
+        if not item.rollout:
+            return self.headers
+        return [*(self.headers or []), (ROLE_HEADER, item.role.encode()), (ROLLOUT_HEADER, item.rollout.encode())]
+
     def _produce(self, items: list[Emission]) -> bool:
         """Produce one group's event; False when librdkafka's queue is full (never blocks the loop)."""
         try:
@@ -162,7 +170,8 @@ class PredictionEmitter:
             return True
         try:
             self.producer.produce(self.topic, value=value, key=items[0].request_ids[0].encode(),
-                                  headers=self.headers, on_delivery=functools.partial(self._delivered, items))
+                                  headers=self._headers(items[0]),
+                                  on_delivery=functools.partial(self._delivered, items))
         except BufferError:
             metrics.EMIT_BLOCKED.inc()
             return False

@@ -31,6 +31,11 @@ IN_FLIGHT = Gauge("driftline_serving_in_flight_requests", "Requests being handle
                   multiprocess_mode="livesum")
 MODEL_VERSION = Gauge("driftline_serving_model_version_info", "1 for the version this node serves",
                       ["model", "version"], multiprocess_mode="livemax")
+SHADOW_SECONDS = Histogram("driftline_serving_shadow_seconds",
+                           "A rollout's shadow prediction (after the answer is sent; its cost to the node)",
+                           ["model", "version"], buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1))
+SHADOW_FAILURES = Counter("driftline_serving_shadow_failures_total", "Shadow predictions that failed",
+                          ["model", "version"])
 SWAPS = Counter("driftline_serving_swaps_total", "Model versions swapped in", ["model", "action"])
 LOAD_FAILURES = Counter("driftline_serving_load_failures_total",
                         "Versions refused (signature, load or warm-up failed)", ["model"])

@@ -8,10 +8,15 @@ request that took its model from the old dict finishes on that version.
 The versions loaded before stay cached, so a rollback to them is instant.
 A version that fails to load is refused once (alert and metric) and the
 node keeps serving what it had.
+
+A running rollout (the Deployment's ``rollout``) loads its challenger beside
+the champion; :meth:`ModelStore.route` decides per request, by a hash of its
+id, who answers and who predicts in the shadow.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -42,6 +47,33 @@ class LoadedModel:
     loaded_at: float
 
 
+@dataclass(frozen=True)
+class Rollout:
+    """A running rollout as a node applies it: the challenger loaded beside the champion."""
+
+    id: str
+    strategy: str  # shadow | canary
+    share: float
+    challenger: LoadedModel
+
+
+@dataclass(frozen=True)
+class Routed:
+    """One request's versions: ``answer`` is returned (its ``role``: champion or challenger); ``shadow``
+    predicts the same rows off the request path, for the rollout's paired comparison only."""
+
+    answer: LoadedModel
+    role: str
+    shadow: LoadedModel | None
+    rollout_id: str
+
+
+def bucket(routing_key: str) -> float:
+    """A request's place in [0, 1): uniform over keys, the same for the same key on every node."""
+    digest = hashlib.blake2b(routing_key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
 def warm_up_row(spec: FeatureSpec) -> dict[str, Any]:
     """A plausible row from the spec (midpoints, first categories): exercises every code path once."""
     row: dict[str, Any] = {}
@@ -65,6 +97,7 @@ class ModelStore:
         self._deployments = TopicFollower(settings, "deployments",
                                           lambda raw: codec.decode(raw, "driftline.Deployment"))
         self.current: dict[str, LoadedModel] = {}
+        self.rollouts: dict[str, Rollout] = {}  # replaced whole, like ``current``
         self.cache: dict[str, dict[str, LoadedModel]] = {}
         self.wanted: dict[str, dict[str, Any]] = {}
         self.failed: dict[tuple[str, str], str] = {}
@@ -122,33 +155,17 @@ class ModelStore:
             self._apply(name, deployment)
 
     def _apply(self, name: str, deployment: dict[str, Any]) -> None:
+        self._apply_champion(name, deployment)
+        self._apply_rollout(name, deployment.get("rollout"))
+
+    def _apply_champion(self, name: str, deployment: dict[str, Any]) -> None:
         version = deployment["version"]
         serving = self.current.get(name)
         if serving is not None and serving.version == version:
             return
-        if (name, version) in self.failed:
-            return
-        loaded = self.cache.get(name, {}).get(version)
+        loaded = self._loaded(name, version)
         if loaded is None:
-            record = self._records.latest.get(f"{name}:{version}".encode())
-            if record is None:
-                return  # the ModelRecord has not arrived yet
-            try:
-                loaded = self._load(record)
-            except Exception as exc:  # bad signature, unpickling or warm-up: refuse, keep serving
-                reason = f"{type(exc).__name__}: {exc}"
-                self.failed[(name, version)] = reason
-                metrics.LOAD_FAILURES.labels(name).inc()
-                log.error("%s v%s refused: %s (still serving v%s)", name, version, reason,
-                          serving.version if serving else "-")
-                if self.on_load_failed is not None:
-                    self.on_load_failed(name, version, reason)
-                return
-            versions = self.cache.setdefault(name, {})
-            versions[version] = loaded
-            for old in sorted(versions, key=lambda v: versions[v].loaded_at)[:-KEEP_VERSIONS]:
-                if serving is None or old != serving.version:
-                    del versions[old]
+            return
         self.current = {**self.current, name: loaded}  # the swap: one reference
         metrics.SWAPS.labels(name, deployment["action"]).inc()
         if serving is not None:
@@ -158,6 +175,72 @@ class ModelStore:
         metrics.MODEL_VERSION.labels(name, version).set(1)
         log.info("%s now serves v%s (%s, was v%s)", name, version, deployment["action"],
                  serving.version if serving else "-")
+
+    def _apply_rollout(self, name: str, rollout: dict[str, Any] | None) -> None:
+        """A running rollout's challenger is loaded beside the champion; any other state removes it."""
+        active = self.rollouts.get(name)
+        if rollout is None or rollout["state"] != "running":
+            if active is not None:
+                self.rollouts = {k: v for k, v in self.rollouts.items() if k != name}
+                log.info("%s: rollout %s ended (%s)", name, active.id, rollout["state"] if rollout else "cancelled")
+            return
+        if active is not None and active.id == rollout["id"]:
+            return
+        challenger = self._loaded(name, rollout["challenger"])
+        if challenger is None:
+            return
+        self.rollouts = {**self.rollouts, name: Rollout(rollout["id"], rollout["strategy"], rollout["share"],
+                                                        challenger)}
+        log.info("%s: rollout %s of v%s (%s, share %.3g)", name, rollout["id"], challenger.version,
+                 rollout["strategy"], rollout["share"])
+
+    def _loaded(self, name: str, version: str) -> LoadedModel | None:
+        """The version from the cache, or loaded (verified, warmed up) into it; None while its record has
+        not arrived or after it was refused (alert and metric, once)."""
+        if (name, version) in self.failed:
+            return None
+        loaded = self.cache.get(name, {}).get(version)
+        if loaded is not None:
+            return loaded
+        record = self._records.latest.get(f"{name}:{version}".encode())
+        if record is None:
+            return None  # the ModelRecord has not arrived yet
+        serving = self.current.get(name)
+        try:
+            loaded = self._load(record)
+        except Exception as exc:  # bad signature, unpickling or warm-up: refuse, keep serving
+            reason = f"{type(exc).__name__}: {exc}"
+            self.failed[(name, version)] = reason
+            metrics.LOAD_FAILURES.labels(name).inc()
+            log.error("%s v%s refused: %s (still serving v%s)", name, version, reason,
+                      serving.version if serving else "-")
+            if self.on_load_failed is not None:
+                self.on_load_failed(name, version, reason)
+            return None
+        versions = self.cache.setdefault(name, {})
+        versions[version] = loaded
+        rollout = self.rollouts.get(name)
+        keep = {v.version for v in (serving, rollout.challenger if rollout else None) if v is not None}
+        for old in sorted(versions, key=lambda v: versions[v].loaded_at)[:-KEEP_VERSIONS]:
+            if old not in keep and old != version:
+                del versions[old]
+        return loaded
+
+    # ------------------------------------------------------------ routing (request path)
+    def route(self, name: str, routing_key: str) -> Routed | None:
+        """Who answers this request and who predicts it in the shadow, by the model's rollout (if any).
+
+        Deterministic by ``routing_key`` (the request's id): a caller's retry lands on the same version."""
+        champion = self.current.get(name)
+        if champion is None:
+            return None
+        rollout = self.rollouts.get(name)
+        if rollout is None:
+            return Routed(champion, "champion", None, "")
+        picked = bucket(routing_key) < rollout.share
+        if rollout.strategy == "canary" and picked:
+            return Routed(rollout.challenger, "challenger", champion, rollout.id)
+        return Routed(champion, "champion", rollout.challenger if picked else None, rollout.id)
 
     def _load(self, record: dict[str, Any]) -> LoadedModel:
         model = artifacts.load(record, self.settings)

@@ -26,6 +26,7 @@ from driftline.cli import (
     notify_cmd,
     profile_cmd,
     report_cmd,
+    rollout_cmd,
     runs_cmd,
     serve_cmd,
     topics_cmd,
@@ -39,7 +40,7 @@ from driftline.settings import load_settings
 from schemas.errors import ContractError, RegistryUnavailable
 
 COMMANDS = (broker_cmd, topics_cmd, config_cmd, profile_cmd, report_cmd, monitor_cmd, trainer_cmd, models_cmd, runs_cmd,
-            serve_cmd, alerts_cmd, notify_cmd, demo_cmd, keys_cmd, ui_cmd)
+            rollout_cmd, serve_cmd, alerts_cmd, notify_cmd, demo_cmd, keys_cmd, ui_cmd)
 EXIT_USAGE = 2
 
 

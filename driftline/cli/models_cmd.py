@@ -1,4 +1,4 @@
-"""``driftline models init|list|show|promote|rollback``: the registry from the command line."""
+"""``driftline models init|list|show|promote|rollback|rollout``: the registry from the command line."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from driftline.cli.rollout_cmd import register_start
 from driftline.errors import ConfigError
 from driftline.registry import Registry
 from driftline.settings import Settings
@@ -49,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rollback.add_argument("--to", required=True, dest="version", help="version to serve")
     rollback.add_argument("--reason", default="rolled back by an operator")
     rollback.set_defaults(handler=lambda a, s: move(a, s, "rollback", a.version))
+    register_start(verbs)
 
 
 def _when(ms: int | None) -> str:
@@ -134,12 +136,12 @@ def show_model(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def move(args: argparse.Namespace, settings: Settings, action: str, version: str) -> int:
-    record = Registry(settings).deploy(args.model, version, action, reason=args.reason, actor=_actor())
+    record = Registry(settings).deploy(args.model, version, action, reason=args.reason, actor=actor())
     print(f"{args.model}: {action} to v{version} (was v{record['previous_version'] or '-'})")
     return 0
 
 
-def _actor() -> str:
+def actor() -> str:
     try:
         return getpass.getuser()
     except Exception:  # no user name in some containers

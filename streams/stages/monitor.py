@@ -90,6 +90,7 @@ class Monitor:
             expect={settings.topic("features"): "driftline.Features",
                     settings.topic("predictions"): "driftline.Prediction"},
             transactional_id=settings.group(f"monitor-1-{instance}"), on_assign=self._restore_watermarks,
+            answered_only=True,  # a rollout's shadow predictions are not traffic
             **static_membership(f"{instance}-1"))
         self.stage2 = EventReader(
             settings, settings.group(STAGE2_GROUP), [self.partial_topic], stage="monitor-merge",

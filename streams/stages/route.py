@@ -36,6 +36,7 @@ class DecayRouter:
             expect={settings.topic("predictions"): "driftline.Prediction",
                     settings.topic("labels"): "driftline.Label"},
             transactional_id=settings.group(f"monitor-4-{instance}"),
+            answered_only=True,  # a rollout's shadow predictions are not traffic
             dead_letter_topics=[settings.topic("labels")],
             **static_membership(f"{instance}-4"))
 

@@ -127,14 +127,14 @@ def test_older_writer_schema_decodes_into_the_current_shape():
     """Schema resolution: fields added since the writer's version take their defaults."""
     current = json.loads((SCHEMA_DIR / "deployment.avsc").read_text())
     old = dict(current, fields=[f for f in current["fields"]
-                                if f["name"] not in ("reason", "actor", "previous_version")])
+                                if f["name"] not in ("reason", "actor", "previous_version", "rollout")])
     codec = Codec(Codec.default()._current)
     writer = codec.register_writer(old)
     body = io.BytesIO()
     schemaless_writer(body, writer.parsed, {"model": "m", "version": "1", "created_at": 5, "action": "rollback"})
     decoded = codec.decode(MAGIC + writer.fingerprint + body.getvalue(), "driftline.Deployment")
     assert decoded == {"model": "m", "version": "1", "created_at": 5, "action": "rollback",
-                       "previous_version": None, "reason": "", "actor": ""}
+                       "previous_version": None, "reason": "", "actor": "", "rollout": None}
 
 
 def test_writer_missing_a_field_without_default_does_not_resolve():
