@@ -137,9 +137,26 @@ class TrainingJob:
                       reason="published before a restart")
         current = self.registry.deployments().get(self.config.name)
         if self.config.promotion == "auto" and (current or {}).get("version") == published["parent_version"]:
-            self.registry.deploy(self.config.name, published["version"], "deploy", actor="trainer",
-                                 reason=f"run {record['run_id']} ({trigger.kind})")
+            self.release(published["version"], f"run {record['run_id']} ({trigger.kind})")
         return True
+
+    def release(self, version: str, reason: str) -> None:
+        """Put a published candidate before traffic: at once (``replace``), or as the model file's shadow or
+        canary rollout, which the rollout controller promotes or rolls back by its live quality."""
+        rollout = self.config.rollout
+        current = self.registry.deployments().get(self.config.name)
+        if rollout.strategy == "replace" or current is None:  # a first version has nothing to be compared with
+            self.registry.deploy(self.config.name, version, "deploy", actor="trainer", reason=reason)
+            return
+        running = current.get("rollout")
+        if running is not None and running["state"] == "running":
+            if running["challenger"] != version:  # one rollout at a time: the next run offers a newer candidate
+                log.warning("%s v%s published but not rolled out: rollout %s of v%s is still running",
+                            self.config.name, version, running["id"], running["challenger"])
+            return
+        self.registry.start_rollout(self.config.name, version, rollout.strategy, share=rollout.share,
+                                    policy=rollout.policy(), timeout_s=int(rollout.timeout_seconds),
+                                    probation_s=int(rollout.probation_seconds), reason=reason, actor="trainer")
 
     def _execute(self, record: dict[str, Any], trigger: Trigger, dataset: Dataset | None, at_ms: int) -> None:
         champion_record, champion = self.champion()
@@ -189,8 +206,7 @@ class TrainingJob:
                              + (f" vs champion {theirs.metrics.get(self.config.primary_metric, 0):.4f}"
                                 if theirs else ""))
         if self.config.promotion == "auto":
-            self.registry.deploy(self.config.name, version, "deploy", actor="trainer",
-                                 reason=f"run {record['run_id']} ({trigger.kind})")
+            self.release(version, f"run {record['run_id']} ({trigger.kind})")
 
 
 def holdout_calibration(task: str, holdout: Dataset, evaluation: Evaluation,

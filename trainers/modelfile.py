@@ -17,6 +17,8 @@ reported as one sentence naming the key::
     promotion: auto                 # or manual (driftline models promote)
     validation: {floors: {accuracy: 0.6}, max_regression: 0.0, ...}
     trigger: {on: [drift, decay], debounce: 10s, cooldown: 10m, min_new_labels: 500, schedule: 0}
+    rollout: {strategy: canary, share: 0.2, margin: 0.01, confidence: 0.95, min_pairs: 200,
+              max_pairs: 5000, timeout: 30m, probation: 10m}   # default strategy: replace
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from driftline.comparison import Policy
 from driftline.errors import ConfigError
 from driftline.modeling import PIPELINES
 
@@ -71,6 +74,25 @@ class TriggerPolicy:
 
 
 @dataclass(frozen=True)
+class RolloutConfig:
+    """How a published candidate reaches traffic: ``replace`` at once, or a ``shadow``/``canary`` rollout
+    that the rollout controller promotes or rolls back by live quality (see driftline.comparison)."""
+
+    strategy: str = "replace"
+    share: float = 0.1
+    margin: float = 0.01
+    confidence: float = 0.95
+    min_pairs: int = 200
+    max_pairs: int = 5000
+    timeout_seconds: float = 3600.0
+    probation_seconds: float = 0.0
+
+    def policy(self) -> Policy:
+        return Policy(margin=self.margin, confidence=self.confidence, min_pairs=self.min_pairs,
+                      max_pairs=self.max_pairs, look_every=max(1, self.min_pairs // 4))
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     name: str
     pipeline: str
@@ -87,6 +109,7 @@ class ModelConfig:
     promotion: str = "auto"
     validation: ValidationPolicy = field(default_factory=ValidationPolicy)
     trigger: TriggerPolicy = field(default_factory=TriggerPolicy)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
     source: str = ""
 
     @property
@@ -156,11 +179,40 @@ def _trigger(data: dict[Any, Any], where: str) -> TriggerPolicy:
     )
 
 
+def _rollout(data: Any, where: str) -> RolloutConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: rollout must be a mapping (strategy, share, margin, ...)")
+    where = f"{where} rollout"
+    _known(data, {"strategy", "share", "margin", "confidence", "min_pairs", "max_pairs", "timeout", "probation"},
+           where)
+    strategy = data.get("strategy", "replace")
+    if strategy not in ("replace", "shadow", "canary"):
+        raise ConfigError(f"{where}: strategy must be replace, shadow or canary, got {strategy!r}")
+    defaults = RolloutConfig()
+    config = RolloutConfig(
+        strategy=strategy,
+        share=_number(data, "share", where, float) if "share" in data else defaults.share,
+        margin=_number(data, "margin", where, float) if "margin" in data else defaults.margin,
+        confidence=_number(data, "confidence", where, float) if "confidence" in data else defaults.confidence,
+        min_pairs=_number(data, "min_pairs", where, int) if "min_pairs" in data else defaults.min_pairs,
+        max_pairs=_number(data, "max_pairs", where, int) if "max_pairs" in data else defaults.max_pairs,
+        timeout_seconds=parse_duration(data.get("timeout", defaults.timeout_seconds), "rollout.timeout"),
+        probation_seconds=parse_duration(data.get("probation", 0), "rollout.probation"))
+    if not 0 < config.share <= 1:
+        raise ConfigError(f"{where}: share must be in (0, 1], got {config.share}")
+    try:
+        config.policy()
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return config
+
+
 def parse_model_config(data: Any, where: str = "model file") -> ModelConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping of settings")
     _known(data, {"name", "task", "pipeline", "params", "label_delay", "training_window", "holdout_fraction",
-                  "train_since_change", "warm_start", "segments", "promotion", "validation", "trigger"}, where)
+                  "train_since_change", "warm_start", "segments", "promotion", "validation", "trigger",
+                  "rollout"}, where)
     for key in ("name", "pipeline"):
         if not data.get(key) or not isinstance(data[key], str):
             raise ConfigError(f"{where}: {key!r} is required")
@@ -192,7 +244,8 @@ def parse_model_config(data: Any, where: str = "model file") -> ModelConfig:
         holdout_fraction=float(holdout), warm_start=warm_start,
         segments=tuple(str(s) for s in segments), promotion=promotion,
         validation=_validation(data.get("validation", {}) or {}, where),
-        trigger=_trigger(data.get("trigger", {}) or {}, where), source=where)
+        trigger=_trigger(data.get("trigger", {}) or {}, where),
+        rollout=_rollout(data.get("rollout", {}) or {}, where), source=where)
 
 
 def load_model_config(path: str | Path) -> ModelConfig:

@@ -186,3 +186,17 @@ def test_a_canary_answers_its_share_by_request_id_and_an_equal_challenger_is_pro
         controller.send_signal(signal.SIGTERM)
         assert controller.wait(timeout=60) == 0
         assert stop_node(node) == 0
+
+
+def test_the_trainer_rolls_out_what_it_publishes_when_the_model_file_says_so(signed):
+    publish_first_version(signed)
+    config = parse_model_config({**MODEL, "rollout": {"strategy": "shadow", "share": 0.5, "min_pairs": 100}})
+    columns, labels = agrawal(1500, function=0, seed=2)
+    table = Table({**columns, "label": labels.astype(np.int64)}, {**{n: "float" for n in columns}, "label": "int"})
+    run = TrainingJob(signed, config).run(Trigger("t2", "drift"), dataset=from_table(table, "label"))
+    assert run["status"] == "published", run["reason"]
+    deployment = Registry(signed).deployments()["loans"]
+    assert deployment["version"] == "1" and deployment["action"] == "rollout", "v1 still answers"
+    assert deployment["rollout"]["challenger"] == run["candidate_version"] == "2"
+    assert deployment["rollout"]["strategy"] == "shadow" and deployment["rollout"]["state"] == "running"
+    assert deployment["rollout"]["min_pairs"] == 100

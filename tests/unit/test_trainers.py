@@ -233,3 +233,20 @@ def test_trigger_policy_debounce_cooldown_labels_and_operator() -> None:
     assert "cooldown" in state.offer(Trigger("a4", "drift"), 30_000).reason
     assert state.offer(Trigger("op", "operator"), 30_000).action == "pending"
     assert state.due(30_000).trigger.kind == "operator"
+
+
+def test_the_model_files_rollout_section() -> None:
+    config = parse_model_config({"name": "m", "pipeline": "logistic_regression",
+                                 "rollout": {"strategy": "canary", "share": 0.2, "timeout": "30m",
+                                             "probation": "10m", "min_pairs": 100}})
+    assert config.rollout.strategy == "canary" and config.rollout.share == 0.2
+    assert config.rollout.timeout_seconds == 1800 and config.rollout.probation_seconds == 600
+    assert config.rollout.policy().look_every == 25 and config.rollout.policy().min_pairs == 100
+    assert parse_model_config({"name": "m", "pipeline": "logistic_regression"}).rollout.strategy == "replace"
+    with pytest.raises(ConfigError, match="strategy must be replace, shadow or canary"):
+        parse_model_config({"name": "m", "pipeline": "logistic_regression", "rollout": {"strategy": "blue"}})
+    with pytest.raises(ConfigError, match="share must be in"):
+        parse_model_config({"name": "m", "pipeline": "logistic_regression", "rollout": {"share": 2}})
+    with pytest.raises(ConfigError, match="min_pairs <= max_pairs"):
+        parse_model_config({"name": "m", "pipeline": "logistic_regression",
+                            "rollout": {"min_pairs": 900, "max_pairs": 100}})
