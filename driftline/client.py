@@ -61,6 +61,7 @@ class Answer:
     classes: list[str]
     node: str
     error: str = ""
+    role: str = ""  # in a rollout: champion or challenger (the version that answered)
 
 
 def answer_from(node: str, started: float, finished: float, status: int, payload: bytes) -> Answer:
@@ -71,7 +72,8 @@ def answer_from(node: str, started: float, finished: float, status: int, payload
         body = json.loads(payload)
         outputs = {o["name"]: o["data"] for o in body["outputs"]}
         return Answer(started, finished, 200, body["model_version"], body["parameters"]["request_ids"],
-                      outputs.get("score", outputs.get("prediction", [])), outputs.get("predicted_class", []), node)
+                      outputs.get("score", outputs.get("prediction", [])), outputs.get("predicted_class", []), node,
+                      role=body["parameters"].get("role", ""))
     except (ValueError, KeyError, TypeError) as exc:
         return Answer(started, finished, 0, "", [], [], [], node, f"unreadable answer: {exc}")
 

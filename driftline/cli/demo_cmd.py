@@ -40,6 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="seconds of traffic on the new model before the summary (15)")
     parser.add_argument("--rate", type=float, default=150.0, help="requests per second (150)")
     parser.add_argument("--nodes", type=int, default=2, help="serving nodes (2)")
+    parser.add_argument("--scenario", choices=["default", "bad-candidate"], default="default",
+                        help="default: the world changes and the retrained model is rolled out; bad-candidate: "
+                             "a candidate that passes offline validation is worse live and is rolled back")
+    parser.add_argument("--rollout", choices=["replace", "shadow", "canary"], default="canary",
+                        help="how the retrained model reaches traffic (canary: half of the requests, then the "
+                             "rollout controller decides)")
     parser.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE,
                         help=f"seconds after which the demo stops whatever happened and fails ({DEFAULT_DEADLINE:g})")
     parser.add_argument("--json-file", help="write the summary to this file as one JSON object")
@@ -125,7 +131,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                                 signing_key=settings.signing_key or secrets.token_hex(16))
     say("broker", f"{choice.kind} Kafka at {choice.bootstrap}; topics under {settings.topic_prefix}")
     scenario = Scenario(window=args.window, stable=args.stable_seconds, after_swap=args.after_swap,
-                        nodes=args.nodes, traffic=Traffic(rate=args.rate))
+                        nodes=args.nodes, traffic=Traffic(rate=args.rate), name=args.scenario, rollout=args.rollout)
     loop = Loop(settings, scenario, say)
     control = StopControl(loop, max(1.0, deadline_at - time.time()))
     summary: dict[str, Any]

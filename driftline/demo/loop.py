@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import json
 import math
 import re
@@ -65,6 +66,15 @@ class Scenario:
     emit: str = "async"  # the nodes' prediction-event mode ("ack" for the chaos test)
     chaos: bool = False  # SIGKILL the monitor and one node after the change, then restart them
     reference_rows: int = 4000
+    rollout: str = "canary"  # how a retrained model reaches traffic: replace | shadow | canary
+    rollout_share: float = 0.5
+    # "bad-candidate": the world does not change; a candidate trained by an offline pipeline that fills
+    # age in months (the live one sends years) passes offline validation and is worse live
+    name: str = "default"
+
+    @property
+    def bad_candidate(self) -> bool:
+        return self.name == "bad-candidate"
 
 
 def model_file(path: Path, scenario: Scenario) -> Path:
@@ -78,8 +88,30 @@ def model_file(path: Path, scenario: Scenario) -> Path:
         "validation": {"floors": {"accuracy": 0.6}, "max_regression": 0.0, "max_latency_p99_ms": 50,
                        "min_holdout_rows": 100},
         "trigger": {"on": ["drift", "decay"], "debounce": f"{scenario.window:g}s", "cooldown": "60s",
-                    "min_new_labels": 500}}, indent=2))
+                    "min_new_labels": 500},
+        # a challenger decided on ~150 labelled pairs when it is clearly better or worse; 60 s at most
+        "rollout": {"strategy": scenario.rollout, "share": scenario.rollout_share, "margin": 0.02,
+                    "min_pairs": 150, "max_pairs": 4000, "timeout": "60s"}}, indent=2))
     return path
+
+
+def months_pipeline(rows: int, seed: int) -> tuple[Any, np.ndarray]:
+    """The bad candidate's training data: Agrawal rows whose age an offline pipeline wrote in months."""
+    from schemas import Table
+
+    columns, labels = agrawal(rows, function=0, seed=seed)
+    columns = {**columns, "age": columns["age"] * 12.0}
+    return Table({**columns, "label": labels.astype(np.int64)},
+                 {**{n: "float" for n in columns}, "label": "int"}), labels
+
+
+def rollout_decision(observer: Observer, since: float | None) -> tuple[float, dict[str, Any]] | None:
+    """The first rollout decision (promote or rollback record) seen after ``since``, with when it was seen."""
+    for at, deployment in observer.deployments():
+        rollout = deployment.get("rollout")
+        if since is not None and at >= since and rollout and rollout["state"] != "running":
+            return at, deployment
+    return None
 
 
 def scrape(url: str, metric: str) -> float:
@@ -95,6 +127,9 @@ class Loop:
         self.settings = settings
         self.scenario = scenario
         self.say = say
+        if scenario.bad_candidate:  # the world does not change: only the candidate is wrong
+            scenario.traffic = dataclasses.replace(scenario.traffic, drift_function=scenario.traffic.function,
+                                                   salary_scale=1.0)
         self.dir = Path(settings.state_dir) / "demo" / settings.topic_prefix.strip(".")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.services: dict[str, Service] = {}
@@ -143,6 +178,7 @@ class Loop:
             self.settings, self.dir, health_url=f"http://127.0.0.1:{self.metrics_port}/metrics")
         self.services["trainer"] = Service("trainer", ["trainer", str(self.dir / "loans.model.json"),
                                                        "--metrics-port", "0"], self.settings, self.dir)
+        self.services["rollout"] = Service("rollout", ["rollout", "--metrics-port", "0"], self.settings, self.dir)
         for i, port in enumerate(self.ports):
             self.services[f"node{i + 1}"] = Service(
                 f"node{i + 1}", ["serve", "--port", str(port), "--node-id", f"node{i + 1}", "--emit",
@@ -155,7 +191,8 @@ class Loop:
             service.start()
         for service in self.services.values():
             service.wait_healthy()
-        self.say("services", f"monitor (windows of {window:g}s), trainer, {len(self.ports)} serving nodes at "
+        self.say("services", f"monitor (windows of {window:g}s), trainer, rollout controller "
+                             f"({self.scenario.rollout}), {len(self.ports)} serving nodes at "
                              + ", ".join(self.urls) + f"; logs in {self.dir}")
         self.say("services", f"console: {self.console_url}  (open it in a browser: models, windows, alerts, runs)")
 
@@ -192,6 +229,7 @@ class Loop:
         runner = asyncio.create_task(app.run(hard_end, stop))
         chaos = asyncio.create_task(self._chaos(app)) if self.scenario.chaos else None
         announced = False
+        candidate: asyncio.Task | None = None
         swapped_at: float | None = None
         next_status = time.time() + 5
         while not runner.done():
@@ -201,8 +239,16 @@ class Loop:
                 stop.set()
             if not announced and now >= app.drift_at:
                 announced = True
-                self.say("change", f"concept: Agrawal function {app.traffic.function} -> "
-                                   f"{app.traffic.drift_function}; covariates: salary x{app.traffic.salary_scale}")
+                if self.scenario.bad_candidate:
+                    self.say("change", "an offline pipeline trains a candidate with age in months (live: years)")
+                    candidate = asyncio.create_task(asyncio.to_thread(self._publish_bad_candidate))
+                else:
+                    self.say("change", f"concept: Agrawal function {app.traffic.function} -> "
+                                       f"{app.traffic.drift_function}; covariates: salary "
+                                       f"x{app.traffic.salary_scale}")
+            decision = rollout_decision(observer, app.drift_at)
+            if self.scenario.bad_candidate and decision is not None and now >= decision[0] + 4:
+                stop.set()
             version = self._new_version(observer)
             firsts = [app.first_answer(u, version) for u in self.urls] if version else []
             answered = [t for t in firsts if t is not None]
@@ -218,9 +264,28 @@ class Loop:
         await runner
         if chaos is not None:
             chaos.cancel()
-        if swapped_at is None and self.stop_reason is None:
+        if candidate is not None:
+            await candidate
+        closed = rollout_decision(observer, app.drift_at) if self.scenario.bad_candidate else swapped_at
+        if closed is None and self.stop_reason is None:
             self.request_stop(f"the loop did not close within {hard_end - app.drift_at:.0f} s of the change")
         return {"swapped_at": swapped_at}
+
+    def _publish_bad_candidate(self) -> None:
+        """What the trainer would do with an offline pipeline's data: validate (it passes: on the offline
+        holdout the champion is the one that looks wrong) and release it through the model file's rollout."""
+        from trainers.dataset import from_table
+        from trainers.job import TrainingJob, Trigger
+        from trainers.modelfile import load_model_config
+
+        table, _ = months_pipeline(2000, seed=7)
+        config = load_model_config(self.dir / "loans.model.json")
+        run = TrainingJob(self.settings, config).run(
+            Trigger("demo-bad-candidate", "operator", "an offline pipeline's candidate (age in months)"),
+            dataset=from_table(table, "label"))
+        self.say("candidate", f"offline candidate {run['status']}"
+                              + (f" as v{run['candidate_version']}" if run["candidate_version"] else "")
+                              + f": {run['reason']}")
 
     @staticmethod
     def _new_version(observer: Observer) -> str | None:
@@ -304,17 +369,40 @@ class Loop:
             "topic_prefix": self.settings.topic_prefix,
             "run_id": published[0][1]["run_id"] if published else None,
         }
+        decision = rollout_decision(observer, drift_at)
+        promoted = decision if decision is not None and decision[1]["action"] == "promote" else None
+        rolled_back = decision if decision is not None and decision[1]["action"] == "rollback" else None
+        summary.update({
+            "scenario": self.scenario.name,
+            "rollout": self.scenario.rollout,
+            "promoted_s": round(promoted[0] - drift_at, 2) if promoted else None,
+            "rolled_back": rolled_back is not None,
+            "rolled_back_s": round(rolled_back[0] - drift_at, 2) if rolled_back else None,
+            "rollout_evidence": json.loads(decision[1]["rollout"]["evidence"] or "{}") if decision else None,
+            "accuracy_champion_end": round(app.accuracy(version="1", since=time.time() - 5), 4),
+        })
         reasons = []
         if self.stop_reason is not None:
             reasons.append(self.stop_reason)
-        if not alerts:
-            reasons.append("no alert after the change")
-        if not published:
-            reasons.append("no retrained model was published")
-        elif not swapped_at:
-            reasons.append("the new model did not answer on every node")
-        if published and not after > stale:
-            reasons.append(f"the new model's accuracy {after:.3f} did not beat the stale one's {stale:.3f}")
+        if self.scenario.bad_candidate:
+            if not published:
+                reasons.append("the offline candidate was not published")
+            elif rolled_back is None:
+                reasons.append("the bad candidate was not rolled back")
+            late = [r for r in answered if r.answer.started >= (rolled_back[0] + 2 if rolled_back else math.inf)]
+            if any(r.answer.version != "1" for r in late):
+                reasons.append("a node still answered with the candidate after its rollback")
+        else:
+            if not alerts:
+                reasons.append("no alert after the change")
+            if not published:
+                reasons.append("no retrained model was published")
+            elif self.scenario.rollout != "replace" and promoted is None:
+                reasons.append("the retrained model's rollout did not promote it")
+            elif not swapped_at:
+                reasons.append("the new model did not answer on every node")
+            if published and not after > stale:
+                reasons.append(f"the new model's accuracy {after:.3f} did not beat the stale one's {stale:.3f}")
         if summary["failed_requests"]:
             reasons.append(f"{summary['failed_requests']} request(s) failed")
         if abs(app.load.rate - asked) > self.scenario.rate_tolerance * asked:
@@ -325,21 +413,40 @@ class Loop:
         return summary
 
 
+def _rollout_line(summary: dict[str, Any]) -> str:
+    evidence = summary.get("rollout_evidence") or {}
+    pairs = f" on {evidence['pairs']} labelled pairs (v{evidence['challenger_version']} {evidence['challenger']:.3f} " \
+            f"vs v{evidence['champion_version']} {evidence['champion']:.3f})" if evidence.get("pairs") else ""
+    if summary.get("promoted_s") is not None:
+        return f"{summary['rollout']}: promoted {summary['promoted_s']} s after the change{pairs}"
+    if summary.get("rolled_back"):
+        return f"{summary['rollout']}: rolled back {summary['rolled_back_s']} s after the change{pairs}"
+    return f"{summary.get('rollout')}: no decision"
+
+
 def print_summary(summary: dict[str, Any], say: Callable[[str, str], None]) -> None:
-    rows = [("drift detected (first alert)", f"{summary['first_alert_s']} s after the change"),
-            ("drifted features", ", ".join(summary["drifted_features"]) or "-"),
-            ("new model published", f"{summary['published_s']} s after the change"),
-            ("served by every node", f"{summary['swapped_all_nodes_s']} s after the change"),
-            ("accuracy on the changed stream", f"stale v1 {summary['accuracy_stale']:.3f} -> "
-                                               f"new {summary['accuracy_after']:.3f}"),
-            ("requests (failed)", f"{summary['requests']} ({summary['failed_requests']})"),
-            ("rate held (behind schedule)", f"{summary['rate_held']} of {summary['rate_asked']:g} requests/s ("
-                                            f"{summary['behind_schedule_busy']} busy, "
-                                            f"{summary['behind_schedule_late']} late)"),
-            ("events produced / monitored rows", f"{summary['events_produced']} / {summary['events_monitored']}"),
-            ("dead-lettered", str(summary["dead_lettered"])),
-            ("model versions answered", ", ".join(f"v{v}" for v in summary["model_versions"])),
-            ("loop closed", "yes" if summary["ok"] else f"NO: {summary['reason']}")]
+    if summary.get("scenario") == "bad-candidate":
+        rows = [("candidate published", f"{summary['published_s']} s after the offline run started"),
+                ("rollout", _rollout_line(summary).replace("after the change", "after the offline run started")),
+                ("live accuracy", f"champion v1 {summary['accuracy_stale']:.3f}, candidate v2 "
+                                  f"{summary['accuracy_after']:.3f} (on the requests it answered)"),
+                ("answering at the end", f"v1 (accuracy {summary['accuracy_champion_end']:.3f}, last 5 s)")]
+    else:
+        rows = [("drift detected (first alert)", f"{summary['first_alert_s']} s after the change"),
+                ("drifted features", ", ".join(summary["drifted_features"]) or "-"),
+                ("new model published", f"{summary['published_s']} s after the change"),
+                ("rollout", _rollout_line(summary)),
+                ("served by every node", f"{summary['swapped_all_nodes_s']} s after the change"),
+                ("accuracy on the changed stream", f"stale v1 {summary['accuracy_stale']:.3f} -> "
+                                                   f"new {summary['accuracy_after']:.3f}"),
+                ("events produced / monitored rows", f"{summary['events_produced']} / {summary['events_monitored']}"),
+                ("dead-lettered", str(summary["dead_lettered"])),
+                ("model versions answered", ", ".join(f"v{v}" for v in summary["model_versions"]))]
+    rows += [("requests (failed)", f"{summary['requests']} ({summary['failed_requests']})"),
+             ("rate held (behind schedule)", f"{summary['rate_held']} of {summary['rate_asked']:g} requests/s ("
+                                             f"{summary['behind_schedule_busy']} busy, "
+                                             f"{summary['behind_schedule_late']} late)"),
+             ("loop closed", "yes" if summary["ok"] else f"NO: {summary['reason']}")]
     width = max(len(k) for k, _ in rows)
     say("summary", "-" * (width + 40))
     for key, value in rows:

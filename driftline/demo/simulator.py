@@ -57,7 +57,8 @@ class Application:
     records: list[Record] = field(default_factory=list)
     labels_sent: int = 0
     load: LoadResult = field(default_factory=LoadResult)  # filled in while the traffic runs
-    first_answers: dict[tuple[str, str], float] = field(default_factory=dict)  # (node, version) -> first finish
+    # (node, version) -> first finish as the serving version (a canary's answers are not a swap)
+    first_answers: dict[tuple[str, str], float] = field(default_factory=dict)
     _labels: deque = field(default_factory=deque)
     _blocks: dict = field(default_factory=dict)
     _truths: dict = field(default_factory=dict)  # request index -> (truth, drifted) while in flight
@@ -84,7 +85,8 @@ class Application:
         truth, drifted = self._truths.pop(i)
         self.records.append(Record(answer, truth, drifted))
         if answer.status == 200:
-            self.first_answers.setdefault((answer.node, answer.version), answer.finished)
+            if answer.role != "challenger":
+                self.first_answers.setdefault((answer.node, answer.version), answer.finished)
             self._labels.append((time.time() + self.traffic.label_delay, answer.request_ids[0], truth))
 
     async def run(self, until: float, stop: asyncio.Event) -> LoadResult:

@@ -136,7 +136,7 @@ def test_the_demo_always_ends_and_leaves_no_process_behind(settings, tmp_path, h
         assert code == 1 and ended - signalled < 45, output.text[-3000:]
         summary = json.loads(summary_file.read_text())
         assert summary["ok"] is False and "interrupted by SIGINT" in summary["reason"]
-        assert "monitor exit 0, trainer exit 0, node1 exit 0, node2 exit 0" in output.text
+        assert "monitor exit 0, trainer exit 0, rollout exit 0, node1 exit 0, node2 exit 0" in output.text
     elif how == "SIGTERM twice":
         assert code == 130 and ended - signalled < 15, output.text[-3000:]
     elif how == "SIGKILL":
@@ -145,3 +145,14 @@ def test_the_demo_always_ends_and_leaves_no_process_behind(settings, tmp_path, h
         assert code == 1 and ended - started < 30 + 60, output.text[-3000:]
         summary = json.loads(summary_file.read_text())
         assert summary["ok"] is False and "deadline" in summary["reason"], summary
+
+
+def test_a_candidate_worse_live_than_offline_is_rolled_back_by_the_loop_itself(settings, tmp_path):
+    """`driftline demo --scenario bad-candidate`: it passes offline validation, the canary shows it worse."""
+    _, summary = run_loop(settings, tmp_path, name="bad-candidate")
+    assert summary["ok"], summary
+    assert summary["rolled_back"] and summary["promoted_s"] is None and summary["failed_requests"] == 0
+    assert summary["versions_now"] == ["1", "1"], "every node answers with the champion again"
+    evidence = summary["rollout_evidence"]
+    assert evidence["challenger"] < evidence["champion"] - 0.1 and evidence["upper"] < -evidence["margin"]
+    assert set(summary["exit_codes"].values()) == {0}

@@ -106,7 +106,11 @@ def test_driftline_demo_from_the_wheel_closes_the_loop_under_a_cpu_hog(installed
         assert summary[key] is not None, key
     assert summary["accuracy_after"] > summary["accuracy_stale"]
     assert summary["events_monitored"] == summary["requests"]  # every answered request reached the monitor
-    assert "monitor exit 0, trainer exit 0, node1 exit 0, node2 exit 0" in out.stdout
+    assert "monitor exit 0, trainer exit 0, rollout exit 0, node1 exit 0, node2 exit 0" in out.stdout
+    # the retrained model reached traffic through the default canary rollout, decided by live quality
+    assert summary["rollout"] == "canary" and summary["promoted_s"] is not None and not summary["rolled_back"]
+    assert summary["published_s"] < summary["promoted_s"] <= summary["swapped_all_nodes_s"] + 1
+    assert summary["rollout_evidence"]["pairs"] >= 150
     new = summary["model_versions"][-1]
     assert new != "1"
     s = settings.replace(topic_prefix=summary["topic_prefix"])
