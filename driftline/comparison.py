@@ -135,3 +135,32 @@ def _decide(differences: np.ndarray, policy: Policy, margin: float, *, final: bo
 
 def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if len(values) else math.nan
+
+
+def probation_breach(task: str, metrics: dict[str, float], rows: int, champion: float, margin: float,
+                     confidence: float, min_rows: int = 30) -> str | None:
+    """Why a promoted version's labelled window shows it worse than the champion it replaced by more than
+    ``margin`` (with ``confidence``, one-sided), or None. ``champion`` and ``margin`` are the rollout's
+    evidence: accuracy and accuracy points, or mean absolute error and an absolute error margin."""
+    from scipy.stats import norm
+
+    if rows < min_rows:
+        return None
+    z = float(norm.ppf(confidence))
+    if task == "regression":
+        mae, rmse = metrics.get("mae"), metrics.get("rmse")
+        if mae is None or rmse is None:
+            return None
+        lower = mae - z * rmse / math.sqrt(rows)  # |error|'s sd is at most the RMSE
+        if lower > champion + margin:
+            return f"mean absolute error {mae:.4g} on {rows} rows (lower bound {lower:.4g}) > champion's " \
+                   f"{champion:.4g} + margin {margin:.4g}"
+        return None
+    accuracy = metrics.get("accuracy")
+    if accuracy is None:
+        return None
+    upper = accuracy + z * math.sqrt(max(accuracy * (1 - accuracy), 0.25 / rows) / rows)
+    if upper < champion - margin:
+        return f"accuracy {accuracy:.4f} on {rows} rows (upper bound {upper:.4f}) < champion's {champion:.4f} " \
+               f"- margin {margin:.4f}"
+    return None

@@ -18,8 +18,10 @@ timeout ends it with the verdict of the evidence so far (a challenger that
 has not shown it is good enough is rolled back).
 
 Probation: after a promotion with ``probation_s``, a decay alert for the new
-version within that time rolls it back to the champion it replaced (one
-record, and an alert saying why).
+version within that time, or a labelled quality window of it worse than the
+champion's live quality in the rollout's evidence by more than the margin
+(one-sided, at the rollout's confidence), rolls it back to the champion it
+replaced (one record, and an alert saying why).
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ import numpy as np
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from driftline.alerts import Alert
-from driftline.comparison import Policy, Verdict, compare_classification, compare_regression
+from driftline.comparison import (
+    Policy,
+    Verdict,
+    compare_classification,
+    compare_regression,
+    probation_breach,
+)
 from driftline.control import ControlPublisher
 from driftline.follow import TopicFollower
 from driftline.kafka_clients import throwaway_consumer
@@ -245,6 +253,7 @@ class RolloutController:
         if verdict.decision == "wait":
             return
         evidence = {**verdict.evidence(), "timed_out": timed_out, "strategy": rollout["strategy"],
+                    "task": watched.book.task,
                     "champion_version": watched.book.champion, "challenger_version": watched.book.challenger}
         reason = (f"rollout {rollout['id']}: {verdict.decision} after {verdict.pairs} labelled pairs "
                   f"(challenger - champion {verdict.difference:+.4f}, interval [{verdict.lower:+.4f}, "
@@ -269,32 +278,64 @@ class RolloutController:
                 del self.probation[rollout_id]
         if not self.probation:
             return
-        if self.alerts is None:
+        if self.alerts is None:  # decay alerts and labelled quality windows since the earliest promotion
             self.alerts = throwaway_consumer(self.settings, "probation")
-            topic = self.settings.topic("alerts")
-            partitions = self.alerts.list_topics(topic, timeout=10).topics[topic].partitions
             start = min(d["created_at"] for d, _ in self.probation.values())
-            self.alerts.assign(self.alerts.offsets_for_times(
-                [TopicPartition(topic, p, start) for p in partitions], 10))
+            wanted = []
+            for topic in (self.settings.topic("alerts"), self.settings.topic("quality")):
+                partitions = self.alerts.list_topics(topic, timeout=10).topics[topic].partitions
+                wanted += [TopicPartition(topic, p, start) for p in partitions]
+            self.alerts.assign(self.alerts.offsets_for_times(wanted, 10))
+        alerts_topic = self.settings.topic("alerts")
         for message in self.alerts.consume(500, 0.05):
             if message.error():
                 continue
             try:
-                alert = json.loads(message.value() or b"")
-            except ValueError:
-                continue
-            if not str(alert.get("type", "")).startswith("driftline.decay"):
-                continue
-            for rollout_id, (deployment, _) in list(self.probation.items()):
-                data = alert.get("data") or {}
-                if alert.get("model") == deployment["model"] and data.get("model_version") == deployment["version"]:
-                    self._fail_probation(rollout_id, deployment, alert)
+                if message.topic() == alerts_topic:
+                    self._probation_alert(json.loads(message.value() or b""))
+                else:
+                    self._probation_quality(self.codec.decode(message.value() or b"", "driftline.QualitySummary"))
+            except (ValueError, KeyError) as exc:  # not ours to dead-letter: skip, say so
+                log.warning("probation skipped %s[%d]@%d: %s", message.topic(), message.partition(),
+                            message.offset(), exc)
 
-    def _fail_probation(self, rollout_id: str, deployment: dict[str, Any], alert: dict[str, Any]) -> None:
+    def _on_probation(self, model: str, version: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(rollout_id, deployment) for rollout_id, (deployment, _) in self.probation.items()
+                if deployment["model"] == model and deployment["version"] == version]
+
+    def _probation_alert(self, alert: dict[str, Any]) -> None:
+        """A decay alert for the promoted version ends its probation."""
+        if not str(alert.get("type", "")).startswith("driftline.decay"):  # realised or estimated decay
+            return
+        for rollout_id, deployment in self._on_probation(str(alert.get("model")),
+                                                         str((alert.get("data") or {}).get("model_version"))):
+            self._fail_probation(rollout_id, deployment, f"{alert.get('type')}: "
+                                 f"{(alert.get('data') or {}).get('message', '')}",
+                                 {"alert_id": alert.get("id"), "alert_type": alert.get("type")})
+
+    def _probation_quality(self, summary: dict[str, Any]) -> None:
+        """A labelled window of the promoted version worse than the champion it replaced, beyond the margin."""
+        if summary.get("estimated"):
+            return
+        for rollout_id, deployment in self._on_probation(summary["model"], summary["model_version"]):
+            evidence = json.loads(deployment["rollout"]["evidence"] or "{}")
+            if "champion" not in evidence:
+                continue
+            breach = probation_breach(evidence.get("task", summary["task"]), summary["metrics"], summary["rows"],
+                                      evidence["champion"], evidence["margin"], deployment["rollout"]["confidence"])
+            if breach is not None:
+                self._fail_probation(rollout_id, deployment, f"live quality: {breach}",
+                                     {"window_start": summary["window_start"], "rows": summary["rows"],
+                                      "metrics": summary["metrics"]})
+
+    def _fail_probation(self, rollout_id: str, deployment: dict[str, Any], why: str,
+                        detail: dict[str, Any]) -> None:
+        if rollout_id not in self.probation:
+            return
         del self.probation[rollout_id]
-        reason = (f"rollout {rollout_id}: v{deployment['version']} failed its probation ({alert.get('type')}: "
-                  f"{(alert.get('data') or {}).get('message', '')}); back to v{deployment['previous_version']}")
-        evidence = {"alert_id": alert.get("id"), "alert_type": alert.get("type"), "probation": True}
+        reason = (f"rollout {rollout_id}: v{deployment['version']} failed its probation ({why}); "
+                  f"back to v{deployment['previous_version']}")
+        evidence = {**detail, "probation": True}
         record = self.registry.end_probation(deployment["model"], rollout_id, evidence, reason=reason)
         if record is None:
             return

@@ -193,3 +193,43 @@ def test_a_canary_answers_its_share_by_request_id_and_an_equal_challenger_is_pro
         assert controller.wait(timeout=60) == 0
         assert stop_node(node) == 0
 
+
+
+def test_probation_rolls_a_promoted_version_back_when_its_labelled_quality_falls_under_the_old_champions(signed):
+    """The controller in process: a promotion with probation, then a quality window of the new version that
+    the monitor would publish, 25 points under the champion's accuracy in the rollout's evidence."""
+    from driftline.comparison import Policy
+    from driftline.control import ControlPublisher
+    from schemas import Codec
+    from trainers.rollout import RolloutController
+
+    base = publish_first_version(signed)
+    publish_version(signed, base, "2", deploy=False)
+    registry = Registry(signed)
+    record = registry.start_rollout("loans", "2", "canary", share=0.5, timeout_s=600, probation_s=600,
+                                    policy=Policy(min_pairs=100, max_pairs=1000, look_every=25))
+    rollout_id = record["rollout"]["id"]
+    evidence = {"champion": 0.90, "challenger": 0.91, "margin": 0.01, "pairs": 300, "task": "classification"}
+    assert registry.conclude_rollout("loans", rollout_id, "promote", evidence, reason="test") is not None
+    assert registry.conclude_rollout("loans", rollout_id, "promote", evidence, reason="again") is None
+    controller = RolloutController(signed)
+    try:
+        for _ in range(20):
+            controller.step()
+        assert rollout_id in controller.probation and registry.deployments()["loans"]["version"] == "2"
+        now = int(time.time() * 1000)
+        window = {"model": "loans", "model_version": "2", "window_start": now - 10_000, "window_end": now,
+                  "task": "classification", "rows": 400, "metrics": {"accuracy": 0.65}, "baseline": {},
+                  "baseline_source": "test", "estimated": False, "lower": {}, "upper": {}}
+        ControlPublisher(signed).publish("quality", b"loans:2:w", Codec.default().encode("driftline.QualitySummary",
+                                                                                        window))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and registry.deployments()["loans"]["version"] != "1":
+            controller.step()
+    finally:
+        controller.close()
+    deployment = registry.deployments()["loans"]
+    assert deployment["version"] == "1" and deployment["action"] == "rollback"
+    assert deployment["rollout"]["state"] == "rolled_back" and "probation" in deployment["reason"]
+    assert json.loads(deployment["rollout"]["evidence"])["metrics"] == {"accuracy": 0.65}
+    assert [d["action"] for d in controller.decisions] == ["rollback"]

@@ -91,3 +91,18 @@ def test_a_policy_that_cannot_work_is_refused() -> None:
         Policy(min_pairs=10, max_pairs=5)
     with pytest.raises(ValueError):
         Policy(confidence=1.0)
+
+
+def test_probation_flags_a_window_worse_than_the_old_champion_beyond_the_margin_and_rarely_otherwise() -> None:
+    from driftline.comparison import probation_breach
+
+    rng = np.random.default_rng(7)
+    # at the boundary (accuracy = champion - margin) a 400-row window breaches in at most 5 % of windows
+    hits = rng.binomial(400, 0.80 - 0.02, size=4000) / 400
+    breaches = [probation_breach("classification", {"accuracy": a}, 400, 0.80, 0.02, 0.95) for a in hits]
+    assert np.mean([b is not None for b in breaches]) <= 0.05
+    clearly_worse = probation_breach("classification", {"accuracy": 0.60}, 400, 0.80, 0.02, 0.95)
+    assert clearly_worse is not None and "0.6000" in clearly_worse
+    assert probation_breach("classification", {"accuracy": 0.10}, 10, 0.80, 0.02, 0.95) is None  # too few rows
+    assert probation_breach("regression", {"mae": 2.0, "rmse": 2.5}, 400, 1.0, 0.05, 0.95) is not None
+    assert probation_breach("regression", {"mae": 1.02, "rmse": 1.3}, 400, 1.0, 0.05, 0.95) is None
