@@ -114,6 +114,18 @@ def compare_regression(champion_error: np.ndarray, challenger_error: np.ndarray,
     return Verdict(verdict[0], len(champ), _mean(champ), _mean(chal), *verdict[1:], margin=margin)
 
 
+def compare_estimated(champion_expected: np.ndarray, challenger_expected: np.ndarray, policy: Policy, *,
+                      final: bool = False) -> Verdict:
+    """The label-free comparison: per request both versions' calibrated probability of being right
+    (:func:`driftline.estimation.expected_correct`), paired like labelled correctness. It carries the
+    requests' sampling error, not the calibrations' own, and it cannot see a concept the calibrations
+    never met: evidence where labels never come, not a substitute for them."""
+    champ = np.asarray(champion_expected, dtype=np.float64)
+    chal = np.asarray(challenger_expected, dtype=np.float64)
+    verdict = _decide(chal - champ, policy, policy.margin, final=final)
+    return Verdict(verdict[0], len(champ), _mean(champ), _mean(chal), *verdict[1:], margin=policy.margin)
+
+
 def _decide(differences: np.ndarray, policy: Policy, margin: float, *, final: bool) -> tuple[str, float, float, float]:
     n = len(differences)
     if n == 0:

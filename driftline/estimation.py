@@ -446,6 +446,21 @@ def estimate_regression(calibration: Calibration, prediction: np.ndarray, column
             "rmse": Estimate(rmse, max(rmse - z * rmse_sd, 0.0), rmse + z * rmse_sd)}
 
 
+def expected_correct(calibration: Calibration, scores: np.ndarray, predicted: np.ndarray | None = None,
+                     ) -> np.ndarray | None:
+    """Per row, the calibrated probability that the prediction is right (binary: P(positive) for a positive
+    prediction, 1 - P(positive) for a negative one; multi-class: the calibrated confidence). Its mean is
+    CBPE's accuracy; a rollout pairs it across two versions on the same requests. None for regression."""
+    scores = np.asarray(scores, dtype=float)
+    if calibration.task == "regression":
+        return None
+    p = calibration.probabilities(scores)
+    if calibration.task == "multiclass":
+        return p
+    positive = scores >= 0.5 if predicted is None else np.asarray(predicted, dtype=str) == "1"
+    return np.where(positive, p, 1.0 - p)
+
+
 def estimate(calibration: Calibration, scores: np.ndarray, predicted: np.ndarray | None = None,
              columns: Mapping[str, np.ndarray] | None = None, *, level: float = BAND_LEVEL,
              seed: int = 0) -> dict[str, Estimate]:
@@ -459,4 +474,4 @@ def estimate(calibration: Calibration, scores: np.ndarray, predicted: np.ndarray
     return estimate_binary(calibration, scores, predicted, level=level, seed=seed)
 
 
-__all__ = ["Calibration", "Estimate", "LossModel", "calibrate", "estimate"]
+__all__ = ["Calibration", "Estimate", "LossModel", "calibrate", "estimate", "expected_correct"]

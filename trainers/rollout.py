@@ -15,7 +15,10 @@ the rollout running (read back first), so a restart after publishing does
 not publish a second record. Each look at the pairs is
 :mod:`driftline.comparison`'s paired non-inferiority test; the rollout's
 timeout ends it with the verdict of the evidence so far (a challenger that
-has not shown it is good enough is rolled back).
+has not shown it is good enough is rolled back). When labels never come, the
+timeout's decision is the label-free estimate's, where both versions carry a
+calibration: each version's calibrated probability of being right on the same
+unlabelled requests, paired (classification only).
 
 Probation: after a promotion with ``probation_s``, a decay alert for the new
 version within that time, or a labelled quality window of it worse than the
@@ -41,10 +44,12 @@ from driftline.comparison import (
     Policy,
     Verdict,
     compare_classification,
+    compare_estimated,
     compare_regression,
     probation_breach,
 )
 from driftline.control import ControlPublisher
+from driftline.estimation import Calibration, expected_correct
 from driftline.follow import TopicFollower
 from driftline.kafka_clients import throwaway_consumer
 from driftline.producer import ROLLOUT_HEADER
@@ -75,6 +80,7 @@ class PairBook:
     labels: OrderedDict[str, Any] = field(default_factory=OrderedDict)
     pairs: list[tuple[float, str | None, float, str | None, Any]] = field(default_factory=list)
     paired: set[str] = field(default_factory=set)
+    calibrations: tuple[Calibration | None, Calibration | None] = (None, None)  # champion's, challenger's
 
     def add_prediction(self, version: str, request_ids: list[str], scores: np.ndarray,
                        classes: list[str] | None) -> None:
@@ -123,6 +129,25 @@ class PairBook:
         champ = predicted_classes(np.asarray(champ_score), _classes(champ_class)) == truth
         chal = predicted_classes(np.asarray(chal_score), _classes(chal_class)) == truth
         return compare_classification(champ, chal, policy, final=final)
+
+
+    def estimated(self, policy: Policy, *, final: bool = False) -> Verdict | None:
+        """The label-free comparison on requests both versions predicted whose labels have not come: each
+        version's calibrated probability of being right, paired (None without both calibrations, for
+        regression, or before any such request)."""
+        champion_cal, challenger_cal = self.calibrations
+        if champion_cal is None or challenger_cal is None or self.task == "regression":
+            return None
+        both = [seen for seen in self.predictions.values() if len(seen) == 2]
+        if not both:
+            return None
+        champ_scores, champ_classes = zip(*(seen[self.champion] for seen in both), strict=True)
+        chal_scores, chal_classes = zip(*(seen[self.challenger] for seen in both), strict=True)
+        champ_expected = expected_correct(champion_cal, np.array(champ_scores), _classes(list(champ_classes)))
+        chal_expected = expected_correct(challenger_cal, np.array(chal_scores), _classes(list(chal_classes)))
+        if champ_expected is None or chal_expected is None:
+            return None
+        return compare_estimated(champ_expected, chal_expected, policy, final=final)
 
 
 def _classes(values: list[str | None]) -> np.ndarray | None:
@@ -213,8 +238,11 @@ class RolloutController:
         log.info("following rollout %s of %s v%s against v%s (%s, share %.3g)", rollout["id"], deployment["model"],
                  rollout["challenger"], deployment["version"], rollout["strategy"], rollout["share"])
         policy = policy_of(rollout)
-        return Watched(deployment["model"], rollout, PairBook(task, deployment["version"], rollout["challenger"]),
-                       reader, policy, policy.look_every)
+        champion = self.registry.model(deployment["model"], deployment["version"])
+        calibrations = (Calibration.from_avro((champion or {}).get("calibration")),
+                        Calibration.from_avro((record or {}).get("calibration")))
+        book = PairBook(task, deployment["version"], rollout["challenger"], calibrations=calibrations)
+        return Watched(deployment["model"], rollout, book, reader, policy, policy.look_every)
 
     def _read(self, watched: Watched, timeout: float) -> None:
         predictions = self.settings.topic("predictions")
@@ -250,12 +278,19 @@ class RolloutController:
         while watched.next_look <= pairs:
             watched.next_look += watched.policy.look_every
         verdict = watched.book.verdict(watched.policy, final=timed_out)
+        estimate = watched.book.estimated(watched.policy, final=timed_out)
+        basis = "labels"
+        if (timed_out and verdict.pairs < watched.policy.min_pairs and estimate is not None
+                and estimate.pairs >= watched.policy.min_pairs):
+            verdict, basis = estimate, "label-free estimate"  # labels never came: the calibrations decide
         if verdict.decision == "wait":
             return
         evidence = {**verdict.evidence(), "timed_out": timed_out, "strategy": rollout["strategy"],
-                    "task": watched.book.task,
+                    "task": watched.book.task, "basis": basis,
+                    "estimated": estimate.evidence() if estimate is not None else None,
                     "champion_version": watched.book.champion, "challenger_version": watched.book.challenger}
-        reason = (f"rollout {rollout['id']}: {verdict.decision} after {verdict.pairs} labelled pairs "
+        reason = (f"rollout {rollout['id']}: {verdict.decision} after {verdict.pairs} "
+                  f"{'labelled' if basis == 'labels' else 'unlabelled (label-free estimate)'} pairs "
                   f"(challenger - champion {verdict.difference:+.4f}, interval [{verdict.lower:+.4f}, "
                   f"{verdict.upper:+.4f}], margin {verdict.margin:.4f}{', timed out' if timed_out else ''})")
         record = self.registry.conclude_rollout(watched.model, rollout["id"], verdict.decision, evidence,

@@ -233,3 +233,45 @@ def test_probation_rolls_a_promoted_version_back_when_its_labelled_quality_falls
     assert deployment["rollout"]["state"] == "rolled_back" and "probation" in deployment["reason"]
     assert json.loads(deployment["rollout"]["evidence"])["metrics"] == {"accuracy": 0.65}
     assert [d["action"] for d in controller.decisions] == ["rollback"]
+
+
+def test_without_labels_the_timeout_decides_by_the_label_free_estimate(signed):
+    """Prediction events as nodes write them (champion answers, challenger in the shadow), no label ever:
+    at the timeout the controller decides on both versions' calibrated probability of being right."""
+    from confluent_kafka import Producer as KafkaProducer
+
+    from driftline.comparison import Policy
+    from driftline.kafka_clients import common_config
+    from driftline.producer import ROLE_HEADER, ROLLOUT_HEADER
+    from schemas import Codec, encode_columns
+    from schemas.columns import float_buffer
+    from trainers.rollout import RolloutController
+
+    base = publish_first_version(signed)
+    assert base["calibration"] is not None, "the trainer calibrates every candidate on its holdout"
+    publish_version(signed, base, "2", deploy=False)  # the same model and calibration: estimated equal
+    registry = Registry(signed)
+    record = registry.start_rollout("loans", "2", "shadow", share=1.0, timeout_s=4,
+                                    policy=Policy(margin=0.02, min_pairs=100, max_pairs=1000, look_every=25))
+    rollout_id = record["rollout"]["id"]
+    codec, producer = Codec.default(), KafkaProducer(common_config(signed))
+    scores = np.random.default_rng(3).random(300)
+    for version, role in (("1", "champion"), ("2", "shadow")):
+        event = {"model": "loans", "model_version": version, "event_time": int(time.time() * 1000),
+                 "request_ids": [f"u-{i}" for i in range(300)], "segment": None,
+                 "columns": encode_columns({"age": [30.0] * 300}), "prediction": float_buffer(scores),
+                 "predicted_class": None}
+        producer.produce(signed.topic("predictions"), codec.encode("driftline.Prediction", event), b"u-0",
+                         headers=[(ROLE_HEADER, role.encode()), (ROLLOUT_HEADER, rollout_id.encode())])
+    assert producer.flush(30) == 0
+    controller = RolloutController(signed)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not controller.decisions:
+            controller.step()
+    finally:
+        controller.close()
+    [decision] = controller.decisions
+    evidence = json.loads(decision["rollout"]["evidence"])
+    assert decision["action"] == "promote" and evidence["basis"] == "label-free estimate"
+    assert evidence["pairs"] == 300 and evidence["difference"] == 0 and evidence["timed_out"]

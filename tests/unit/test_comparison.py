@@ -106,3 +106,32 @@ def test_probation_flags_a_window_worse_than_the_old_champion_beyond_the_margin_
     assert probation_breach("classification", {"accuracy": 0.10}, 10, 0.80, 0.02, 0.95) is None  # too few rows
     assert probation_breach("regression", {"mae": 2.0, "rmse": 2.5}, 400, 1.0, 0.05, 0.95) is not None
     assert probation_breach("regression", {"mae": 1.02, "rmse": 1.3}, 400, 1.0, 0.05, 0.95) is None
+
+
+def test_the_label_free_comparison_tracks_the_realised_difference_when_calibrations_hold() -> None:
+    """Two calibrated versions on the same requests: the mean paired expected correctness is the mean realised
+    paired correctness up to sampling (labels drawn from the calibrated probabilities)."""
+    from driftline.comparison import compare_estimated
+    from driftline.estimation import Calibration, expected_correct
+
+    rng = np.random.default_rng(8)
+    identity = Calibration("binary", 1000, [0.0, 1.0], [0.0, 1.0], [500.0, 500.0])
+    n = 20_000
+    p_true = rng.beta(2, 2, size=n)  # each request's real P(positive)
+    sharp = np.clip(p_true + rng.normal(0, 0.02, n), 0, 1)  # a good version's score
+    blunt = np.clip(0.5 + 0.3 * (p_true - 0.5) + rng.normal(0, 0.2, n), 0, 1)  # a worse one
+    labels = rng.random(n) < p_true
+    truth_sharp = ((sharp >= 0.5) == labels).astype(float)
+    truth_blunt = ((blunt >= 0.5) == labels).astype(float)
+    # the identity calibration is right for "sharp" only approximately; calibrate each on half, judge the other
+    from driftline.estimation import calibrate
+
+    cal_sharp = calibrate(labels[:10_000].astype(int), sharp[:10_000])
+    cal_blunt = calibrate(labels[:10_000].astype(int), blunt[:10_000])
+    champ = expected_correct(cal_sharp, sharp[10_000:])
+    chal = expected_correct(cal_blunt, blunt[10_000:])
+    realised = truth_blunt[10_000:].mean() - truth_sharp[10_000:].mean()
+    verdict = compare_estimated(champ, chal, POLICY)
+    assert abs(verdict.difference - realised) < 0.02, (verdict.difference, realised)
+    assert verdict.upper < -POLICY.margin and realised < -0.05  # worse beyond the margin, not by budget
+    assert expected_correct(identity, np.array([0.9, 0.2])) == pytest.approx([0.9, 0.8])
