@@ -56,6 +56,12 @@ class Policy:
         if not 0 < self.look_every <= self.min_pairs <= self.max_pairs:
             raise ValueError("need 0 < look_every <= min_pairs <= max_pairs")
 
+    @classmethod
+    def for_rollout(cls, margin: float, confidence: float, min_pairs: int, max_pairs: int) -> Policy:
+        """A rollout's policy: it looks at the pairs every quarter of ``min_pairs`` (one rule everywhere)."""
+        return cls(margin=margin, confidence=confidence, min_pairs=min_pairs, max_pairs=max_pairs,
+                   look_every=max(1, min_pairs // 4))
+
     @property
     def looks(self) -> int:
         return math.ceil(self.max_pairs / self.look_every)

@@ -155,7 +155,7 @@ class TrainingJob:
                             self.config.name, version, running["id"], running["challenger"])
             return
         self.registry.start_rollout(self.config.name, version, rollout.strategy, share=rollout.share,
-                                    policy=rollout.policy(), timeout_s=int(rollout.timeout_seconds),
+                                    policy=rollout.policy, timeout_s=int(rollout.timeout_seconds),
                                     probation_s=int(rollout.probation_seconds), reason=reason, actor="trainer")
 
     def _execute(self, record: dict[str, Any], trigger: Trigger, dataset: Dataset | None, at_ms: int) -> None:

@@ -80,16 +80,9 @@ class RolloutConfig:
 
     strategy: str = "replace"
     share: float = 0.1
-    margin: float = 0.01
-    confidence: float = 0.95
-    min_pairs: int = 200
-    max_pairs: int = 5000
+    policy: Policy = field(default_factory=lambda: Policy.for_rollout(0.01, 0.95, 200, 5000))
     timeout_seconds: float = 3600.0
     probation_seconds: float = 0.0
-
-    def policy(self) -> Policy:
-        return Policy(margin=self.margin, confidence=self.confidence, min_pairs=self.min_pairs,
-                      max_pairs=self.max_pairs, look_every=max(1, self.min_pairs // 4))
 
 
 @dataclass(frozen=True)
@@ -189,21 +182,23 @@ def _rollout(data: Any, where: str) -> RolloutConfig:
     if strategy not in ("replace", "shadow", "canary"):
         raise ConfigError(f"{where}: strategy must be replace, shadow or canary, got {strategy!r}")
     defaults = RolloutConfig()
+
+    def number(key: str, default: Any, kind: type) -> Any:
+        return _number(data, key, where, kind) if key in data else default
+
+    try:
+        policy = Policy.for_rollout(number("margin", defaults.policy.margin, float),
+                                    number("confidence", defaults.policy.confidence, float),
+                                    number("min_pairs", defaults.policy.min_pairs, int),
+                                    number("max_pairs", defaults.policy.max_pairs, int))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     config = RolloutConfig(
-        strategy=strategy,
-        share=_number(data, "share", where, float) if "share" in data else defaults.share,
-        margin=_number(data, "margin", where, float) if "margin" in data else defaults.margin,
-        confidence=_number(data, "confidence", where, float) if "confidence" in data else defaults.confidence,
-        min_pairs=_number(data, "min_pairs", where, int) if "min_pairs" in data else defaults.min_pairs,
-        max_pairs=_number(data, "max_pairs", where, int) if "max_pairs" in data else defaults.max_pairs,
+        strategy=strategy, share=number("share", defaults.share, float), policy=policy,
         timeout_seconds=parse_duration(data.get("timeout", defaults.timeout_seconds), "rollout.timeout"),
         probation_seconds=parse_duration(data.get("probation", 0), "rollout.probation"))
     if not 0 < config.share <= 1:
         raise ConfigError(f"{where}: share must be in (0, 1], got {config.share}")
-    try:
-        config.policy()
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
     return config
 
 

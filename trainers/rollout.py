@@ -64,9 +64,8 @@ WAITING_LIMIT = 200_000  # request ids waiting for their other half (oldest drop
 
 
 def policy_of(rollout: dict[str, Any]) -> Policy:
-    """The rollout's decision policy; it looks at the pairs every quarter of ``min_pairs``."""
-    return Policy(margin=rollout["margin"], confidence=rollout["confidence"], min_pairs=rollout["min_pairs"],
-                  max_pairs=rollout["max_pairs"], look_every=max(1, rollout["min_pairs"] // 4))
+    """The rollout record's decision policy."""
+    return Policy.for_rollout(rollout["margin"], rollout["confidence"], rollout["min_pairs"], rollout["max_pairs"])
 
 
 @dataclass

@@ -49,8 +49,7 @@ def start_rollout(args: argparse.Namespace, settings: Settings) -> int:
     from driftline.registry import Registry
 
     try:
-        policy = Policy(margin=args.margin, confidence=args.confidence, min_pairs=args.min_pairs,
-                        max_pairs=args.max_pairs, look_every=max(1, args.min_pairs // 4))
+        policy = Policy.for_rollout(args.margin, args.confidence, args.min_pairs, args.max_pairs)
     except ValueError as exc:
         raise ConfigError(f"the rollout's policy cannot work: {exc}") from None
     record = Registry(settings).start_rollout(args.model, args.version, args.strategy, share=args.share,

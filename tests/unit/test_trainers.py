@@ -241,7 +241,7 @@ def test_the_model_files_rollout_section() -> None:
                                              "probation": "10m", "min_pairs": 100}})
     assert config.rollout.strategy == "canary" and config.rollout.share == 0.2
     assert config.rollout.timeout_seconds == 1800 and config.rollout.probation_seconds == 600
-    assert config.rollout.policy().look_every == 25 and config.rollout.policy().min_pairs == 100
+    assert config.rollout.policy.look_every == 25 and config.rollout.policy.min_pairs == 100
     assert parse_model_config({"name": "m", "pipeline": "logistic_regression"}).rollout.strategy == "replace"
     with pytest.raises(ConfigError, match="strategy must be replace, shadow or canary"):
         parse_model_config({"name": "m", "pipeline": "logistic_regression", "rollout": {"strategy": "blue"}})
