@@ -111,7 +111,7 @@ def test_shadow_never_changes_answers_and_a_worse_challenger_is_rolled_back_once
             ids.append(request_id)
             rows.append(i)
         label_requests(signed, ids, rows)
-        time.sleep(3)  # the controller has read some pairs (fewer than min_pairs: no decision yet)
+        time.sleep(2)  # the controller has read some pairs (fewer than min_pairs: no decision yet)
         assert decision(signed, rollout_id, 0.1) is None
         controller.send_signal(signal.SIGKILL)
         controller.wait()
@@ -195,52 +195,16 @@ def test_a_canary_answers_its_share_by_request_id_and_an_equal_challenger_is_pro
 
 
 
-def test_probation_rolls_a_promoted_version_back_when_its_labelled_quality_falls_under_the_old_champions(signed):
-    """The controller in process: a promotion with probation, then a quality window of the new version that
-    the monitor would publish, 25 points under the champion's accuracy in the rollout's evidence."""
-    from driftline.comparison import Policy
-    from driftline.control import ControlPublisher
-    from schemas import Codec
-    from trainers.rollout import RolloutController
 
-    base = publish_first_version(signed)
-    publish_version(signed, base, "2", deploy=False)
-    registry = Registry(signed)
-    record = registry.start_rollout("loans", "2", "canary", share=0.5, timeout_s=600, probation_s=600,
-                                    policy=Policy(min_pairs=100, max_pairs=1000, look_every=25))
-    rollout_id = record["rollout"]["id"]
-    evidence = {"champion": 0.90, "challenger": 0.91, "margin": 0.01, "pairs": 300, "task": "classification"}
-    assert registry.conclude_rollout("loans", rollout_id, "promote", evidence, reason="test") is not None
-    assert registry.conclude_rollout("loans", rollout_id, "promote", evidence, reason="again") is None
-    controller = RolloutController(signed)
-    try:
-        for _ in range(20):
-            controller.step()
-        assert rollout_id in controller.probation and registry.deployments()["loans"]["version"] == "2"
-        now = int(time.time() * 1000)
-        window = {"model": "loans", "model_version": "2", "window_start": now - 10_000, "window_end": now,
-                  "task": "classification", "rows": 400, "metrics": {"accuracy": 0.65}, "baseline": {},
-                  "baseline_source": "test", "estimated": False, "lower": {}, "upper": {}}
-        ControlPublisher(signed).publish("quality", b"loans:2:w", Codec.default().encode("driftline.QualitySummary",
-                                                                                        window))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and registry.deployments()["loans"]["version"] != "1":
-            controller.step()
-    finally:
-        controller.close()
-    deployment = registry.deployments()["loans"]
-    assert deployment["version"] == "1" and deployment["action"] == "rollback"
-    assert deployment["rollout"]["state"] == "rolled_back" and "probation" in deployment["reason"]
-    assert json.loads(deployment["rollout"]["evidence"])["metrics"] == {"accuracy": 0.65}
-    assert [d["action"] for d in controller.decisions] == ["rollback"]
-
-
-def test_without_labels_the_timeout_decides_by_the_label_free_estimate(signed):
-    """Prediction events as nodes write them (champion answers, challenger in the shadow), no label ever:
-    at the timeout the controller decides on both versions' calibrated probability of being right."""
+def test_without_labels_the_timeout_decides_by_the_estimate_and_probation_then_rolls_back(signed):
+    """The controller in process, fed prediction events as nodes write them (champion answers, challenger
+    in the shadow) and no label: at the timeout it decides on both versions' calibrated probability of
+    being right (the same model twice: a promotion). Then, on probation, a labelled quality window of the
+    new version far under the old champion's rolls it back: one record each, in that order."""
     from confluent_kafka import Producer as KafkaProducer
 
     from driftline.comparison import Policy
+    from driftline.control import ControlPublisher
     from driftline.kafka_clients import common_config
     from driftline.producer import ROLE_HEADER, ROLLOUT_HEADER
     from schemas import Codec, encode_columns
@@ -251,7 +215,7 @@ def test_without_labels_the_timeout_decides_by_the_label_free_estimate(signed):
     assert base["calibration"] is not None, "the trainer calibrates every candidate on its holdout"
     publish_version(signed, base, "2", deploy=False)  # the same model and calibration: estimated equal
     registry = Registry(signed)
-    record = registry.start_rollout("loans", "2", "shadow", share=1.0, timeout_s=4,
+    record = registry.start_rollout("loans", "2", "shadow", share=1.0, timeout_s=4, probation_s=600,
                                     policy=Policy(margin=0.02, min_pairs=100, max_pairs=1000, look_every=25))
     rollout_id = record["rollout"]["id"]
     codec, producer = Codec.default(), KafkaProducer(common_config(signed))
@@ -269,9 +233,28 @@ def test_without_labels_the_timeout_decides_by_the_label_free_estimate(signed):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not controller.decisions:
             controller.step()
+        [promotion] = controller.decisions
+        evidence = json.loads(promotion["rollout"]["evidence"])
+        assert promotion["action"] == "promote" and evidence["basis"] == "label-free estimate"
+        assert evidence["pairs"] == 300 and evidence["difference"] == 0 and evidence["timed_out"]
+        assert registry.conclude_rollout("loans", rollout_id, "rollback", evidence, reason="again") is None
+
+        for _ in range(10):
+            controller.step()
+        assert rollout_id in controller.probation and registry.deployments()["loans"]["version"] == "2"
+        now = int(time.time() * 1000)
+        window = {"model": "loans", "model_version": "2", "window_start": now - 10_000, "window_end": now,
+                  "task": "classification", "rows": 400, "metrics": {"accuracy": 0.30}, "baseline": {},
+                  "baseline_source": "test", "estimated": False, "lower": {}, "upper": {}}
+        ControlPublisher(signed).publish("quality", b"loans:2:w",
+                                         codec.encode("driftline.QualitySummary", window))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and registry.deployments()["loans"]["version"] != "1":
+            controller.step()
     finally:
         controller.close()
-    [decision] = controller.decisions
-    evidence = json.loads(decision["rollout"]["evidence"])
-    assert decision["action"] == "promote" and evidence["basis"] == "label-free estimate"
-    assert evidence["pairs"] == 300 and evidence["difference"] == 0 and evidence["timed_out"]
+    deployment = registry.deployments()["loans"]
+    assert deployment["version"] == "1" and deployment["action"] == "rollback"
+    assert deployment["rollout"]["state"] == "rolled_back" and "probation" in deployment["reason"]
+    assert json.loads(deployment["rollout"]["evidence"])["metrics"] == {"accuracy": 0.30}
+    assert [d["action"] for d in controller.decisions] == ["promote", "rollback"]
