@@ -89,7 +89,9 @@ class Verdict:
     mcnemar_p: float = 1.0  # exact two-sided test of "equally accurate" on the discordant pairs
 
     def evidence(self) -> dict[str, Any]:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        """JSON-ready (strict JSON: an infinite or undefined bound is null)."""
+        return {k: ((round(v, 6) if math.isfinite(v) else None) if isinstance(v, float) else v)
+                for k, v in asdict(self).items()}
 
 
 def compare_classification(champion_correct: np.ndarray, challenger_correct: np.ndarray, policy: Policy,

@@ -163,6 +163,17 @@ class Watched:
     reader: Consumer
     policy: Policy
     next_look: int
+    ends: dict[tuple[str, int], int] = field(default_factory=dict)  # what existed when following began
+
+    def caught_up(self) -> bool:
+        """Everything the topics held when this controller began following is read (a restarted
+        controller decides at the timeout only on the whole of what it had)."""
+        if not self.ends:
+            return True
+        positions = self.reader.position([TopicPartition(t, p) for t, p in self.ends])
+        if all(tp.offset >= self.ends[(tp.topic, tp.partition)] for tp in positions):  # unknown yet: < 0
+            self.ends = {}
+        return not self.ends
 
 
 class RolloutController:
@@ -233,7 +244,13 @@ class RolloutController:
         for topic in topics:
             partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
             wanted += [TopicPartition(topic, p, rollout["started_at"]) for p in partitions]
-        reader.assign(reader.offsets_for_times(wanted, 10))  # from the rollout's start: state from topics
+        starts = reader.offsets_for_times(wanted, 10)
+        reader.assign(starts)  # from the rollout's start: the state comes from the topics
+        ends = {}
+        for tp in starts:
+            high = reader.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)[1]
+            if 0 <= tp.offset < high:
+                ends[(tp.topic, tp.partition)] = high
         log.info("following rollout %s of %s v%s against v%s (%s, share %.3g)", rollout["id"], deployment["model"],
                  rollout["challenger"], deployment["version"], rollout["strategy"], rollout["share"])
         policy = policy_of(rollout)
@@ -241,7 +258,7 @@ class RolloutController:
         calibrations = (Calibration.from_avro((champion or {}).get("calibration")),
                         Calibration.from_avro((record or {}).get("calibration")))
         book = PairBook(task, deployment["version"], rollout["challenger"], calibrations=calibrations)
-        return Watched(deployment["model"], rollout, book, reader, policy, policy.look_every)
+        return Watched(deployment["model"], rollout, book, reader, policy, policy.look_every, ends)
 
     def _read(self, watched: Watched, timeout: float) -> None:
         predictions = self.settings.topic("predictions")
@@ -274,6 +291,8 @@ class RolloutController:
         pairs = len(watched.book.pairs)
         if pairs < watched.next_look and not timed_out and pairs < watched.policy.max_pairs:
             return
+        if timed_out and not watched.caught_up():
+            return  # a restarted controller reads what it had before the timeout's verdict
         while watched.next_look <= pairs:
             watched.next_look += watched.policy.look_every
         verdict = watched.book.verdict(watched.policy, final=timed_out)
