@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from driftline.errors import ConfigError
 from driftline.kafka_clients import position_of, throwaway_consumer
@@ -63,6 +63,24 @@ def ranges_for_times(settings: Settings, topic: str, start_ms: int, end_ms: int 
         return ranges
     finally:
         consumer.close()
+
+
+def follow_from(settings: Settings, topics: list[str], start_ms: int,
+                purpose: str) -> tuple[Consumer, dict[tuple[str, int], int]]:
+    """A consumer assigned to every partition of ``topics`` from the first record at or after ``start_ms``
+    (committed records only), and each non-empty partition's end when it began: a reader whose state is
+    derived from the topics knows when it has read what existed (``ends``)."""
+    consumer = throwaway_consumer(settings, purpose)
+    wanted = [TopicPartition(topic, p, start_ms) for topic in topics
+              for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
+    starts = consumer.offsets_for_times(wanted, 10)
+    consumer.assign(starts)
+    ends = {}
+    for tp in starts:
+        high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)[1]
+        if 0 <= tp.offset < high:
+            ends[(tp.topic, tp.partition)] = high
+    return consumer, ends
 
 
 def read_ranges(settings: Settings, ranges: list[OffsetRange], timeout: float = 60.0,

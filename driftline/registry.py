@@ -116,7 +116,9 @@ class Registry:
         rollout = (current or {}).get("rollout")
         if current is None or rollout is None or rollout["id"] != rollout_id or rollout["state"] != "running":
             return None
-        return self._publish_decision(current, rollout, decision, evidence, reason, actor)
+        promote = decision == "promote"
+        return self._conclude(current, rollout, rollout["challenger"] if promote else current["version"],
+                              "promote" if promote else "rollback", evidence, reason, actor)
 
     def end_probation(self, model: str, rollout_id: str, evidence: dict[str, Any], *, reason: str,
                       actor: str = "rollout-controller") -> dict[str, Any] | None:
@@ -126,23 +128,17 @@ class Registry:
         if (current is None or rollout is None or rollout["id"] != rollout_id or rollout["state"] != "promoted"
                 or current["version"] != rollout["challenger"]):
             return None
-        champion = current["previous_version"]
-        if champion is None:
+        if current["previous_version"] is None:
             return None
-        record = {**current, "version": champion, "previous_version": current["version"],
-                  "created_at": int(time.time() * 1000), "action": "rollback", "reason": reason, "actor": actor,
-                  "rollout": {**rollout, "state": "rolled_back", "evidence": json.dumps(evidence)}}
-        self._send("deployments", current["model"], "driftline.Deployment", record)
-        return record
+        return self._conclude(current, rollout, current["previous_version"], "rollback", evidence, reason, actor)
 
-    def _publish_decision(self, current: dict[str, Any], rollout: dict[str, Any], decision: str,
-                          evidence: dict[str, Any], reason: str, actor: str) -> dict[str, Any]:
-        promote = decision == "promote"
+    def _conclude(self, current: dict[str, Any], rollout: dict[str, Any], version: str, action: str,
+                  evidence: dict[str, Any], reason: str, actor: str) -> dict[str, Any]:
+        """The one record that ends a rollout's running or probation: ``version`` serves after it."""
         record = {**current, "created_at": int(time.time() * 1000), "reason": reason, "actor": actor,
-                  "action": "promote" if promote else "rollback",
-                  "version": rollout["challenger"] if promote else current["version"],
-                  "previous_version": current["version"] if promote else rollout["challenger"],
-                  "rollout": {**rollout, "state": "promoted" if promote else "rolled_back",
+                  "action": action, "version": version,
+                  "previous_version": current["version"] if version != current["version"] else rollout["challenger"],
+                  "rollout": {**rollout, "state": "promoted" if action == "promote" else "rolled_back",
                               "evidence": json.dumps(evidence)}}
         self._send("deployments", current["model"], "driftline.Deployment", record)
         return record

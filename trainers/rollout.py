@@ -51,7 +51,7 @@ from driftline.comparison import (
 from driftline.control import ControlPublisher
 from driftline.estimation import Calibration, expected_correct
 from driftline.follow import TopicFollower
-from driftline.kafka_clients import throwaway_consumer
+from driftline.offsets import follow_from
 from driftline.producer import ROLLOUT_HEADER
 from driftline.quality import canonical_labels, label_numbers, predicted_classes
 from driftline.registry import Registry
@@ -185,7 +185,7 @@ class RolloutController:
                                          lambda raw: self.codec.decode(raw, "driftline.Deployment"))
         self.watched: dict[str, Watched] = {}  # by rollout id
         self.probation: dict[str, tuple[dict[str, Any], int]] = {}  # rollout id -> (deployment, until ms)
-        self.alerts: Consumer | None = None
+        self.probation_reader: Consumer | None = None
         self.publisher = ControlPublisher(settings, timeout=10)
         self.decisions: list[dict[str, Any]] = []
 
@@ -210,8 +210,8 @@ class RolloutController:
     def close(self) -> None:
         for watched in self.watched.values():
             watched.reader.close()
-        if self.alerts is not None:
-            self.alerts.close()
+        if self.probation_reader is not None:
+            self.probation_reader.close()
         self.deployments.close()
 
     # ------------------------------------------------------------ rollouts
@@ -238,19 +238,9 @@ class RolloutController:
         rollout = deployment["rollout"]
         record = self.registry.model(deployment["model"], rollout["challenger"])
         task = record["task"] if record else "classification"
-        reader = throwaway_consumer(self.settings, "rollout")
-        topics = [self.settings.topic("predictions"), self.settings.topic("labels")]
-        wanted = []
-        for topic in topics:
-            partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
-            wanted += [TopicPartition(topic, p, rollout["started_at"]) for p in partitions]
-        starts = reader.offsets_for_times(wanted, 10)
-        reader.assign(starts)  # from the rollout's start: the state comes from the topics
-        ends = {}
-        for tp in starts:
-            high = reader.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)[1]
-            if 0 <= tp.offset < high:
-                ends[(tp.topic, tp.partition)] = high
+        # from the rollout's start: the state comes from the topics
+        reader, ends = follow_from(self.settings, [self.settings.topic("predictions"), self.settings.topic("labels")],
+                                   rollout["started_at"], "rollout")
         log.info("following rollout %s of %s v%s against v%s (%s, share %.3g)", rollout["id"], deployment["model"],
                  rollout["challenger"], deployment["version"], rollout["strategy"], rollout["share"])
         policy = policy_of(rollout)
@@ -331,16 +321,12 @@ class RolloutController:
                 del self.probation[rollout_id]
         if not self.probation:
             return
-        if self.alerts is None:  # decay alerts and labelled quality windows since the earliest promotion
-            self.alerts = throwaway_consumer(self.settings, "probation")
-            start = min(d["created_at"] for d, _ in self.probation.values())
-            wanted = []
-            for topic in (self.settings.topic("alerts"), self.settings.topic("quality")):
-                partitions = self.alerts.list_topics(topic, timeout=10).topics[topic].partitions
-                wanted += [TopicPartition(topic, p, start) for p in partitions]
-            self.alerts.assign(self.alerts.offsets_for_times(wanted, 10))
+        if self.probation_reader is None:  # decay alerts and labelled quality windows since the earliest promotion
+            self.probation_reader, _ = follow_from(
+                self.settings, [self.settings.topic("alerts"), self.settings.topic("quality")],
+                min(d["created_at"] for d, _ in self.probation.values()), "probation")
         alerts_topic = self.settings.topic("alerts")
-        for message in self.alerts.consume(500, 0.05):
+        for message in self.probation_reader.consume(500, 0.05):
             if message.error():
                 continue
             try:

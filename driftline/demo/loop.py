@@ -95,14 +95,13 @@ def model_file(path: Path, scenario: Scenario) -> Path:
     return path
 
 
-def months_pipeline(rows: int, seed: int) -> tuple[Any, np.ndarray]:
+def months_pipeline(rows: int, seed: int) -> Any:
     """The bad candidate's training data: Agrawal rows whose age an offline pipeline wrote in months."""
     from schemas import Table
 
     columns, labels = agrawal(rows, function=0, seed=seed)
     columns = {**columns, "age": columns["age"] * 12.0}
-    return Table({**columns, "label": labels.astype(np.int64)},
-                 {**{n: "float" for n in columns}, "label": "int"}), labels
+    return Table({**columns, "label": labels.astype(np.int64)}, {**{n: "float" for n in columns}, "label": "int"})
 
 
 def rollout_decision(observer: Observer, since: float | None) -> tuple[float, dict[str, Any]] | None:
@@ -278,7 +277,7 @@ class Loop:
         from trainers.job import TrainingJob, Trigger
         from trainers.modelfile import load_model_config
 
-        table, _ = months_pipeline(2000, seed=7)
+        table = months_pipeline(2000, seed=7)
         config = load_model_config(self.dir / "loans.model.json")
         run = TrainingJob(self.settings, config).run(
             Trigger("demo-bad-candidate", "operator", "an offline pipeline's candidate (age in months)"),
