@@ -5,21 +5,26 @@ categories) and 100-row batch events. For each: the SDK's produce rate
 (``Producer.prediction`` / ``Producer.predictions``, encoding included) beside
 a raw confluent-kafka producer sending the same bytes with the same
 durability settings; consume+decode beside a raw consume of the same
-messages; and decode alone on one core. Run: ``python bench/produce_consume.py [--quick]``.
+messages; and decode alone on one core (a polled batch as a worker decodes it, beside
+fastavro and a frame per event: what the codec did before its compiled
+reader). Run: ``python bench/produce_consume.py [--quick]``.
 """
 
 from __future__ import annotations
 
+import io
 import random
 import time
 
 import numpy as np
 from _common import bench_consumer, bench_settings, parser, produce_all, report, timed
 from confluent_kafka import TopicPartition
+from fastavro import schemaless_reader
 
 from driftline import Producer
 from driftline.kafka_clients import make_producer
 from schemas import Codec, FeatureFrame
+from schemas.codec import HEADER_LEN
 
 NUMERIC = [f"n{i}" for i in range(16)]
 CATEGORICAL = [f"c{i}" for i in range(4)]
@@ -102,13 +107,33 @@ def main() -> None:
         FeatureFrame.from_record(record["columns"], rows_in)
         return rows_in
 
+    schema = codec.schema("driftline.Prediction")
+
+    def fastavro_one(value: bytes) -> int:
+        """The decode this codec did before its compiled reader: fastavro, then a frame per event."""
+        record = schemaless_reader(io.BytesIO(value[HEADER_LEN:]), schema, None)
+        rows_in = len(record["request_ids"])
+        FeatureFrame.from_record(record["columns"], rows_in)
+        return rows_in
+
+    def decode_batch(values: list[bytes]) -> int:
+        """As a worker decodes a polled batch: each event's record, then one frame for all of them."""
+        records = [codec.decode(v, "driftline.Prediction") for v in values]
+        frame = FeatureFrame.from_records([(r["columns"], len(r["request_ids"])) for r in records])
+        return frame.rows
+
     seconds, _ = consume_all(settings, sdk_topic, events, decode_one)
     figures["consume_decode_events_per_s"] = events / seconds
     figures["consume_decode_ratio"] = (
         figures["consume_decode_events_per_s"] / figures["raw_consume_events_per_s"])
 
-    seconds, _ = timed(lambda: [decode_one(p) for p in payloads])
+    seconds, _ = timed(lambda: [decode_batch(payloads[i:i + 5000]) for i in range(0, events, 5000)])
     figures["decode_events_per_s"] = events / seconds
+    seconds, _ = timed(lambda: [decode_one(p) for p in payloads])
+    figures["decode_one_by_one_events_per_s"] = events / seconds
+    seconds, _ = timed(lambda: [fastavro_one(p) for p in payloads])
+    figures["fastavro_decode_events_per_s"] = events / seconds
+    figures["decode_ratio_to_fastavro"] = figures["decode_events_per_s"] / figures["fastavro_decode_events_per_s"]
 
     # ---- 100-row batch events
     rng = np.random.default_rng(0)
@@ -141,8 +166,10 @@ def main() -> None:
     seconds, decoded_rows = consume_all(settings, batch_topic, batches, decode_one)
     figures["batch_consume_decode_rows_per_s"] = decoded_rows / seconds
     one_batch = [m.value() for m in _first_messages(settings, batch_topic, 200)]
-    seconds, total = timed(lambda: sum(decode_one(v) for v in one_batch))
+    seconds, total = timed(lambda: decode_batch(one_batch))
     figures["batch_decode_rows_per_s"] = total / seconds
+    seconds, total = timed(lambda: sum(fastavro_one(v) for v in one_batch))
+    figures["fastavro_batch_decode_rows_per_s"] = total / seconds
     report(figures)
 
 

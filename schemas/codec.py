@@ -21,6 +21,7 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from schemas.compiled import BodyReader
 from schemas.errors import DecodeError, EncodeError
 
 
@@ -157,6 +158,9 @@ class Codec:
             fp = crc64_fingerprint(parsed)
             self._by_fingerprint[fp] = WriterSchema(name, parsed, fp)
             self._fingerprint_of[name] = fp
+        self._bodies = BodyReader()
+        self._compiled = {"driftline.Prediction": self._bodies.prediction,
+                          "driftline.Features": self._bodies.features}
 
     @classmethod
     def default(cls) -> Codec:
@@ -181,6 +185,10 @@ class Codec:
     def fingerprint_of(self, name: str) -> bytes:
         self.schema(name)
         return self._fingerprint_of[name]
+
+    def header(self, name: str) -> bytes:
+        """The bytes every ``name`` event this codec writes starts with (writers that build bodies themselves)."""
+        return MAGIC + self.fingerprint_of(name)
 
     def register_writer(self, raw_schema: dict[str, Any] | str) -> WriterSchema:
         """Teach the codec an older (or other) writer schema so its events decode.
@@ -262,6 +270,17 @@ class Codec:
     def writer_name(self, data: bytes) -> str:
         return self.writer_of(data).name
 
+    def compiled_body(self, name: str, data: bytes, start: int) -> dict[str, Any] | None:
+        """The body at ``start``, written with the current schema ``name``, by the compiled reader.
+
+        None when there is none for ``name`` or the body is not its plain
+        shape: the caller decodes with fastavro (which also names what is wrong).
+        """
+        read = self._compiled.get(name)
+        if read is None:
+            return None
+        return read(data if isinstance(data, bytes) else bytes(data), start)
+
     def decode(self, data: bytes, expect: str | None = None) -> dict[str, Any]:
         """Decode one message into the current shape of its schema.
 
@@ -276,6 +295,10 @@ class Codec:
         if expect is not None and writer.name != expect:
             raise DecodeError(f"expected a {expect} event, got {writer.name}")
         reader = self._current[writer.name]
+        if writer.parsed is reader:
+            compiled = self.compiled_body(writer.name, data, HEADER_LEN)
+            if compiled is not None:
+                return writer.name, compiled
         stream = io.BytesIO(data)
         stream.seek(HEADER_LEN)
         try:

@@ -439,6 +439,22 @@ class FeatureFrame:
             cat_names, categorical, categorical_null, mismatched,
         )
 
+    def to_record(self) -> dict[str, Any]:
+        """Back to a ``driftline.Columns`` record (inverse of :meth:`from_record`; a null's value is
+        written as 0.0 or "", as the encoders write it)."""
+        numeric = np.where(self.numeric_null, 0.0, self.numeric) if self.numeric_null.any() else self.numeric
+        categorical = np.where(self.categorical_null, "", self.categorical) if self.categorical_null.any() \
+            else self.categorical
+        return {
+            "numeric_names": list(self.numeric_names),
+            "numeric_values": np.ascontiguousarray(numeric, dtype="<f8").tobytes(),
+            "numeric_nulls": pack_mask(self.numeric_null),
+            "categorical_names": list(self.categorical_names),
+            "categorical_values": categorical.ravel().tolist(),
+            "categorical_nulls": pack_mask(self.categorical_null),
+            "mismatched": list(self.mismatched),
+        }
+
     def numeric_column(self, name: str) -> np.ndarray:
         return self.numeric[:, self.numeric_names.index(name)]
 

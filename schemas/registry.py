@@ -19,7 +19,7 @@ from typing import Any
 
 from fastavro import schemaless_writer
 
-from schemas.codec import MAGIC, Codec, parse_record_schema, read_record
+from schemas.codec import MAGIC, Codec, crc64_fingerprint, parse_record_schema, read_record
 from schemas.errors import DecodeError, EncodeError, RegistryUnavailable
 
 CONFLUENT_MAGIC = 0
@@ -39,6 +39,7 @@ class RegistryCodec:
         self.retry_seconds = retry_seconds
         self._ids: dict[str, int] = {}
         self._writers: dict[int, tuple[str, dict[str, Any]]] = {}
+        self._current_ids: dict[int, bool] = {}  # schema id -> is it the current schema of its name
 
     @classmethod
     def from_url(cls, url: str, *, retry_seconds: float = 120.0, **config: Any) -> RegistryCodec:
@@ -95,6 +96,10 @@ class RegistryCodec:
             self._writers[self._ids[name]] = (name, schema)
         return self._ids[name]
 
+    def header(self, name: str) -> bytes:
+        """The Confluent wire-format prefix of every ``name`` event this codec writes."""
+        return struct.pack(">bI", CONFLUENT_MAGIC, self.schema_id(name))
+
     def encode(self, name: str, record: dict[str, Any]) -> bytes:
         schema_id = self.schema_id(name)
         buffer = io.BytesIO()
@@ -120,6 +125,11 @@ class RegistryCodec:
             self._writers[schema_id] = (name, parsed)
         return self._writers[schema_id]
 
+    def _is_current(self, schema_id: int, name: str, writer: dict[str, Any]) -> bool:
+        if schema_id not in self._current_ids:
+            self._current_ids[schema_id] = crc64_fingerprint(writer) == self.codec.fingerprint_of(name)
+        return self._current_ids[schema_id]
+
     def writer_name(self, data: bytes) -> str:
         if data[:2] == MAGIC:
             return self.codec.writer_of(data).name
@@ -141,7 +151,12 @@ class RegistryCodec:
         name = self.writer_name(data)
         if expect is not None and name != expect:
             raise DecodeError(f"expected a {expect} event, got {name}")
-        _, writer = self._writer(struct.unpack(">I", data[1:5])[0])
+        schema_id = struct.unpack(">I", data[1:5])[0]
+        _, writer = self._writer(schema_id)
+        if self._is_current(schema_id, name, writer):  # the compiled reader knows the current schemas
+            compiled = self.codec.compiled_body(name, data, 5)
+            if compiled is not None:
+                return name, compiled
         stream = io.BytesIO(data)
         stream.seek(5)
         try:

@@ -4,7 +4,7 @@ It also watches the prediction scores themselves (:mod:`streams.decay.score_drif
 which move before any label arrives.
 
 It reads predictions and labels from ``monitor.by-model``, where
-:mod:`streams.stages.route` puts each model's events on one partition (so with
+:mod:`streams.stages.forward` puts each model's events on one partition (so with
 several workers, each model's join and windows live on exactly one), in its
 own consumer group. In one Kafka transaction per step it publishes closed
 quality windows to ``quality`` and decay alerts to ``alerts`` together with
@@ -35,7 +35,7 @@ from streams.decay.judge import DecayJudge, DecayPolicy, measure
 from streams.decay.score_drift import ScoreDrift
 from streams.drift.profile import Profile
 from streams.stages import metrics
-from streams.stages.route import BY_MODEL_TOPIC
+from streams.stages.forward import BY_MODEL_TOPIC
 
 log = logging.getLogger(__name__)
 DECAY_GROUP = "monitor-decay"
@@ -75,6 +75,7 @@ class DecayStage:
         self.models = TopicFollower(settings, "models", model_record_summary)
         self._last_label = time.monotonic()
         self._next_expiry = 0.0
+        self.rows_read = 0  # prediction and label rows (an event of the by-model topic holds a run of them)
 
     def _fresh_join(self) -> LabelJoin:
         return LabelJoin(self.window_ms, self.grace_ms, self.ttl_ms)
@@ -104,6 +105,7 @@ class DecayStage:
     def step(self, max_messages: int = 5000, timeout: float = 0.05) -> int:
         self.models.poll()
         events = self.reader.poll(max_messages, timeout)
+        self.rows_read += sum(len(e.record["request_ids"]) for e in events)
         runs, inconsistent = coalesce(events, self.window_ms)
         for event in inconsistent:
             self.reader.skipped += 1

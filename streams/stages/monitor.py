@@ -1,13 +1,14 @@
 """The monitor worker: the windowing stages and the decay stage as one Kafka service.
 
-Stage 1 reads ``features`` and ``predictions``, writes window deltas and
-partition progress to ``stats.partial`` and each partition's watermark to
-the compacted ``monitor.watermarks``; stage 2 reads ``stats.partial``, closes
-windows, writes merged summaries to ``stats`` and alerts to ``alerts``. The
-decay router (:mod:`streams.stages.route`) copies ``predictions`` and
-``labels`` to ``monitor.by-model`` keyed by model; the decay stage
-(:mod:`streams.stages.decay`) joins them there and writes quality windows to
-``quality`` and decay alerts to ``alerts``.
+Stage 1 reads ``features``, ``predictions`` and ``labels``, writes window
+deltas and partition progress to ``stats.partial``, each partition's
+watermark to the compacted ``monitor.watermarks``, and the predictions and
+labels by model to ``monitor.by-model`` (:mod:`streams.stages.forward`);
+stage 2 reads ``stats.partial``, closes windows, writes merged summaries to
+``stats`` and alerts to ``alerts``. The decay stage
+(:mod:`streams.stages.decay`) joins predictions and labels on
+``monitor.by-model`` and writes quality windows to ``quality`` and decay
+alerts to ``alerts``.
 
 Each stage commits its outputs and its input offsets in one Kafka
 transaction (confluent-kafka / librdkafka), so a worker killed at any point
@@ -42,7 +43,7 @@ from streams.drift.summary import WindowSummary
 from streams.drift.windows import PartitionWindows, RollingView, WindowMerger
 from streams.stages import metrics
 from streams.stages.decay import DecayStage
-from streams.stages.route import DecayRouter
+from streams.stages.forward import BY_MODEL_TOPIC, by_model_messages
 
 log = logging.getLogger(__name__)
 STAGE1_GROUP = "monitor"
@@ -84,11 +85,15 @@ class Monitor:
         instance = instance or socket.gethostname()
         self.watermark_topic = settings.topic("monitor.watermarks")
         self.partial_topic = settings.topic("stats.partial")
-        inputs = [settings.topic("features"), settings.topic("predictions")]
+        self.labels_topic = settings.topic("labels")
+        self.by_model_topic = settings.topic(BY_MODEL_TOPIC)
+        self.window_ms = window_ms
+        inputs = [settings.topic("features"), settings.topic("predictions"), self.labels_topic]
         self.stage1 = EventReader(
             settings, settings.group(STAGE1_GROUP), inputs, stage="monitor",
             expect={settings.topic("features"): "driftline.Features",
-                    settings.topic("predictions"): "driftline.Prediction"},
+                    settings.topic("predictions"): "driftline.Prediction",
+                    self.labels_topic: "driftline.Label"},
             transactional_id=settings.group(f"monitor-1-{instance}"), on_assign=self._restore_watermarks,
             answered_only=True,  # a rollout's shadow predictions are not traffic
             **static_membership(f"{instance}-1"))
@@ -100,7 +105,6 @@ class Monitor:
         self.detectors = WindowMeanDetectors()
         self.rolling = RollingView(rolling_windows)
         self._replay: list[WindowSummary] = []
-        self.decay_route = DecayRouter(settings, instance)
         self.decay = DecayStage(settings, instance, lambda: self.profiles.profiles, policy=decay_policy,
                                 ttl_seconds=label_ttl_seconds, idle_seconds=idle_seconds)
 
@@ -145,7 +149,10 @@ class Monitor:
         for (topic, _), batch in by_source.items():
             metrics.EVENTS_IN.labels(topic).inc(len(batch))
         produce = self.stage1.producer.produce
+        self._forward([e for e in events if e.schema != "driftline.Features"])
         for source, batch in by_source.items():
+            if source[0] == self.labels_topic:
+                continue  # labels are only forwarded: windows summarise features and predictions
             result = self.windows.process(source, [e.record for e in batch], batch[-1].offset + 1,
                                           self.profiles.profiles)
             for delta in result.deltas:
@@ -165,6 +172,17 @@ class Monitor:
         metrics.DEAD_LETTERED.inc(dead - getattr(self, "_dead_seen", 0))
         self._dead_seen = dead
         return len(events)
+
+    def _forward(self, events: list[Event]) -> None:
+        """Predictions and labels to ``monitor.by-model``, in runs, inside this batch's transaction."""
+        messages, inconsistent = by_model_messages(events, self.window_ms, self.codec)
+        for event in inconsistent:
+            metrics.DECAY_SKIPPED.inc()
+            log.warning("not joined: %s[%d]@%d: its arrays do not match its request ids",
+                        event.topic, event.partition, event.offset)
+        produce = self.stage1.producer.produce
+        for key, value in messages:
+            produce(self.by_model_topic, key=key, value=value)
 
     # ------------------------------------------------------------ stage 2
     def step_stage2(self, max_messages: int = 5000, timeout: float = 0.1) -> int:
@@ -242,11 +260,10 @@ class Monitor:
             busy = self.step_stage1(timeout=0.05)
             # While stage 1 has a backlog, the other stages only take what is already there.
             self.step_stage2(timeout=0.0 if busy else 0.05)
-            self.decay_route.step(timeout=0.0)
             self.decay.step(timeout=0.0 if busy else 0.02)
 
     def close(self) -> None:
-        for part in (self.stage1, self.stage2, self.decay_route, self.decay, self.profiles):
+        for part in (self.stage1, self.stage2, self.decay, self.profiles):
             try:
                 part.close()
             except Exception as exc:  # closing the others matters more

@@ -1,0 +1,146 @@
+"""The compiled Prediction/Features reader and the one-row writer agree with fastavro, byte for byte.
+
+fastavro is the independent implementation here: every body the compiled
+writer makes must equal fastavro's encoding of the same record, and every
+body fastavro writes must read back through the compiled reader as the
+record fastavro itself reads. Odd bodies (other writers' blocked arrays,
+truncation, trailing bytes, bad UTF-8) must fall back to fastavro, whose
+errors they keep.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from fastavro import schemaless_reader, schemaless_writer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas import Codec, DecodeError, encode_rows
+from schemas.codec import HEADER_LEN
+from schemas.compiled import BodyReader, RowWriter, avro_string, features_body, prediction_body
+from schemas.featurespec import FeatureSpec
+
+CODEC = Codec.default()
+PREDICTION = CODEC.schema("driftline.Prediction")
+FEATURES = CODEC.schema("driftline.Features")
+
+names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+numbers = st.one_of(st.floats(allow_nan=False), st.integers(-2**53, 2**53))
+texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
+values = st.one_of(numbers, texts, st.none(), st.booleans(), st.lists(st.integers(), max_size=2))
+
+
+def fastavro_body(schema: dict, record: dict) -> bytes:
+    out = io.BytesIO()
+    schemaless_writer(out, schema, record)
+    return out.getvalue()
+
+
+def fastavro_read(schema: dict, body: bytes) -> dict:
+    return schemaless_reader(io.BytesIO(body), schema, None)
+
+
+@st.composite
+def prediction_records(draw: st.DrawFn) -> dict:
+    rows = draw(st.integers(1, 4))
+    keys = draw(st.lists(names, min_size=0, max_size=6, unique=True))
+    table = [{k: draw(values) for k in keys if draw(st.booleans()) or rows == 1} for _ in range(rows)]
+    if not any(table):
+        table[0]["x"] = 1.0
+    classes = draw(st.one_of(st.none(), st.lists(texts, min_size=rows, max_size=rows)))
+    return {"model": draw(names), "model_version": draw(texts), "event_time": draw(st.integers(-2**63, 2**63 - 1)),
+            "request_ids": draw(st.lists(texts, min_size=rows, max_size=rows)),
+            "segment": draw(st.one_of(st.none(), texts)), "columns": encode_rows(table),
+            "prediction": np.asarray(draw(st.lists(st.floats(), min_size=rows, max_size=rows)), "<f8").tobytes(),
+            "predicted_class": classes}
+
+
+@settings(max_examples=300, deadline=None)
+@given(prediction_records())
+def test_compiled_reader_reads_what_fastavro_wrote(record: dict) -> None:
+    reader = BodyReader()
+    body = fastavro_body(PREDICTION, record)
+    for _ in range(2):  # the second read goes through the remembered layouts
+        assert reader.prediction(body, 0) == fastavro_read(PREDICTION, body)
+    features = {k: record[k] for k in ("model", "event_time", "request_ids", "segment", "columns")}
+    body = fastavro_body(FEATURES, features)
+    assert reader.features(body, 0) == fastavro_read(FEATURES, body) == features
+
+
+@st.composite
+def plain_rows(draw: st.DrawFn) -> dict:
+    keys = draw(st.lists(names, min_size=0, max_size=8, unique=True))
+    return {k: draw(st.one_of(st.floats(), st.integers(-2**60, 2**60), texts)) for k in keys}
+
+
+@settings(max_examples=300, deadline=None)
+@given(plain_rows(), st.integers(-2**63, 2**63 - 1), texts, st.one_of(st.none(), texts), st.floats())
+def test_one_row_writer_matches_fastavro_byte_for_byte(row: dict, event_time: int, request_id: str,
+                                                        segment: str | None, score: float) -> None:
+    writer = RowWriter()
+    columns = writer.columns(row)
+    assert columns is not None, "a plain row takes the compiled path"
+    assert writer.columns(row) == columns  # the remembered shape writes the same bytes
+    head = avro_string("m") + avro_string("")  # model, model_version
+    record = {"model": "m", "model_version": "", "event_time": event_time, "request_ids": [request_id],
+              "segment": segment, "columns": encode_rows([row]),
+              "prediction": np.float64(score).tobytes(), "predicted_class": None}
+    assert prediction_body(head, event_time, request_id, segment, columns, score) == fastavro_body(PREDICTION, record)
+    features = {k: record[k] for k in ("model", "event_time", "request_ids", "segment", "columns")}
+    assert features_body(avro_string("m"), event_time, request_id, segment, columns) == fastavro_body(FEATURES, features)
+
+
+@pytest.mark.parametrize("row", [
+    {"age": None, "plan": "pro"},  # a null
+    {"age": True, "plan": "pro"},  # a bool is a category, not a number
+    {"age": np.float32(1.5), "plan": "pro"},  # a numpy scalar
+    {"age": 2**1100, "plan": "pro"},  # beyond float64
+    {"age": [1, 2], "plan": "pro"},  # no block carries a list
+])
+def test_rows_the_compiled_writer_leaves_to_the_general_path(row: dict) -> None:
+    writer = RowWriter()
+    assert writer.columns({"age": 30.0, "plan": "pro"}) is not None
+    assert writer.columns(row) is None
+
+
+def test_spec_decides_the_blocks_and_a_misfit_goes_the_general_way() -> None:
+    spec = FeatureSpec.from_dict({"model": "m", "features": [{"name": "zip", "type": "string"}, {"name": "age", "type": "int"}]})
+    writer = RowWriter(spec)
+    row = {"age": 30, "zip": "10115"}
+    columns = writer.columns(row)
+    record = {"model": "m", "event_time": 0, "request_ids": ["r"], "segment": None,
+              "columns": encode_rows([row], spec)}
+    assert features_body(b"\x02m", 0, "r", None, columns) == fastavro_body(FEATURES, record)
+    assert writer.columns({"age": "30", "zip": "10115"}) is None  # a mismatch: the general path records it
+    assert writer.columns({"age": 30}) is None  # a spec feature missing: a null
+
+
+def test_unusual_bodies_fall_back_to_fastavro_and_keep_its_errors() -> None:
+    record = {"model": "m", "model_version": "", "event_time": 5, "request_ids": ["a", "b"], "segment": None,
+              "columns": encode_rows([{"x": 1.0}, {"x": 2.0}]), "prediction": bytes(16), "predicted_class": None}
+    body = fastavro_body(PREDICTION, record)
+    reader = BodyReader()
+    assert reader.prediction(body, 0) == record
+    assert reader.prediction(body + b"\x00", 0) is None  # trailing bytes
+    assert reader.prediction(body[:-3], 0) is None  # truncated
+    # the request ids as a blocked array (a negative count and a byte size, as other writers may write it)
+    blocked = body.replace(b"\x04\x02a\x02b\x00", b"\x03\x08\x02a\x02b\x00")
+    assert reader.prediction(blocked, 0) is None
+    assert fastavro_read(PREDICTION, blocked)["request_ids"] == ["a", "b"]
+    message = CODEC.header("driftline.Prediction") + blocked
+    assert CODEC.decode(message, "driftline.Prediction")["request_ids"] == ["a", "b"]  # fastavro read it
+    bad_utf8 = CODEC.header("driftline.Prediction") + body.replace(b"\x02a", b"\x02\xff")
+    with pytest.raises(DecodeError, match="invalid driftline.Prediction body"):
+        CODEC.decode(bad_utf8, "driftline.Prediction")
+
+
+def test_codec_decodes_through_the_compiled_reader_and_fastavro_alike() -> None:
+    record = {"model": "churn", "model_version": "2", "event_time": 1_700_000_000_000, "request_ids": ["r1"],
+              "segment": "eu", "columns": encode_rows([{"age": 31.0, "plan": "pro"}]),
+              "prediction": np.float64(0.25).tobytes(), "predicted_class": ["yes"]}
+    message = CODEC.encode("driftline.Prediction", record)
+    assert CODEC.compiled_body("driftline.Prediction", message, HEADER_LEN) == record
+    assert CODEC.decode(message, "driftline.Prediction") == fastavro_read(PREDICTION, message[HEADER_LEN:])
