@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 MISMATCH_TEXT_LIMIT = 200
+# Batch events of at least this many rows carry their categories in dictionary form (codes into the
+# distinct texts): decoding is then one numpy take instead of a Python string per cell.
+DICTIONARY_ROWS = 16
 
 def pack_mask(mask: np.ndarray) -> bytes:
     """Null bitmap of a boolean matrix; empty bytes when nothing is null."""
@@ -52,6 +55,76 @@ def unpack_mask(bitmap: bytes, rows: int, width: int) -> np.ndarray:
         raise DecodeError(f"null bitmap has {len(bitmap)} bytes, {needed} expected for {rows}x{width}")
     bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), count=rows * width, bitorder="little")
     return bits.astype(bool).reshape(rows, width)
+
+
+def unique_texts(texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """(distinct texts, index of each text among them), sorted; numpy's fixed-width unicode when it can
+    (it would cut a trailing NUL, so texts holding one are compared as Python strings)."""
+    if "\x00" in "".join(texts):
+        distinct, inverse = np.unique(np.array(texts, dtype=object), return_inverse=True)
+    else:
+        distinct, inverse = np.unique(np.array(texts, dtype=str), return_inverse=True)
+    return distinct.tolist(), inverse.ravel()
+
+
+def dictionary_block(categorical: np.ndarray) -> tuple[list[str], bytes]:
+    """(levels, uint32 codes) of a rows x names matrix of texts: the ``Columns`` dictionary form."""
+    levels, codes = unique_texts(categorical.ravel().tolist())
+    return levels, codes.astype("<u4").tobytes()
+
+
+def categorical_block(categorical: np.ndarray) -> dict[str, Any]:
+    """The categorical value fields of a ``Columns`` record: texts, or codes for a batch of rows."""
+    if categorical.shape[0] >= DICTIONARY_ROWS and categorical.size:
+        levels, codes = dictionary_block(categorical)
+        return {"categorical_values": [], "categorical_levels": levels, "categorical_codes": codes}
+    return {"categorical_values": categorical.ravel().tolist(), "categorical_levels": [], "categorical_codes": b""}
+
+
+def merged_record(items: Sequence[tuple[Mapping[str, Any], int]]) -> dict[str, Any]:
+    """One ``Columns`` record holding the rows of several, in order.
+
+    Records of one layout without nulls or mismatched values (one
+    application's events) merge without decoding a text: numbers join as
+    bytes, each record's categories (texts or its own dictionary) join as one
+    dictionary whose codes are remapped with one numpy take. Others go
+    through a :class:`FeatureFrame`.
+    """
+    first = items[0][0]
+    layout = (first["numeric_names"], first["categorical_names"])
+    if any((c["numeric_names"], c["categorical_names"]) != layout or c["numeric_nulls"] or c["categorical_nulls"]
+           or c.get("mismatched") for c, _ in items):
+        return FeatureFrame.from_records(items).to_record()
+    rows = sum(r for _, r in items)
+    width = len(first["categorical_names"])
+    levels: list[str] = []
+    codes: list[np.ndarray | range] = []  # a record of texts is its own levels, in order: a range of them
+    for columns, count in items:
+        if columns.get("categorical_codes"):
+            part = np.frombuffer(columns["categorical_codes"], dtype="<u4")
+            own = columns["categorical_levels"]
+            if part.size != count * width or (part.size and int(part.max()) >= len(own)):
+                return FeatureFrame.from_records(items).to_record()  # a bad record: the frame names it
+            codes.append(part.astype(np.int64) + len(levels))
+        else:
+            own = columns["categorical_values"]
+            if len(own) != count * width:
+                return FeatureFrame.from_records(items).to_record()
+            codes.append(range(len(levels), len(levels) + len(own)))
+        levels.extend(own)
+    merged = {**first, "numeric_values": b"".join(c["numeric_values"] for c, _ in items),
+              "categorical_values": [], "categorical_levels": [], "categorical_codes": b""}
+    if width and levels:
+        distinct, remap = unique_texts(levels)
+        if all(isinstance(c, range) for c in codes):
+            index = remap  # every record held texts: the levels are the cells, in order
+        else:
+            index = remap[np.concatenate([np.asarray(c, dtype=np.int64) for c in codes])]
+        if rows >= DICTIONARY_ROWS:
+            merged.update(categorical_levels=distinct, categorical_codes=index.astype("<u4").tobytes())
+        else:
+            merged["categorical_values"] = np.array(distinct, dtype=object)[index].tolist()
+    return merged
 
 
 _PLAIN = frozenset({float, int, type(None)})
@@ -209,6 +282,8 @@ def encode_rows(
         "categorical_values": texts,
         "categorical_nulls": _bitmap(text_nulls, len(texts)),
         "mismatched": mismatched,
+        "categorical_levels": [],
+        "categorical_codes": b"",
     }
 
 
@@ -295,17 +370,17 @@ def encode_columns(
     categorical_null = (
         np.column_stack(categorical_nulls) if categorical_nulls else np.zeros((rows, 0), bool)
     )
-    categorical_values = [
-        block[i] for i in range(rows) for block in categorical_blocks
-    ]  # row-major
+    categorical = np.empty((rows, len(categorical_blocks)), dtype=object)
+    for j, block in enumerate(categorical_blocks):
+        categorical[:, j] = block
     return {
         "numeric_names": numeric_names,
         "numeric_values": np.ascontiguousarray(numeric, dtype="<f8").tobytes(),
         "numeric_nulls": pack_mask(numeric_null),
         "categorical_names": categorical_names,
-        "categorical_values": categorical_values,
         "categorical_nulls": pack_mask(categorical_null),
         "mismatched": mismatched,
+        **categorical_block(categorical),
     }
 
 
@@ -347,13 +422,7 @@ class FeatureFrame:
             numeric = numeric.copy()
             numeric[numeric_null] = np.nan
         cat_width = len(categorical_names)
-        values = columns["categorical_values"]
-        if len(values) != rows * cat_width:
-            raise DecodeError(
-                f"categorical block has {len(values)} values, {rows * cat_width} expected "
-                f"for {rows} rows x {cat_width} features"
-            )
-        categorical = np.array(values, dtype=object).reshape(rows, cat_width)
+        categorical = _categorical_matrix(columns, rows, cat_width)
         categorical_null = unpack_mask(columns["categorical_nulls"], rows, cat_width)
         mismatched = list(columns.get("mismatched") or ())
         for item in mismatched:
@@ -395,15 +464,18 @@ class FeatureFrame:
         raw = b"".join(c["numeric_values"] for c, _ in group)
         if len(raw) != 8 * rows * width:
             return cls.concat(cls.from_record(c, r) for c, r in group)  # names the bad event
-        values: list[str] = []
-        for c, _ in group:
-            values.extend(c["categorical_values"])
-        if len(values) != rows * cat_width:
-            return cls.concat(cls.from_record(c, r) for c, r in group)
+        if any(c.get("categorical_codes") for c, _ in group):  # batch events: each its own dictionary
+            categorical = np.concatenate([_categorical_matrix(c, r, cat_width) for c, r in group])
+        else:
+            values: list[str] = []
+            for c, _ in group:
+                values.extend(c["categorical_values"])
+            if len(values) != rows * cat_width:
+                return cls.concat(cls.from_record(c, r) for c, r in group)
+            categorical = np.array(values, dtype=object).reshape(rows, cat_width)
         return cls(
             rows, numeric_names, np.frombuffer(raw, dtype="<f8").reshape(rows, width),
-            np.zeros((rows, width), dtype=bool), categorical_names,
-            np.array(values, dtype=object).reshape(rows, cat_width),
+            np.zeros((rows, width), dtype=bool), categorical_names, categorical,
             np.zeros((rows, cat_width), dtype=bool), [],
         )
 
@@ -450,9 +522,9 @@ class FeatureFrame:
             "numeric_values": np.ascontiguousarray(numeric, dtype="<f8").tobytes(),
             "numeric_nulls": pack_mask(self.numeric_null),
             "categorical_names": list(self.categorical_names),
-            "categorical_values": categorical.ravel().tolist(),
             "categorical_nulls": pack_mask(self.categorical_null),
             "mismatched": list(self.mismatched),
+            **categorical_block(categorical),
         }
 
     def numeric_column(self, name: str) -> np.ndarray:
@@ -483,6 +555,29 @@ class FeatureFrame:
                 if not nulls[i]:
                     row[name] = column[i]
         return rows
+
+
+def _categorical_matrix(columns: Mapping[str, Any], rows: int, width: int) -> np.ndarray:
+    """The rows x width texts of a ``Columns`` record, from its values or its dictionary form."""
+    codes = columns.get("categorical_codes") or b""
+    values = columns["categorical_values"]
+    if codes:
+        if values:
+            raise DecodeError("categorical block has both values and codes")
+        if len(codes) != 4 * rows * width:
+            raise DecodeError(f"categorical codes have {len(codes)} bytes, {4 * rows * width} expected "
+                              f"for {rows} rows x {width} features")
+        index = np.frombuffer(codes, dtype="<u4")
+        levels = np.array(columns.get("categorical_levels") or [], dtype=object)
+        if index.size and int(index.max()) >= len(levels):
+            raise DecodeError(f"a categorical code is {int(index.max())}; there are {len(levels)} levels")
+        return levels[index].reshape(rows, width)
+    if len(values) != rows * width:
+        raise DecodeError(
+            f"categorical block has {len(values)} values, {rows * width} expected "
+            f"for {rows} rows x {width} features"
+        )
+    return np.array(values, dtype=object).reshape(rows, width)
 
 
 def float_buffer(values: Sequence[float] | np.ndarray) -> bytes:

@@ -84,6 +84,10 @@ def _strings(data: bytes, p: int) -> tuple[list[str], int]:
             raise _Unusual  # a blocked array with byte sizes: fastavro reads it
     if count == 0:
         return [], p
+    if count >= 8:
+        uniform = _uniform_strings(data, p, count)
+        if uniform is not None:
+            return uniform
     out: list[str] = []
     append = out.append
     size = len(data)
@@ -101,6 +105,25 @@ def _strings(data: bytes, p: int) -> tuple[list[str], int]:
     if data[p] != 0:
         raise _Unusual  # a second block
     return out, p + 1
+
+
+def _uniform_strings(data: bytes, p: int, count: int) -> tuple[list[str], int] | None:
+    """``count`` ASCII strings of one length under 64 (request ids, mostly) in one decode and slices.
+
+    Each item is then a length byte and that many bytes, so the items sit at a
+    fixed stride: checking every stride-th byte is the length proves the parse
+    a loop would make. None when they are not so (the loop reads them).
+    """
+    b = data[p]
+    if b >= 0x80 or b & 1 or b == 0:
+        return None
+    stride = (b >> 1) + 1
+    end = p + count * stride
+    region = data[p:end]
+    if region[::stride] != bytes((b,)) * count or not region.isascii() or data[end:end + 1] != b"\x00":
+        return None
+    text = region.decode()
+    return [text[i:i + stride - 1] for i in range(1, len(text), stride)], end + 1
 
 
 class _NameArrays:
@@ -156,7 +179,7 @@ class BodyReader:
         """Remember the shape of a plain one-row event, for :meth:`_plain_one_row`."""
         columns = record["columns"]
         if (len(record["request_ids"]) == 1 and not columns["numeric_nulls"] and not columns["categorical_nulls"]
-                and not columns["mismatched"]):
+                and not columns["mismatched"] and not columns["categorical_codes"]):
             self._one_row = _OneRowShape(columns["numeric_names"], columns["categorical_names"])
 
     def _plain_one_row(self, data: bytes, p: int, versioned: bool) -> dict[str, Any] | None:
@@ -224,7 +247,8 @@ class BodyReader:
             return None
         columns = {"numeric_names": list(shape.numeric_names), "numeric_values": numeric_values,
                    "numeric_nulls": b"", "categorical_names": list(shape.categorical_names),
-                   "categorical_values": texts, "categorical_nulls": b"", "mismatched": []}
+                   "categorical_values": texts, "categorical_nulls": b"", "mismatched": [],
+                   "categorical_levels": [], "categorical_codes": b""}
         event_time = (value >> 1) ^ -(value & 1)
         if not versioned:
             if p != len(data):
@@ -306,10 +330,18 @@ class BodyReader:
             if data[p] != 0:
                 raise _Unusual
             p += 1
+        categorical_levels, p = _strings(data, p)
+        categorical_codes, p = _bytes(data, p)
         return {"numeric_names": numeric_names, "numeric_values": numeric_values,
                 "numeric_nulls": numeric_nulls, "categorical_names": categorical_names,
                 "categorical_values": categorical_values, "categorical_nulls": categorical_nulls,
-                "mismatched": mismatched}, p
+                "mismatched": mismatched, "categorical_levels": categorical_levels,
+                "categorical_codes": categorical_codes}, p
+
+
+# After a one-row event's texts: their array's end marker (an empty array is that marker alone), then
+# no categorical nulls, no mismatched values, no dictionary levels, no codes.
+_PLAIN_TAIL = b"\x00" * 5
 
 
 class _OneRowShape:
@@ -323,7 +355,7 @@ class _OneRowShape:
         self.categorical_head = b"\x00" + avro_strings(categorical_names) + (
             avro_long(len(categorical_names)) if categorical_names else b"")
         self.texts = len(categorical_names)
-        self.tail = b"\x00\x00\x00"
+        self.tail = _PLAIN_TAIL
 
 
 def _optional_string(data: bytes, p: int) -> tuple[str | None, int]:
@@ -377,9 +409,7 @@ class _RowShape:
         # numeric nulls (none), then the categorical names and the count of texts
         self.categorical_head = b"\x00" + avro_strings(categorical_names) + (
             avro_long(len(categorical_names)) if categorical_names else b"")
-        # the texts' end marker (an empty array is that marker alone), categorical nulls and
-        # mismatched values (none)
-        self.tail = b"\x00\x00\x00"
+        self.tail = _PLAIN_TAIL
 
 
 class RowWriter:
@@ -444,7 +474,8 @@ class RowWriter:
             columns = encode_rows([row], self.spec)
         except Exception:  # the general path raises its own error for this row
             return None
-        plain = not (columns["numeric_nulls"] or columns["categorical_nulls"] or columns["mismatched"])
+        plain = not (columns["numeric_nulls"] or columns["categorical_nulls"] or columns["mismatched"]
+                     or columns["categorical_codes"])
         names = set(columns["numeric_names"]) | set(columns["categorical_names"])
         shape = _RowShape(columns["numeric_names"], columns["categorical_names"]) \
             if plain and names == set(keys) else None

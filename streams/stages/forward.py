@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 
 from driftline.consumer import Event
 from driftline.contract import EventCodec
-from schemas import FeatureFrame
+from schemas.columns import merged_record
 from streams.decay.coalesce import Run, coalesce
 
 BY_MODEL_TOPIC = "monitor.by-model"
@@ -52,6 +52,5 @@ def _encoded(runs: list[Run], codec: EventCodec) -> Iterator[tuple[bytes, bytes]
             yield record["model"].encode(), codec.encode("driftline.Label", record)
             continue
         if len(run.parts) > 1:  # the run's features, stacked into the merged event
-            frame = FeatureFrame.from_records([(p["columns"], len(p["request_ids"])) for p in run.parts])
-            record = {**record, "columns": frame.to_record()}
+            record = {**record, "columns": merged_record([(p["columns"], len(p["request_ids"])) for p in run.parts])}
         yield record["model"].encode(), codec.encode("driftline.Prediction", record)

@@ -162,3 +162,18 @@ def test_peek_model_reads_the_first_field_as_a_full_decode_does(model) -> None:
     if model:
         assert codec.peek_model(data[:11], "driftline.Prediction") is None, "a cut-off body is not guessed"
     assert codec.peek_model(b"\x00\x01garbage", "driftline.Prediction") is None
+
+
+def test_events_written_before_the_dictionary_form_still_decode():
+    """A Prediction written with the schema of before ``categorical_levels``/``codes`` (its history copy)."""
+    codec = Codec.default()
+    old = json.loads((SCHEMA_DIR / "history" / "prediction.v1.avsc").read_text())
+    writer = codec.register_writer(old)
+    record = prediction_record(3)
+    for field in ("categorical_levels", "categorical_codes"):
+        del record["columns"][field]
+    body = io.BytesIO()
+    schemaless_writer(body, parse_schema(old), record)
+    decoded = codec.decode(MAGIC + writer.fingerprint + body.getvalue(), "driftline.Prediction")
+    assert decoded["columns"]["categorical_values"] == ["pro"] * 3
+    assert not decoded["columns"]["categorical_codes"] and decoded["columns"]["categorical_levels"] == []

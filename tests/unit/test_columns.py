@@ -117,3 +117,58 @@ def test_rows_round_trip_through_the_wire_form(rows):
     assert len(back) == len(rows)
     for original, decoded in zip(rows, back, strict=True):
         assert decoded == {k: (float(v) if isinstance(v, int) else v) for k, v in original.items()}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 60), st.lists(st.sampled_from(["free", "pro", "team", "", "é"]), min_size=1, max_size=400),
+       st.floats(0, 1))
+def test_batch_categories_travel_as_codes_and_decode_to_the_same_texts(rows, pool, null_share):
+    rng = np.random.default_rng(rows)
+    texts = {name: [pool[0]] + [pool[k] if rng.random() >= null_share else None  # first a text: a category column
+                                for k in rng.integers(0, len(pool), rows - 1)]
+             for name in ("plan", "region")}
+    columns = encode_columns({**texts, "x": rng.normal(size=rows)})
+    assert bool(columns["categorical_codes"]) == (rows >= 16)
+    assert (columns["categorical_values"] == []) == (rows >= 16)
+    frame = FeatureFrame.from_record(columns, rows)
+    for j, name in enumerate(frame.categorical_names):  # independent: the texts as sent, None as a null
+        sent = texts[name]
+        assert frame.categorical_null[:, j].tolist() == [v is None for v in sent]
+        assert [t for t, v in zip(frame.categorical[:, j].tolist(), sent, strict=True) if v is not None] == \
+            [v for v in sent if v is not None]
+    again = FeatureFrame.from_record(frame.to_record(), rows)  # the frame back to the wire form: the same frame
+    assert again.categorical.tolist() == frame.categorical.tolist()
+    assert again.categorical_null.tolist() == frame.categorical_null.tolist()
+    assert np.array_equal(again.numeric, frame.numeric, equal_nan=True)
+
+
+def test_codes_that_do_not_fit_their_levels_are_decode_errors():
+    columns = encode_columns({"plan": ["a", "b"] * 10})
+    with pytest.raises(DecodeError, match="levels"):
+        FeatureFrame.from_record({**columns, "categorical_levels": ["a"]}, 20)
+    with pytest.raises(DecodeError, match="codes have"):
+        FeatureFrame.from_record(columns, 19)
+    with pytest.raises(DecodeError, match="both values and codes"):
+        FeatureFrame.from_record({**columns, "categorical_values": ["a"] * 20}, 20)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 30), st.booleans()), min_size=1, max_size=6),
+       st.lists(st.sampled_from(["a", "b\x00", "é", "", "zz"]), min_size=1, max_size=5))
+def test_merged_records_hold_the_rows_of_their_parts_in_order(parts, pool):
+    from schemas.columns import merged_record
+
+    rng = np.random.default_rng(len(parts))
+    items, expected_text, expected_x = [], [], []
+    for rows, as_columns in parts:
+        texts = [pool[k] for k in rng.integers(0, len(pool), rows)]
+        x = rng.normal(size=rows)
+        columns = encode_columns({"x": x, "plan": texts}) if as_columns else \
+            encode_rows([{"x": float(v), "plan": t} for v, t in zip(x, texts, strict=True)])
+        items.append((columns, rows))
+        expected_text += texts
+        expected_x += x.tolist()
+    total = sum(r for _, r in items)
+    frame = FeatureFrame.from_record(merged_record(items), total)
+    assert frame.categorical[:, 0].tolist() == expected_text  # a trailing NUL kept, order kept
+    assert frame.numeric[:, 0].tolist() == expected_x

@@ -144,3 +144,18 @@ def test_codec_decodes_through_the_compiled_reader_and_fastavro_alike() -> None:
     message = CODEC.encode("driftline.Prediction", record)
     assert CODEC.compiled_body("driftline.Prediction", message, HEADER_LEN) == record
     assert CODEC.decode(message, "driftline.Prediction") == fastavro_read(PREDICTION, message[HEADER_LEN:])
+
+
+@pytest.mark.parametrize("ids", [
+    [f"{i:032x}" for i in range(40)],  # one length, ASCII: read at a fixed stride
+    [f"{i:02d}\x00" for i in range(40)],  # NUL inside is text like any other
+    ["é" + f"{i:02d}" for i in range(40)],  # same byte length, not ASCII: the loop reads them
+    [f"{i}" for i in range(40)],  # lengths differ
+    ["x" * 63] * 9, [""] * 9,
+])
+def test_request_id_arrays_read_alike_at_a_stride_or_in_a_loop(ids: list[str]) -> None:
+    record = {"model": "m", "model_version": "", "event_time": 5, "request_ids": ids, "segment": None,
+              "columns": encode_rows([{"x": 1.0}] * len(ids)), "prediction": bytes(8 * len(ids)),
+              "predicted_class": None}
+    body = fastavro_body(PREDICTION, record)
+    assert BodyReader().prediction(body, 0) == fastavro_read(PREDICTION, body) == record
