@@ -156,21 +156,18 @@ class BodyReader:
         self._one_row: _OneRowShape | None = None
 
     def prediction(self, data: bytes, start: int) -> dict[str, Any] | None:
-        if self._one_row is not None:
-            record = self._plain_one_row(data, start, True)
-            if record is not None:
-                return record
-        record = self._general_prediction(data, start)
-        if record is not None:
-            self._learn(record)
-        return record
+        return self._read(data, start, True)
 
     def features(self, data: bytes, start: int) -> dict[str, Any] | None:
+        return self._read(data, start, False)
+
+    def _read(self, data: bytes, start: int, prediction: bool) -> dict[str, Any] | None:
+        """The one-pass reader for the shape seen last, else the general one (which learns the shape)."""
         if self._one_row is not None:
-            record = self._plain_one_row(data, start, False)
+            record = self._plain_one_row(data, start, prediction)
             if record is not None:
                 return record
-        record = self._general_features(data, start)
+        record = self._general(data, start, prediction)
         if record is not None:
             self._learn(record)
         return record
@@ -261,43 +258,29 @@ class BodyReader:
                 "request_ids": [request_id], "segment": None, "columns": columns,
                 "prediction": data[p + 1:p + 9], "predicted_class": None}
 
-    def _general_prediction(self, data: bytes, start: int) -> dict[str, Any] | None:
+    def _general(self, data: bytes, start: int, prediction: bool) -> dict[str, Any] | None:
+        """Any body of the current Prediction (or Features) schema whose arrays are single blocks."""
         try:
-            model, p = self._model_at(data, start)
-            version, p = _string(data, p)
-            event_time, p = _long(data, p)
-            request_ids, p = _strings(data, p)
-            segment, p = _optional_string(data, p)
-            columns, p = self._columns(data, p)
-            prediction, p = _bytes(data, p)
-            tag, p = _long(data, p)
-            if tag == 0:
-                predicted_class = None
-            elif tag == 1:
-                predicted_class, p = _strings(data, p)
-            else:
-                raise _Unusual
+            record: dict[str, Any] = {}
+            record["model"], p = self._model_at(data, start)
+            if prediction:
+                record["model_version"], p = _string(data, p)
+            record["event_time"], p = _long(data, p)
+            record["request_ids"], p = _strings(data, p)
+            record["segment"], p = _optional_string(data, p)
+            record["columns"], p = self._columns(data, p)
+            if prediction:
+                record["prediction"], p = _bytes(data, p)
+                tag, p = _long(data, p)
+                if tag == 0:
+                    record["predicted_class"] = None
+                elif tag == 1:
+                    record["predicted_class"], p = _strings(data, p)
+                else:
+                    raise _Unusual
         except (_Unusual, IndexError, UnicodeDecodeError):
             return None
-        if p != len(data):
-            return None
-        return {"model": model, "model_version": version, "event_time": event_time,
-                "request_ids": request_ids, "segment": segment, "columns": columns,
-                "prediction": prediction, "predicted_class": predicted_class}
-
-    def _general_features(self, data: bytes, start: int) -> dict[str, Any] | None:
-        try:
-            model, p = self._model_at(data, start)
-            event_time, p = _long(data, p)
-            request_ids, p = _strings(data, p)
-            segment, p = _optional_string(data, p)
-            columns, p = self._columns(data, p)
-        except (_Unusual, IndexError, UnicodeDecodeError):
-            return None
-        if p != len(data):
-            return None
-        return {"model": model, "event_time": event_time, "request_ids": request_ids,
-                "segment": segment, "columns": columns}
+        return record if p == len(data) else None
 
     def _model_at(self, data: bytes, p: int) -> tuple[str, int]:
         encoded, model = self._model
