@@ -152,7 +152,7 @@ def test_codes_that_do_not_fit_their_levels_are_decode_errors():
         FeatureFrame.from_record({**columns, "categorical_values": ["a"] * 20}, 20)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 30), st.booleans()), min_size=1, max_size=6),
        st.lists(st.sampled_from(["a", "b\x00", "é", "", "zz"]), min_size=1, max_size=5))
 def test_merged_records_hold_the_rows_of_their_parts_in_order(parts, pool):

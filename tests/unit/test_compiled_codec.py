@@ -58,7 +58,7 @@ def prediction_records(draw: st.DrawFn) -> dict:
             "predicted_class": classes}
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(prediction_records())
 def test_compiled_reader_reads_what_fastavro_wrote(record: dict) -> None:
     reader = BodyReader()
@@ -76,7 +76,7 @@ def plain_rows(draw: st.DrawFn) -> dict:
     return {k: draw(st.one_of(st.floats(), st.integers(-2**60, 2**60), texts)) for k in keys}
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(plain_rows(), st.integers(-2**63, 2**63 - 1), texts, st.one_of(st.none(), texts), st.floats())
 def test_one_row_writer_matches_fastavro_byte_for_byte(row: dict, event_time: int, request_id: str,
                                                         segment: str | None, score: float) -> None:
