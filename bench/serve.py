@@ -8,6 +8,13 @@ not the bottleneck) it reports ``rps``, ``p50_ms``, ``p99_ms``; the same
 against ``ceiling``: the same stack (uvicorn, Starlette) answering a
 constant JSON body with no model. ``swap_ms``: from the Deployment record
 being acknowledged to the first response from the new version.
+
+``--peers`` (with the peers' venv, ``make peers``) adds MLServer 1.7 serving
+the same pickled river pipeline through a custom runtime
+(``bench/peers/mlserver_river.py``; in-process inference,
+``parallel_workers: 0``, its fastest setting for a model this cheap), loaded
+by the same closed-loop client with the same request body: ``mlserver_rps_cN``,
+``mlserver_p99_ms_cN`` and ``vs_mlserver_cN`` (the node over MLServer).
 """
 
 from __future__ import annotations
@@ -15,16 +22,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pickle
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
-from _common import bench_settings, parser, report
+from _common import bench_settings, parser, peers_python, report
 
 from driftline import artifacts
 from driftline.broker.local import free_port
 from driftline.client import infer_body
+from driftline.processes import spawn, stop_group
 from driftline.registry import Registry
 from driftline.synthetic import agrawal
 from schemas import Table
@@ -84,21 +95,43 @@ async def closed_loop(port: int, request: bytes, connections: int, seconds: floa
     return latencies
 
 
-def wait_ready(port: int) -> None:
+def wait_ready(port: int, path: str = "/v2/health/ready") -> None:
     import httpx
 
     for _ in range(300):
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise RuntimeError("the serving node did not become ready")
+    raise RuntimeError(f"the server on port {port} did not become ready")
+
+
+def start_mlserver(settings, folder: Path, port: int) -> subprocess.Popen[bytes]:
+    """MLServer serving the node's model (verified here, pickled for the peer) on ``port``."""
+    python = peers_python()
+    if python is None:
+        raise SystemExit("--peers needs the peers' venv: run `make peers` (or set DRIFTLINE_PEERS_PYTHON)")
+    model = artifacts.load(Registry(settings).model("bench", "1"), settings)  # signature checked
+    (folder / "model.pkl").write_bytes(pickle.dumps(model.estimator))
+    (folder / "settings.json").write_text(json.dumps({
+        "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "parallel_workers": 0,
+        "debug": False}))
+    runtime = Path(__file__).resolve().parent / "peers"
+    (folder / "model-settings.json").write_text(json.dumps({
+        "name": "bench", "implementation": "mlserver_river.RiverRuntime",
+        "parameters": {"uri": str(folder / "model.pkl"), "version": "1"}}))
+    env = {**os.environ, "PYTHONPATH": str(runtime)}
+    # its own process group, tied to this process: MLServer and anything it starts stop with the bench
+    return spawn([str(Path(python).parent / "mlserver"), "start", str(folder)], env=env,
+                 stdout=subprocess.DEVNULL, python_child=False)
 
 
 def main() -> None:
-    args = parser(__doc__).parse_args()
+    p = parser(__doc__)
+    p.add_argument("--peers", action="store_true", help="also measure MLServer (needs `make peers`)")
+    args = p.parse_args()
     seconds = 3.0 if args.quick else 10.0
     settings = bench_settings().replace(signing_key="bench-signing-secret-0123")
     config = parse_model_config({"name": "bench", "pipeline": "logistic_regression",
@@ -114,27 +147,42 @@ def main() -> None:
     node = subprocess.Popen([sys.executable, "-m", "driftline.cli.main", "serve", "--port", str(node_port),
                              "--no-access-log"], env=env)
     ceiling = subprocess.Popen([sys.executable, "-c", CEILING, str(ceiling_port)])
+    processes = [node, ceiling]
+    servers = [("", node_port), ("ceiling_", ceiling_port)]
     figures: dict[str, float | int | str] = {}
+    folder = tempfile.TemporaryDirectory(prefix="driftline-mlserver-")
     try:
+        if args.peers:
+            mlserver_port = free_port()
+            processes.append(start_mlserver(settings, Path(folder.name), mlserver_port))
+            servers.append(("mlserver_", mlserver_port))
+            wait_ready(mlserver_port, "/v2/models/bench/ready")
         wait_ready(node_port)
         body = json.dumps(infer_body({k: v[:1] for k, v in columns.items()})).encode()
         request = (f"POST /v2/models/bench/infer HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
                    f"Content-Length: {len(body)}\r\n\r\n").encode() + body
         for connections in (1, 8, 32):
-            for name, port in (("", node_port), ("ceiling_", ceiling_port)):
+            for name, port in servers:
                 latencies = asyncio.run(closed_loop(port, request, connections, seconds))
                 figures[f"{name}rps_c{connections}"] = len(latencies) / seconds
                 figures[f"{name}p50_ms_c{connections}"] = float(np.percentile(latencies, 50) * 1000)
                 figures[f"{name}p99_ms_c{connections}"] = float(np.percentile(latencies, 99) * 1000)
             figures[f"ratio_c{connections}"] = figures[f"rps_c{connections}"] / figures[f"ceiling_rps_c{connections}"]
+            if args.peers:
+                figures[f"vs_mlserver_c{connections}"] = (figures[f"rps_c{connections}"]
+                                                         / figures[f"mlserver_rps_c{connections}"])
         figures["ceiling_rps"] = figures["ceiling_rps_c8"]
         figures["rps"] = figures["rps_c8"]
         figures["p99_ms"] = figures["p99_ms_c8"]
         figures["swap_ms"] = measure_swap(settings, node_port, body)
     finally:
+        for peer in processes[2:]:
+            stop_group(peer, 30)
         for process in (node, ceiling):
             process.terminate()
+        for process in (node, ceiling):
             process.wait(30)
+        folder.cleanup()
     report(figures)
 
 
