@@ -171,10 +171,11 @@ def output_tensors(task: str, scores: np.ndarray, classes: np.ndarray | None) ->
     finite = [None if not math.isfinite(s) else s for s in scores.tolist()]
     if task == "regression":
         return [{"name": "prediction", "datatype": "FP64", "shape": [n], "data": finite}]
-    if classes is None:
-        classes = np.where(scores >= 0.5, "1", "0")
+    # a binary model's class from its score: a list, since numpy's string arrays cost more than they save
+    # at the few rows a request has (NaN is not >= 0.5: class "0", as np.where said)
+    predicted = [("1" if s >= 0.5 else "0") for s in scores.tolist()] if classes is None else classes.tolist()
     return [{"name": "score", "datatype": "FP64", "shape": [n], "data": finite},
-            {"name": "predicted_class", "datatype": "BYTES", "shape": [n], "data": classes.tolist()}]
+            {"name": "predicted_class", "datatype": "BYTES", "shape": [n], "data": predicted}]
 
 
 def output_names(task: str) -> list[str]:

@@ -36,23 +36,6 @@ class Run:
     parts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _key(kind: str, event: Event, window_ms: int) -> tuple:
-    record = event.record
-    window = record["event_time"] // window_ms
-    if kind == "label":
-        return kind, event.topic, event.partition, record["model"], window
-    return (kind, event.topic, event.partition, record["model"], record.get("model_version") or "", window,
-            record.get("predicted_class") is None)
-
-
-def _consistent(kind: str, record: dict[str, Any]) -> bool:
-    rows = len(record["request_ids"])
-    if kind == "label":
-        return len(record["labels"]) == rows
-    classes = record.get("predicted_class")
-    return len(record["prediction"]) == 8 * rows and (classes is None or len(classes) == rows)
-
-
 def _merged(run: Run) -> dict[str, Any]:
     parts = run.parts
     first = parts[0]
@@ -70,20 +53,35 @@ def _merged(run: Run) -> dict[str, Any]:
 
 
 def coalesce(events: Iterable[Event], window_ms: int) -> tuple[list[Run], list[Event]]:
-    """(runs in order of their first event, inconsistent events left out)."""
+    """(runs in order of their first event, inconsistent events left out).
+
+    One pass with the key and the consistency check written inline: it runs
+    once per consumed event, in stage 1 and in the decay stage.
+    """
     runs: dict[tuple, Run] = {}
     bad: list[Event] = []
     for event in events:
-        kind = "label" if event.schema == "driftline.Label" else "prediction"
-        if not _consistent(kind, event.record):
-            bad.append(event)
-            continue
-        key = _key(kind, event, window_ms)
+        record = event.record
+        rows = len(record["request_ids"])
+        if event.schema == "driftline.Label":
+            kind = "label"
+            if len(record["labels"]) != rows:
+                bad.append(event)
+                continue
+            key: tuple = (kind, event.topic, event.partition, record["model"], record["event_time"] // window_ms)
+        else:
+            kind = "prediction"
+            classes = record.get("predicted_class")
+            if len(record["prediction"]) != 8 * rows or (classes is not None and len(classes) != rows):
+                bad.append(event)
+                continue
+            key = (kind, event.topic, event.partition, record["model"], record.get("model_version") or "",
+                   record["event_time"] // window_ms, classes is None)
         run = runs.get(key)
         if run is None:
-            runs[key] = Run(kind, (event.topic, event.partition), event.offset, {}, parts=[event.record])
+            runs[key] = Run(kind, (event.topic, event.partition), event.offset, {}, parts=[record])
         else:
-            run.parts.append(event.record)
+            run.parts.append(record)
             run.events += 1
             run.offset = min(run.offset, event.offset)
     for run in runs.values():
