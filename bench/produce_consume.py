@@ -23,6 +23,7 @@ from fastavro import schemaless_reader
 
 from driftline import Producer
 from driftline.kafka_clients import make_producer
+from driftline.runtime import tune_gc
 from schemas import Codec, FeatureFrame
 from schemas.codec import HEADER_LEN
 
@@ -67,6 +68,7 @@ def consume_all(settings, topic: str, expected: int, decode=None) -> tuple[float
 
 def main() -> None:
     args = parser(__doc__).parse_args()
+    tune_gc()  # as every driftline service does once started; the baselines run with it too
     events = 40_000 if args.quick else 200_000
     batches = 3_000 if args.quick else 10_000
     settings = bench_settings()
