@@ -29,6 +29,7 @@ from schemas.columns import encode_rows
 _DOUBLE = struct.Struct("<d")
 _LAYOUTS_KEPT = 16  # distinct name arrays remembered per reader / row shapes per writer
 _TEXTS_KEPT = 4096  # encoded category texts remembered by a writer
+_RETRY_AFTER = 64  # rows of a key set that was not plain before its shape is learned again
 
 
 class _Unusual(Exception):
@@ -410,6 +411,9 @@ class RowWriter:
     def __init__(self, spec: Any = None) -> None:
         self.spec = spec
         self._shapes: dict[tuple[str, ...], _RowShape] = {}
+        # key sets whose last row was not plain: the general path takes the next ones without a second
+        # encode to learn from, and a shape is tried again only every _RETRY_AFTER rows
+        self._not_plain: dict[tuple[str, ...], int] = {}
         self._texts: dict[str, bytes] = {}
 
     def columns(self, row: Mapping[str, Any]) -> bytes | None:
@@ -417,7 +421,13 @@ class RowWriter:
             keys = tuple(row)
         except TypeError:
             return None
-        shape = self._shapes.get(keys) if keys in self._shapes else self._learn(keys, row)
+        shape = self._shapes.get(keys)
+        if shape is None:
+            waiting = self._not_plain.get(keys)
+            if waiting:
+                self._not_plain[keys] = waiting - 1
+                return None
+            shape = self._learn(keys, row)
         if shape is None:
             return None
         parts = [shape.numeric_head]
@@ -463,7 +473,11 @@ class RowWriter:
         shape = _RowShape(columns["numeric_names"], columns["categorical_names"]) \
             if plain and names == set(keys) else None
         if shape is None:
-            return None  # not remembered: the next row of these keys may well be plain
+            if len(self._not_plain) >= _LAYOUTS_KEPT:
+                self._not_plain.clear()
+            self._not_plain[keys] = _RETRY_AFTER
+            return None
+        self._not_plain.pop(keys, None)
         if len(self._shapes) >= _LAYOUTS_KEPT:
             self._shapes.clear()
         self._shapes[keys] = shape

@@ -159,3 +159,13 @@ def test_request_id_arrays_read_alike_at_a_stride_or_in_a_loop(ids: list[str]) -
               "predicted_class": None}
     body = fastavro_body(PREDICTION, record)
     assert BodyReader().prediction(body, 0) == fastavro_read(PREDICTION, body) == record
+
+
+def test_a_key_set_seen_with_a_null_is_left_to_the_general_path_then_tried_again() -> None:
+    writer = RowWriter()
+    assert writer.columns({"age": None, "plan": "pro"}) is None
+    plain = {"age": 30.0, "plan": "pro"}
+    skipped = [writer.columns(plain) for _ in range(64)]
+    assert skipped == [None] * 64  # no second encode per row while the key set is suspect
+    assert writer.columns(plain) is not None  # then learned again, and remembered
+    assert writer.columns(plain) is not None
