@@ -36,14 +36,15 @@ class Run:
     parts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _merged(run: Run) -> dict[str, Any]:
-    parts = run.parts
+def merge_parts(kind: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One record of ``kind`` ("prediction" or "label") holding the rows of ``parts``, in order
+    (a prediction's columns stay the first part's: whoever needs them all merges them)."""
     first = parts[0]
     if len(parts) == 1:
         return first
     merged = {**first, "event_time": max(p["event_time"] for p in parts),
               "request_ids": [r for p in parts for r in p["request_ids"]]}
-    if run.kind == "label":
+    if kind == "label":
         merged["labels"] = [v for p in parts for v in p["labels"]]
     else:
         merged["prediction"] = b"".join(p["prediction"] for p in parts)
@@ -52,8 +53,11 @@ def _merged(run: Run) -> dict[str, Any]:
     return merged
 
 
-def coalesce(events: Iterable[Event], window_ms: int) -> tuple[list[Run], list[Event]]:
+def coalesce(events: Iterable[Event], window_ms: int, merge: bool = True) -> tuple[list[Run], list[Event]]:
     """(runs in order of their first event, inconsistent events left out).
+
+    ``merge=False`` leaves each run's ``record`` empty, for a caller that
+    merges its parts itself (in pieces).
 
     One pass with the key and the consistency check written inline: it runs
     once per consumed event, in stage 1 and in the decay stage.
@@ -85,5 +89,6 @@ def coalesce(events: Iterable[Event], window_ms: int) -> tuple[list[Run], list[E
             run.events += 1
             run.offset = min(run.offset, event.offset)
     for run in runs.values():
-        run.record = _merged(run)  # parts stay: a regression's loss model reads each event's columns
+        # parts stay: a regression's loss model reads each event's columns
+        run.record = merge_parts(run.kind, run.parts) if merge else {}
     return list(runs.values()), bad

@@ -24,33 +24,66 @@ decode: two thirds of a monitor worker's time.)
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from driftline.consumer import Event
 from driftline.contract import EventCodec
 from schemas.columns import merged_record
-from streams.decay.coalesce import Run, coalesce
+from streams.decay.coalesce import coalesce, merge_parts
 
 BY_MODEL_TOPIC = "monitor.by-model"
 
 
-def by_model_messages(events: Sequence[Event], window_ms: int, codec: EventCodec
-                      ) -> tuple[list[tuple[bytes, bytes]], list[Event]]:
+# A forwarded run is split so no event nears the broker's message limit (16 MiB by default): a batch
+# of wide 100-row events merged whole could pass it, and a refused produce aborts the transaction.
+MAX_RUN_BYTES = 2 * 1024 * 1024
+
+
+def by_model_messages(events: Sequence[Event], window_ms: int, codec: EventCodec,
+                      max_bytes: int = MAX_RUN_BYTES) -> tuple[list[tuple[bytes, bytes]], list[Event]]:
     """(key, value) messages for ``monitor.by-model``, and the events left out as inconsistent.
 
     ``events`` are decoded Prediction and Label events; an event whose arrays
     disagree with its request ids is returned apart (merged, it would break
-    its whole run) for the caller to count.
+    its whole run) for the caller to count. A run larger than ``max_bytes``
+    (estimated from its parts) goes out as several events.
     """
-    runs, inconsistent = coalesce(events, window_ms)
-    return list(_encoded(runs, codec)), inconsistent
-
-
-def _encoded(runs: list[Run], codec: EventCodec) -> Iterator[tuple[bytes, bytes]]:
+    runs, inconsistent = coalesce(events, window_ms, merge=False)
+    messages = []
     for run in runs:
-        record = run.record
-        if run.kind == "label":
-            yield record["model"].encode(), codec.encode("driftline.Label", record)
-            continue
-        if len(run.parts) > 1:  # the run's features, stacked into the merged event
-            record = {**record, "columns": merged_record([(p["columns"], len(p["request_ids"])) for p in run.parts])}
-        yield record["model"].encode(), codec.encode("driftline.Prediction", record)
+        for parts in _chunks(run.parts, max_bytes):
+            messages.append(_encoded(run.kind, parts, codec))
+    return messages, inconsistent
+
+
+def _size(record: dict[str, Any]) -> int:
+    """About the bytes a record takes on the wire (its request ids, numbers, texts), cheaply."""
+    rows = len(record["request_ids"])
+    columns = record.get("columns")
+    if columns is None:  # a label
+        return 64 * rows
+    return 64 * rows + len(columns["numeric_values"]) + 16 * (
+        len(columns["categorical_values"]) + len(columns.get("categorical_codes") or b"") // 4)
+
+
+def _chunks(parts: list[dict[str, Any]], max_bytes: int) -> Iterator[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    size = 0
+    for part in parts:
+        part_size = _size(part)
+        if chunk and size + part_size > max_bytes:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(part)
+        size += part_size
+    if chunk:
+        yield chunk
+
+
+def _encoded(kind: str, parts: list[dict[str, Any]], codec: EventCodec) -> tuple[bytes, bytes]:
+    record = merge_parts(kind, parts)
+    if kind == "label":
+        return record["model"].encode(), codec.encode("driftline.Label", record)
+    if len(parts) > 1:  # the run's features, stacked into the merged event
+        record = {**record, "columns": merged_record([(p["columns"], len(p["request_ids"])) for p in parts])}
+    return record["model"].encode(), codec.encode("driftline.Prediction", record)
