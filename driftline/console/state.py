@@ -24,11 +24,11 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, Message
 
 from driftline.errors import ConfigError
 from driftline.follow import TopicFollower
-from driftline.kafka_clients import throwaway_consumer
+from driftline.offsets import follow_from
 from driftline.producer import NODE_HEADER
 from driftline.settings import Settings
 from schemas import Codec
@@ -55,16 +55,13 @@ class _Stream:
     """A stream topic read from a point in time onwards, every partition, committing nothing."""
 
     def __init__(self, settings: Settings, short_topic: str, since_ms: int) -> None:
-        self.consumer: Consumer = throwaway_consumer(settings, "console")
         topic = settings.topic(short_topic)
-        partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        if not partitions:
+        # every partition from its first record at or after since_ms (a partition with none: its end)
+        self.consumer: Consumer = follow_from(settings, [topic], since_ms, "console")[0]
+        if not self.consumer.assignment():
             self.consumer.close()
             raise ConfigError(f"topic {topic} does not exist: create the topics ('driftline topics create') "
                               f"or point topic_prefix at the loop to watch")
-        found = self.consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in partitions], 10)
-        # a partition with nothing newer than since_ms answers -1: start at its end
-        self.consumer.assign([tp if tp.offset >= 0 else TopicPartition(topic, tp.partition, -1) for tp in found])
 
     def poll(self, limit: int = 2000) -> list[tuple[bytes | None, bytes]]:
         return [(m.key(), v) for m, v in self.poll_messages(limit)]
