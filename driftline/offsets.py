@@ -73,7 +73,7 @@ def follow_from(settings: Settings, topics: list[str], start_ms: int,
     consumer = throwaway_consumer(settings, purpose)
     wanted = [TopicPartition(topic, p, start_ms) for topic in topics
               for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
-    starts = consumer.offsets_for_times(wanted, 10)
+    starts = consumer.offsets_for_times(wanted, 10) if wanted else []  # no partitions: no topic
     consumer.assign(starts)
     ends = {}
     for tp in starts:

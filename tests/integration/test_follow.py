@@ -36,3 +36,11 @@ def test_an_open_transaction_is_not_state(settings):
         assert read_compacted(settings, topic, timeout=5.0) == {}
     finally:
         producer.abort_transaction(10)
+
+
+def test_the_console_names_a_topic_that_does_not_exist(settings):
+    from driftline.console.state import _Stream
+    from driftline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"topic nowhere\.predictions does not exist"):
+        _Stream(settings.replace(topic_prefix="nowhere."), "predictions", 0)
