@@ -66,10 +66,16 @@ class RequestIds:
     """
 
     def __init__(self) -> None:
+        self._reseed()
+
+    def _reseed(self) -> None:
+        self._pid = os.getpid()
         self._prefix = os.urandom(10).hex()
         self._count = itertools.count()
 
     def __call__(self) -> str:
+        if os.getpid() != self._pid:  # a forked child must not repeat its parent's ids
+            self._reseed()
         return f"{self._prefix}{next(self._count):012x}"
 
 

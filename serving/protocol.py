@@ -15,12 +15,12 @@ regressors.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from driftline.producer import RequestIds
 from schemas import FeatureSpec
 
 NUMERIC_TYPES = frozenset({"FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8",
@@ -78,8 +78,9 @@ def parse_infer(body: Any, spec: FeatureSpec) -> InferRequest:
             if (type(shape) is list and len(shape) == 1 and type(data) is list and type(shape[0]) is int
                     and len(data) == shape[0] and (rows is None or rows == shape[0])
                     and type(name) is str and kinds.get(name) == "numeric"
-                    and tensor.get("datatype") in NUMERIC_TYPES
-                    and name not in columns and set(map(type, data)) <= _PLAIN_NUMBER_TYPES):
+                    and tensor.get("datatype") in NUMERIC_TYPES and name not in columns
+                    and (type(data[0]) in _PLAIN_NUMBER_TYPES if len(data) == 1  # one row: no set to build
+                         else set(map(type, data)) <= _PLAIN_NUMBER_TYPES)):
                 columns[name] = data
                 rows = shape[0]
                 continue
@@ -128,7 +129,7 @@ def parse_infer(body: Any, spec: FeatureSpec) -> InferRequest:
     elif request_id and rows == 1:
         ids = [request_id]
     else:
-        ids = [os.urandom(16).hex() for _ in range(rows)]  # 128 random bits, as uuid4 but cheaper
+        ids = [_new_id() for _ in range(rows)]  # unique per process (random prefix, counter): as uuid4, cheaper
     wanted = body.get("outputs")
     outputs = None
     if wanted is not None:
@@ -139,11 +140,15 @@ def parse_infer(body: Any, spec: FeatureSpec) -> InferRequest:
     names = list(columns)
     values = list(columns.values())
     # nulls are left out of the row: the model sees a missing feature
-    model_rows = [{n: v for n, v in zip(names, row, strict=True) if v is not None}
-                  for row in zip(*values, strict=True)]
+    if rows == 1:  # the common request: one dict straight from the columns
+        model_rows = [{n: column[0] for n, column in columns.items() if column[0] is not None}]
+    else:
+        model_rows = [{n: v for n, v in zip(names, row, strict=True) if v is not None}
+                      for row in zip(*values, strict=True)]
     return InferRequest(model_rows, columns, ids, request_id, outputs, parameters)
 
 
+_new_id = RequestIds()
 _PLAIN_NUMBERS = (int, float)
 _PLAIN_NUMBER_TYPES = frozenset(_PLAIN_NUMBERS)
 

@@ -169,3 +169,4 @@ def test_a_key_set_seen_with_a_null_is_left_to_the_general_path_then_tried_again
     assert skipped == [None] * 64  # no second encode per row while the key set is suspect
     assert writer.columns(plain) is not None  # then learned again, and remembered
     assert writer.columns(plain) is not None
+
