@@ -6,14 +6,16 @@ Agrawal's 9 plus 11 noise columns. For concurrency 1, 8 and 32 keep-alive
 connections (closed loop, a raw asyncio HTTP/1.1 client so the client is
 not the bottleneck) it reports ``rps``, ``p50_ms``, ``p99_ms``; the same
 against ``ceiling``: the same stack (uvicorn, Starlette) answering a
-constant JSON body with no model. ``swap_ms``: from the Deployment record
-being acknowledged to the first response from the new version.
+constant JSON body with no model. ``--load wrk`` drives them with ``wrk``
+(C, one thread: less of the two cores than the Python client takes).
+``swap_ms``: from the Deployment record being acknowledged to the first
+response from the new version.
 
 ``--peers`` (with the peers' venv, ``make peers``) adds MLServer 1.7 serving
 the same pickled river pipeline through a custom runtime
 (``bench/peers/mlserver_river.py``; in-process inference,
 ``parallel_workers: 0``, its fastest setting for a model this cheap), loaded
-by the same closed-loop client with the same request body: ``mlserver_rps_cN``,
+by the same load generator with the same request body: ``mlserver_rps_cN``,
 ``mlserver_p99_ms_cN`` and ``vs_mlserver_cN`` (the node over MLServer).
 """
 
@@ -23,6 +25,8 @@ import asyncio
 import json
 import os
 import pickle
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -95,6 +99,31 @@ async def closed_loop(port: int, request: bytes, connections: int, seconds: floa
     return latencies
 
 
+_WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk_load(wrk: str, port: int, body: bytes, connections: int, seconds: float) -> tuple[float, float, float]:
+    """(requests/s, p50 ms, p99 ms) from ``wrk`` (C, one thread) posting ``body`` over ``connections``."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(body.decode())}\n'
+                     'wrk.headers["Content-Type"] = "application/json"\n')
+    try:
+        out = subprocess.run([wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+                              "-s", script.name, f"http://127.0.0.1:{port}/v2/models/bench/infer"],
+                             capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    finally:
+        os.unlink(script.name)
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw failed requests:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def percentile(label: str) -> float:
+        value, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()  # type: ignore[union-attr]
+        return float(value) * _WRK_UNITS[unit]
+
+    return rps, percentile("50"), percentile("99")
+
+
 def wait_ready(port: int, path: str = "/v2/health/ready") -> None:
     import httpx
 
@@ -131,6 +160,8 @@ def start_mlserver(settings, folder: Path, port: int) -> subprocess.Popen[bytes]
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--peers", action="store_true", help="also measure MLServer (needs `make peers`)")
+    p.add_argument("--load", choices=("python", "wrk"), default="python",
+                   help="load generator: the closed-loop asyncio client here, or wrk (C; apt-get install wrk)")
     args = p.parse_args()
     seconds = 3.0 if args.quick else 10.0
     settings = bench_settings().replace(signing_key="bench-signing-secret-0123")
@@ -161,12 +192,21 @@ def main() -> None:
         body = json.dumps(infer_body({k: v[:1] for k, v in columns.items()})).encode()
         request = (f"POST /v2/models/bench/infer HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
                    f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        wrk = shutil.which("wrk") if args.load == "wrk" else None
+        if args.load == "wrk" and wrk is None:
+            raise SystemExit("--load wrk needs wrk on the PATH (Debian: apt-get install wrk)")
+        figures["load"] = args.load
         for connections in (1, 8, 32):
             for name, port in servers:
-                latencies = asyncio.run(closed_loop(port, request, connections, seconds))
-                figures[f"{name}rps_c{connections}"] = len(latencies) / seconds
-                figures[f"{name}p50_ms_c{connections}"] = float(np.percentile(latencies, 50) * 1000)
-                figures[f"{name}p99_ms_c{connections}"] = float(np.percentile(latencies, 99) * 1000)
+                if wrk is not None:
+                    rps, p50, p99 = wrk_load(wrk, port, body, connections, seconds)
+                else:
+                    latencies = asyncio.run(closed_loop(port, request, connections, seconds))
+                    rps = len(latencies) / seconds
+                    p50, p99 = (float(np.percentile(latencies, q) * 1000) for q in (50, 99))
+                figures[f"{name}rps_c{connections}"] = rps
+                figures[f"{name}p50_ms_c{connections}"] = p50
+                figures[f"{name}p99_ms_c{connections}"] = p99
             figures[f"ratio_c{connections}"] = figures[f"rps_c{connections}"] / figures[f"ceiling_rps_c{connections}"]
             if args.peers:
                 figures[f"vs_mlserver_c{connections}"] = (figures[f"rps_c{connections}"]
