@@ -141,17 +141,12 @@ class Producer:
     def _send(self, kind: str, key: str, value: bytes) -> None:
         if self._closed:
             raise DeliveryError("this Producer is closed")
-        produce = self._producer.produce
-        try:
-            produce(self._topics[kind], value, key.encode(), on_delivery=self._on_delivery)
-        except BufferError:  # local queue full: let librdkafka drain it, then retry
-            while True:
+        while True:
+            try:
+                self._producer.produce(self._topics[kind], value, key.encode(), on_delivery=self._on_delivery)
+                break
+            except BufferError:  # local queue full: let librdkafka drain it, then retry
                 self._producer.poll(0.1)
-                try:
-                    produce(self._topics[kind], value, key.encode(), on_delivery=self._on_delivery)
-                    break
-                except BufferError:
-                    continue
         self._sent += 1
         self._producer.poll(0)
         if self._errors:
