@@ -329,7 +329,7 @@ _PLAIN_TAIL = b"\x00" * 5
 
 
 class _OneRowShape:
-    """The bytes a plain one-row event of one layout always has (what :class:`_RowShape` writes)."""
+    """The bytes a plain one-row event of one layout always has (what :class:`RowWriter` writes)."""
 
     def __init__(self, numeric_names: list[str], categorical_names: list[str]) -> None:
         self.numeric_names = tuple(numeric_names)
@@ -380,20 +380,17 @@ def avro_strings(texts: list[str] | tuple[str, ...]) -> bytes:
     return avro_long(len(texts)) + b"".join(map(avro_string, texts)) + b"\x00"
 
 
-class _RowShape:
-    """One row shape (these keys, numbers here, texts there): its fixed bytes, prepared once."""
+class _RowShape(_OneRowShape):
+    """A row shape the writer fills (these keys, numbers here, texts there): the fixed bytes the reader
+    expects (:class:`_OneRowShape`, so both sides write and check the same ones), and getters."""
 
     def __init__(self, numeric_names: list[str], categorical_names: list[str]) -> None:
+        super().__init__(numeric_names, categorical_names)
         self.numbers = itemgetter(*numeric_names) if numeric_names else None
-        self.texts = itemgetter(*categorical_names) if categorical_names else None
+        self.get_texts = itemgetter(*categorical_names) if categorical_names else None
         self.single_number = len(numeric_names) == 1
         self.single_text = len(categorical_names) == 1
         self.pack = struct.Struct(f"<{len(numeric_names)}d").pack
-        self.numeric_head = avro_strings(numeric_names) + avro_long(8 * len(numeric_names))
-        # numeric nulls (none), then the categorical names and the count of texts
-        self.categorical_head = b"\x00" + avro_strings(categorical_names) + (
-            avro_long(len(categorical_names)) if categorical_names else b"")
-        self.tail = _PLAIN_TAIL
 
 
 class RowWriter:
@@ -444,8 +441,8 @@ class RowWriter:
             except (OverflowError, struct.error):
                 return None  # an int beyond float64: the general path says so
         parts.append(shape.categorical_head)
-        if shape.texts is not None:
-            texts = shape.texts(row)
+        if shape.get_texts is not None:
+            texts = shape.get_texts(row)
             if shape.single_text:
                 texts = (texts,)
             known = self._texts
