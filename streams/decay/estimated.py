@@ -20,6 +20,7 @@ quality topic are known on assignment and not published twice.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -79,8 +80,13 @@ class EstimatedQuality:
     """Windows of prediction rows per model version, estimated at close."""
 
     def __init__(self, window_ms: int, grace_ms: int, calibrations: Calibrations,
-                 policy: DecayPolicy | None = None) -> None:
+                 policy: DecayPolicy | None = None, hold_s: float = 0.0) -> None:
         self.window_ms = window_ms
+        # Wall seconds a window stays open after the event-time watermark passed it: the watermark is the
+        # newest time from any source partition, so rows of a partition whose worker lags (a restart)
+        # still arrive in their window. A stopgap until the watermark is the slowest live partition's.
+        self.hold_s = hold_s
+        self._passed_at: dict[tuple[str, str, int], float] = {}
         self.grace_ms = grace_ms
         self.calibrations = calibrations  # (model, version) -> (calibration, expected quality, its source)
         self.policy = policy or DecayPolicy()
@@ -110,8 +116,15 @@ class EstimatedQuality:
         window.sources[source] = min(window.sources.get(source, offset), offset)
 
     def closable(self) -> list[tuple[str, str, int]]:
-        return sorted(key for key in self.windows
-                      if key[2] + self.window_ms + self.grace_ms <= self.watermarks.get(key[:2], key[2]))
+        now = time.monotonic()
+        passed = [key for key in self.windows
+                  if key[2] + self.window_ms + self.grace_ms <= self.watermarks.get(key[:2], key[2])]
+        for key in passed:
+            self._passed_at.setdefault(key, now)
+        ready = sorted(key for key in passed if now - self._passed_at[key] >= self.hold_s)
+        for key in ready:
+            del self._passed_at[key]
+        return ready
 
     def close(self, key: tuple[str, str, int]) -> tuple[EstimatedWindow | None, list[Alert]]:
         """Estimate one closed window (None when too small to say anything) and judge it."""

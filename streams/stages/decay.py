@@ -62,7 +62,8 @@ class DecayStage:
         self.profiles = profiles
         self.judge = DecayJudge(policy)
         self.scores = ScoreDrift(self.window_ms, self.grace_ms)
-        self.estimated = EstimatedQuality(self.window_ms, self.grace_ms, self._calibration, policy)
+        self.estimated = EstimatedQuality(self.window_ms, self.grace_ms, self._calibration, policy,
+                                          hold_s=idle_seconds)
         self.quality_topic = settings.topic("quality")
         self.join = self._fresh_join()
         by_model = settings.topic(BY_MODEL_TOPIC)
@@ -95,7 +96,8 @@ class DecayStage:
     def _on_assign(self, _: list[TopicPartition]) -> None:
         """Rebuild from the committed (held-back) offsets: state starts empty, published windows are known."""
         self.join = self._fresh_join()
-        self.estimated = EstimatedQuality(self.window_ms, self.grace_ms, self._calibration, self.judge.policy)
+        self.estimated = EstimatedQuality(self.window_ms, self.grace_ms, self._calibration, self.judge.policy,
+                                          hold_s=self.idle_s)
         since = int(time.time() * 1000) - QUALITY_REPLAY_MS
         for value in read_compacted(self.settings, self.quality_topic, since_ms=since).values():
             record = self.codec.decode(value, "driftline.QualitySummary")
