@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--metrics-port", type=int, default=None,
                         help=f"port for /metrics (default {DEFAULT_METRICS_PORT}; 0 disables)")
     parser.add_argument("--idle", type=float, default=30.0,
-                        help="seconds after which a silent partition stops holding windows open (default 30)")
+                        help="seconds a partition must be read to its end with nothing new before it stops "
+                             "holding windows open; one that cannot be read always holds them (default 30)")
     parser.add_argument("--rolling", type=int, default=10,
                         help="windows merged by the rolling view that catches slow drift (default 10)")
     parser.add_argument("--false-alarm-rate", type=float, default=0.01,
@@ -37,6 +38,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.window is not None or args.grace is not None:
         settings = settings.replace(window_seconds=args.window or settings.window_seconds,
                                     grace_seconds=settings.grace_seconds if args.grace is None else args.grace)
+    if args.idle <= 0:
+        raise ConfigError(f"--idle must be a positive number of seconds, got {args.idle:g}")
     if args.rolling < 2:
         raise ConfigError(f"--rolling must be at least 2 windows, got {args.rolling}")
     if not 0 < args.false_alarm_rate < 1:

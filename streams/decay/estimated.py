@@ -1,8 +1,9 @@
 """Estimated quality per window of predictions, before any label (see :mod:`driftline.estimation`).
 
 Per model version, prediction rows are kept per tumbling window of their
-event time; when the version's watermark passes a window's end plus the
-grace period, the window closes and its quality is estimated from the
+event time; when every live prediction partition of the model has passed a
+window's end plus the grace period (stage 1's progress, read in order with
+the rows), the window closes and its quality is estimated from the
 calibrated scores: a ``QualitySummary`` marked ``estimated`` with a band,
 published next to the realised windows (which wait for labels). The
 calibration is the version's own (learned on the trainer's holdout and
@@ -20,7 +21,6 @@ quality topic are known on assignment and not published twice.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,6 +32,7 @@ from driftline.offsets import held_back
 from driftline.quality import HIGHER_IS_BETTER
 from schemas.columns import FeatureFrame
 from streams.decay.judge import DecayPolicy
+from streams.drift.watermarks import SourceWatermarks
 
 ESTIMATED_DECAY = "driftline.decay.estimated"
 
@@ -80,18 +81,12 @@ class EstimatedQuality:
     """Windows of prediction rows per model version, estimated at close."""
 
     def __init__(self, window_ms: int, grace_ms: int, calibrations: Calibrations,
-                 policy: DecayPolicy | None = None, hold_s: float = 0.0) -> None:
+                 policy: DecayPolicy | None = None) -> None:
         self.window_ms = window_ms
-        # Wall seconds a window stays open after the event-time watermark passed it: the watermark is the
-        # newest time from any source partition, so rows of a partition whose worker lags (a restart)
-        # still arrive in their window. A stopgap until the watermark is the slowest live partition's.
-        self.hold_s = hold_s
-        self._passed_at: dict[tuple[str, str, int], float] = {}
         self.grace_ms = grace_ms
         self.calibrations = calibrations  # (model, version) -> (calibration, expected quality, its source)
         self.policy = policy or DecayPolicy()
         self.windows: dict[tuple[str, str, int], _Window] = {}
-        self.watermarks: dict[tuple[str, str], int] = {}
         self.published: set[tuple[str, str, int]] = set()
 
     def add(self, model: str, version: str, event_time: int, scores: np.ndarray, classes: np.ndarray | None,
@@ -103,7 +98,6 @@ class EstimatedQuality:
             return  # nothing to estimate with (a version without one is watched by labels alone)
         start = event_time // self.window_ms * self.window_ms
         key = (model, version, start)
-        self.watermarks[(model, version)] = max(self.watermarks.get((model, version), event_time), event_time)
         if key in self.published:
             return
         window = self.windows.setdefault(key, _Window())
@@ -115,16 +109,10 @@ class EstimatedQuality:
             window.columns.append({n: np.concatenate([p[n] for p in parts]) for n in parts[0]})
         window.sources[source] = min(window.sources.get(source, offset), offset)
 
-    def closable(self) -> list[tuple[str, str, int]]:
-        now = time.monotonic()
-        passed = [key for key in self.windows
-                  if key[2] + self.window_ms + self.grace_ms <= self.watermarks.get(key[:2], key[2])]
-        for key in passed:
-            self._passed_at.setdefault(key, now)
-        ready = sorted(key for key in passed if now - self._passed_at[key] >= self.hold_s)
-        for key in ready:
-            del self._passed_at[key]
-        return ready
+    def closable(self, watermarks: SourceWatermarks) -> list[tuple[str, str, int]]:
+        """Windows every live prediction partition of their model has passed (end plus grace)."""
+        return sorted(key for key in self.windows
+                      if watermarks.passed(key[0], key[2], key[2] + self.window_ms + self.grace_ms))
 
     def close(self, key: tuple[str, str, int]) -> tuple[EstimatedWindow | None, list[Alert]]:
         """Estimate one closed window (None when too small to say anything) and judge it."""

@@ -9,13 +9,13 @@ same answer however it is batched or restarted.
 
 Stage 2 (:class:`WindowMerger`) adds deltas per model and window and closes a
 window once the watermark of every source partition that carries the model
-has passed its end plus grace (a partition silent for ``idle_ms`` of wall
-time stops holding windows open).
+has passed its end plus grace; a partition stops holding windows open only
+when its stage-1 reader declares it idle (:mod:`streams.drift.watermarks`), so
+the merger decides from its input alone.
 """
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,8 +26,7 @@ from driftline.offsets import held_back
 from schemas import FeatureFrame
 from streams.drift.profile import Profile
 from streams.drift.summary import WindowSummary, summarize
-
-SourcePartition = tuple[str, int]
+from streams.drift.watermarks import SourcePartition, SourceWatermarks
 
 
 @dataclass
@@ -75,14 +74,15 @@ class PartitionWindows:
         per_model: dict[str, dict[str, int]] = defaultdict(lambda: {"rows": 0, "late": 0})
         for i, record in enumerate(records):
             model = record["model"]
+            counts = per_model[model]  # progress for every model seen, profiled or not (the decay stage's clock)
             if late[i]:
-                per_model[model]["late"] += int(rows[i])
+                counts["late"] += int(rows[i])
                 out.late_rows += int(rows[i])
             elif model not in profiles:
                 out.unprofiled_rows += int(rows[i])
             else:
                 groups[(model, int(starts[i]))].append(i)
-                per_model[model]["rows"] += int(rows[i])
+                counts["rows"] += int(rows[i])
         for (model, start), indices in groups.items():
             profile = profiles[model]
             frame = FeatureFrame.from_records([(records[i]["columns"], int(rows[i])) for i in indices])
@@ -108,12 +108,11 @@ class OpenWindow:
 class WindowMerger:
     """Stage 2 state: open windows, per-partition watermarks, and what is already closed."""
 
-    def __init__(self, window_ms: int, grace_ms: int, idle_ms: int = 30_000) -> None:
+    def __init__(self, window_ms: int, grace_ms: int) -> None:
         self.window_ms = window_ms
         self.grace_ms = grace_ms
-        self.idle_ms = idle_ms
         self.open: dict[tuple[str, int], OpenWindow] = {}
-        self.watermarks: dict[str, dict[SourcePartition, tuple[int, float]]] = defaultdict(dict)
+        self.watermarks = SourceWatermarks()
         self.closed: set[tuple[str, int]] = set()
         self.mismatched_reference_rows = 0
 
@@ -136,24 +135,14 @@ class WindowMerger:
             window.first_offsets.setdefault(partition, offset)
         return True
 
-    def add_progress(self, progress: dict[str, Any], now: float | None = None) -> None:
-        source = (progress["source_topic"], progress["source_partition"])
-        marks = self.watermarks[progress["model"]]
-        previous = marks.get(source, (np.iinfo(np.int64).min, 0.0))[0]
-        marks[source] = (max(previous, progress["watermark"]), time.monotonic() if now is None else now)
+    def add_progress(self, progress: dict[str, Any]) -> None:
+        """A PartitionProgress record (a model's progress on a source, or a source's idle declaration)."""
+        self.watermarks.apply(progress)
 
-    def ready(self, now: float | None = None) -> list[WindowSummary]:
-        """Windows every active source partition has moved past; removed from the open set."""
-        now = time.monotonic() if now is None else now
-        done = []
-        for key in sorted(self.open, key=lambda k: k[1]):
-            model, start = key
-            marks = self.watermarks.get(model, {})
-            active = [wm for wm, seen in marks.values() if (now - seen) * 1000 < self.idle_ms]
-            limit = start + self.window_ms + self.grace_ms
-            if (active and min(active) >= limit) or (marks and not active and
-                                                    max(wm for wm, _ in marks.values()) >= start):
-                done.append(key)
+    def ready(self) -> list[WindowSummary]:
+        """Windows every live source partition has moved past; removed from the open set."""
+        done = [key for key in sorted(self.open, key=lambda k: k[1])
+                if self.watermarks.passed(key[0], key[1], key[1] + self.window_ms + self.grace_ms)]
         out = []
         for key in done:
             out.append(self.open.pop(key).summary)

@@ -6,7 +6,11 @@ which move before any label arrives.
 It reads predictions and labels from ``monitor.by-model``, where
 :mod:`streams.stages.forward` puts each model's events on one partition (so with
 several workers, each model's join and windows live on exactly one), in its
-own consumer group. In one Kafka transaction per step it publishes closed
+own consumer group. Stage 1 also writes there, after the rows they cover, the
+progress of each prediction partition and its idle declarations: an estimated
+window closes when every live prediction partition of its model has passed it
+(:class:`streams.drift.watermarks.SourceWatermarks`, the rule stage 2 uses), so
+a partition whose worker lags or restarts holds it open. In one Kafka transaction per step it publishes closed
 quality windows to ``quality`` and decay alerts to ``alerts`` together with
 offsets held back to the oldest row still in its state (see
 :mod:`streams.decay.join`). A restart therefore rebuilds the join state from the
@@ -34,6 +38,7 @@ from streams.decay.join import JoinResult, LabelJoin
 from streams.decay.judge import DecayJudge, DecayPolicy, measure
 from streams.decay.score_drift import ScoreDrift
 from streams.drift.profile import Profile
+from streams.drift.watermarks import SourceWatermarks
 from streams.stages import metrics
 from streams.stages.forward import BY_MODEL_TOPIC
 
@@ -62,14 +67,14 @@ class DecayStage:
         self.profiles = profiles
         self.judge = DecayJudge(policy)
         self.scores = ScoreDrift(self.window_ms, self.grace_ms)
-        self.estimated = EstimatedQuality(self.window_ms, self.grace_ms, self._calibration, policy,
-                                          hold_s=idle_seconds)
+        self.estimated = EstimatedQuality(self.window_ms, self.grace_ms, self._calibration, policy)
+        self.watermarks = SourceWatermarks()  # of the prediction partitions, per model
         self.quality_topic = settings.topic("quality")
         self.join = self._fresh_join()
         by_model = settings.topic(BY_MODEL_TOPIC)
         self.reader = EventReader(
             settings, settings.group(DECAY_GROUP), [by_model], stage="monitor-decay",
-            expect={by_model: ("driftline.Prediction", "driftline.Label")},
+            expect={by_model: ("driftline.Prediction", "driftline.Label", "driftline.PartitionProgress")},
             transactional_id=settings.group(f"monitor-3-{instance}"), on_assign=self._on_assign,
             dead_letter_topics=[],  # the router checked these events and dead-lettered the bad ones
             **static_membership(f"{instance}-3"))
@@ -96,8 +101,8 @@ class DecayStage:
     def _on_assign(self, _: list[TopicPartition]) -> None:
         """Rebuild from the committed (held-back) offsets: state starts empty, published windows are known."""
         self.join = self._fresh_join()
-        self.estimated = EstimatedQuality(self.window_ms, self.grace_ms, self._calibration, self.judge.policy,
-                                          hold_s=self.idle_s)
+        self.estimated = EstimatedQuality(self.window_ms, self.grace_ms, self._calibration, self.judge.policy)
+        self.watermarks = SourceWatermarks()
         since = int(time.time() * 1000) - QUALITY_REPLAY_MS
         for value in read_compacted(self.settings, self.quality_topic, since_ms=since).values():
             record = self.codec.decode(value, "driftline.QualitySummary")
@@ -106,7 +111,13 @@ class DecayStage:
 
     def step(self, max_messages: int = 5000, timeout: float = 0.05) -> int:
         self.models.poll()
-        events = self.reader.poll(max_messages, timeout)
+        polled = self.reader.poll(max_messages, timeout)
+        events = []
+        for event in polled:
+            if event.schema == "driftline.PartitionProgress":
+                self.watermarks.apply(event.record)
+            else:
+                events.append(event)
         self.rows_read += sum(len(e.record["request_ids"]) for e in events)
         runs, inconsistent = coalesce(events, self.window_ms)
         for event in inconsistent:
@@ -141,7 +152,7 @@ class DecayStage:
         labels_idle = time.monotonic() - self._last_label >= self.idle_s
         closing = self.join.closable(labels_idle)
         score_alerts = self.scores.close()
-        estimating = self.estimated.closable()
+        estimating = self.estimated.closable(self.watermarks)
         if closing or score_alerts or estimating:
             self.reader.begin()
         for key in closing:
@@ -155,7 +166,7 @@ class DecayStage:
             positions = {(tp.topic, tp.partition): tp.offset for tp in assignment if tp.offset >= 0}
             safe = self.estimated.safe_offsets(self.join.safe_offsets(positions))
             self.reader.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in safe.items()])
-        return len(events)
+        return len(polled)
 
     def _publish(self, key: tuple[str, str, int]) -> None:
         model, version, start = key

@@ -3,7 +3,9 @@
 Stage 1 reads ``features``, ``predictions`` and ``labels``, writes window
 deltas and partition progress to ``stats.partial``, each partition's
 watermark to the compacted ``monitor.watermarks``, and the predictions and
-labels by model to ``monitor.by-model`` (:mod:`streams.stages.forward`);
+labels by model to ``monitor.by-model`` (:mod:`streams.stages.forward`) with the progress of
+each prediction partition; a partition it has verified quiet for ``--idle``
+seconds it declares idle to both (:mod:`streams.stages.idle`);
 stage 2 reads ``stats.partial``, closes windows, writes merged summaries to
 ``stats`` and alerts to ``alerts``. The decay stage
 (:mod:`streams.stages.decay`) joins predictions and labels on
@@ -40,10 +42,12 @@ from streams.drift.decision import DriftPolicy, compare
 from streams.drift.detectors import WindowMeanDetectors
 from streams.drift.profile import Profile
 from streams.drift.summary import WindowSummary
+from streams.drift.watermarks import QuietSources, SourcePartition, idle_declaration
 from streams.drift.windows import PartitionWindows, RollingView, WindowMerger
 from streams.stages import metrics
 from streams.stages.decay import DecayStage
 from streams.stages.forward import BY_MODEL_TOPIC, by_model_messages
+from streams.stages.idle import EndProbe
 
 log = logging.getLogger(__name__)
 STAGE1_GROUP = "monitor"
@@ -51,6 +55,8 @@ STAGE2_GROUP = "monitor-merge"
 # Closed windows older than this are never replayed into stage 2 (its commits hold back only to
 # open windows) and are enough history for the detectors and the rolling view.
 STATS_REPLAY_MS = 24 * 3600 * 1000
+# How often a topic's partition count is asked again (idle declarations go to every partition).
+PARTITIONS_REFRESH_S = 60.0
 
 
 class ProfileFollower(TopicFollower[Profile]):
@@ -81,11 +87,12 @@ class Monitor:
         window_ms = int(settings.window_seconds * 1000)
         grace_ms = int(settings.grace_seconds * 1000)
         self.windows = PartitionWindows(window_ms, grace_ms)
-        self.merger = WindowMerger(window_ms, grace_ms, int(idle_seconds * 1000))
+        self.merger = WindowMerger(window_ms, grace_ms)
         instance = instance or socket.gethostname()
         self.watermark_topic = settings.topic("monitor.watermarks")
         self.partial_topic = settings.topic("stats.partial")
         self.labels_topic = settings.topic("labels")
+        self.predictions_topic = settings.topic("predictions")
         self.by_model_topic = settings.topic(BY_MODEL_TOPIC)
         self.window_ms = window_ms
         inputs = [settings.topic("features"), settings.topic("predictions"), self.labels_topic]
@@ -101,6 +108,9 @@ class Monitor:
             settings, settings.group(STAGE2_GROUP), [self.partial_topic], stage="monitor-merge",
             transactional_id=settings.group(f"monitor-2-{instance}"), on_assign=self._restore_closed,
             **static_membership(f"{instance}-2"))
+        self.quiet = QuietSources(idle_seconds)
+        self.ends = EndProbe(settings, self.stage1.consumer, every_s=min(1.0, idle_seconds / 4))
+        self._partitions: dict[str, tuple[int, float]] = {}  # topic -> (partition count, asked at)
         self.profiles = ProfileFollower(settings)
         self.detectors = WindowMeanDetectors()
         self.rolling = RollingView(rolling_windows)
@@ -110,6 +120,7 @@ class Monitor:
 
     # ------------------------------------------------------------ recovery
     def _restore_watermarks(self, partitions: list[TopicPartition]) -> None:
+        self.ends.forget()
         stored = read_compacted(self.settings, self.watermark_topic)
         for tp in partitions:
             raw = stored.get(f"{tp.topic}:{tp.partition}".encode())
@@ -141,6 +152,9 @@ class Monitor:
     # ------------------------------------------------------------ stage 1
     def step_stage1(self, max_messages: int = 5000, timeout: float = 0.1) -> int:
         events = self.stage1.poll(max_messages, timeout)
+        idle = self._idle_sources()
+        if idle:
+            self.stage1.begin()
         if not self.stage1.in_transaction:
             return 0
         by_source: dict[tuple[str, int], list[Event]] = defaultdict(list)
@@ -153,25 +167,59 @@ class Monitor:
         for source, batch in by_source.items():
             if source[0] == self.labels_topic:
                 continue  # labels are only forwarded: windows summarise features and predictions
+            self.quiet.saw_records(source)
             result = self.windows.process(source, [e.record for e in batch], batch[-1].offset + 1,
                                           self.profiles.profiles)
             for delta in result.deltas:
                 produce(self.partial_topic, key=delta.model.encode(),
                         value=self.codec.encode("driftline.WindowSummary", delta.to_avro("partial")))
             for progress in result.progress:
-                produce(self.partial_topic, key=progress["model"].encode(),
-                        value=self.codec.encode("driftline.PartitionProgress", progress))
+                encoded = self.codec.encode("driftline.PartitionProgress", progress)
+                produce(self.partial_topic, key=progress["model"].encode(), value=encoded)
+                if source[0] == self.predictions_topic:  # the decay stage's clock, after the rows it covers
+                    produce(self.by_model_topic, key=progress["model"].encode(), value=encoded)
                 metrics.ROWS_IN.labels(progress["model"]).inc(progress["rows"])
                 metrics.LATE_ROWS.labels(progress["model"]).inc(progress["late_rows"])
             if result.unprofiled_rows:
                 metrics.UNPROFILED_ROWS.inc(result.unprofiled_rows)
             produce(self.watermark_topic, key=f"{source[0]}:{source[1]}".encode(),
                     value=json.dumps({"watermark": self.windows.watermarks[source]}).encode())
+        for source in idle:
+            if source not in by_source:  # records in this very batch: not idle after all
+                self._declare_idle(source)
         dead = self.stage1.deadletters.count
         self.stage1.commit()
         metrics.DEAD_LETTERED.inc(dead - getattr(self, "_dead_seen", 0))
         self._dead_seen = dead
         return len(events)
+
+    def _idle_sources(self) -> list[SourcePartition]:
+        """Windowed source partitions verified quiet for ``--idle`` seconds (declarations due now)."""
+        assigned = [tp for tp in self.stage1.consumer.assignment() if tp.topic != self.labels_topic]
+        now = time.monotonic()
+        for source, at_end in self.ends.poll(assigned).items():
+            self.quiet.checked(source, at_end, now)
+        self.quiet.forget({(tp.topic, tp.partition) for tp in assigned})
+        return [source for source in self.quiet.due(now) if source in self.windows.watermarks]
+
+    def _declare_idle(self, source: SourcePartition) -> None:
+        """Tell every stats.partial partition (and, for predictions, every by-model one) that ``source``
+        is idle: the closing stages' partitions are keyed by model, and any of them may wait on it."""
+        position = self.stage1.consumer.position([TopicPartition(*source)])[0].offset
+        value = self.codec.encode("driftline.PartitionProgress", idle_declaration(
+            source, self.windows.watermarks[source], max(position, 0)))
+        targets = [self.partial_topic] + ([self.by_model_topic] if source[0] == self.predictions_topic else [])
+        for topic in targets:
+            for partition in range(self._partition_count(topic)):
+                self.stage1.producer.produce(topic, key=b"", value=value, partition=partition)
+        log.debug("%s[%d] idle at watermark %d", source[0], source[1], self.windows.watermarks[source])
+
+    def _partition_count(self, topic: str) -> int:
+        count, asked = self._partitions.get(topic, (0, -PARTITIONS_REFRESH_S))
+        if time.monotonic() - asked >= PARTITIONS_REFRESH_S:
+            count = len(self.stage1.producer.list_topics(topic, timeout=10).topics[topic].partitions)
+            self._partitions[topic] = (count, time.monotonic())
+        return count
 
     def _forward(self, events: list[Event]) -> None:
         """Predictions and labels to ``monitor.by-model``, in runs, inside this batch's transaction."""

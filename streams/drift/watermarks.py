@@ -1,0 +1,117 @@
+"""When a window may close: the event-time watermark of every source partition, and which are idle.
+
+A window of a model closes once every source partition that carries the
+model has passed its end plus grace. A source partition that stops sending
+must not hold windows open for ever, so it can be declared *idle*; the
+question is who may declare it.
+
+Earlier, the stage that closes windows did, by its own wall clock: a source
+whose progress it had not seen for ``--idle`` seconds stopped counting. That
+confuses "the source has nothing to say" with "I have not heard from it":
+when the worker stalled (a broker failover blocked its transaction for a few
+seconds) or a stage-1 worker was restarting, every source looked idle at
+once and open windows closed with part of their rows; the rest arrived late
+and was left out (CI saw a window of 600 rows where 1,000 were sent).
+
+Now only the reader of a source declares it idle, and only once it has
+*verified* it: its position has been at the partition's end (asked of the
+partition's leader) continuously for ``idle`` seconds with no record arriving
+(:class:`QuietSources`). A source that is unreachable, lagging, or whose
+reader is down is never idle — it holds windows until it is read again. The
+declaration travels in the topics, in order with the data
+(:class:`SourceWatermarks` applies it), so the closing stages decide from
+their input alone, with no clock of their own.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+SourcePartition = tuple[str, int]
+# A PartitionProgress record with this model declares its source idle for every model (see QuietSources).
+ANY_MODEL = ""
+
+
+def idle_declaration(source: SourcePartition, watermark: int, next_offset: int) -> dict[str, Any]:
+    """The PartitionProgress record that declares ``source`` idle at ``watermark``."""
+    return {"model": ANY_MODEL, "source_topic": source[0], "source_partition": source[1],
+            "watermark": watermark, "next_offset": next_offset, "rows": 0, "late_rows": 0, "dead_lettered": 0}
+
+
+class SourceWatermarks:
+    """Per model, each source partition's watermark and whether its reader declared it idle."""
+
+    def __init__(self) -> None:
+        self.marks: dict[str, dict[SourcePartition, tuple[int, bool]]] = defaultdict(dict)
+
+    def apply(self, progress: dict[str, Any]) -> None:
+        """A PartitionProgress record: a model's progress on a source, or the source's idle declaration."""
+        source = (progress["source_topic"], progress["source_partition"])
+        watermark = int(progress["watermark"])
+        if progress["model"] == ANY_MODEL:
+            for marks in self.marks.values():
+                if source in marks:
+                    marks[source] = (max(marks[source][0], watermark), True)
+            return
+        marks = self.marks[progress["model"]]
+        marks[source] = (max(marks.get(source, (watermark, False))[0], watermark), False)
+
+    def passed(self, model: str, start: int, limit: int) -> bool:
+        """Whether the window ``[start, …)`` whose close is due at event time ``limit`` may close.
+
+        Every live source of the model is at or past ``limit``; when all of
+        them are idle (the stream stopped), every window that has begun closes.
+        """
+        marks = self.marks.get(model)
+        if not marks:
+            return False
+        live = [watermark for watermark, idle in marks.values() if not idle]
+        if live:
+            return min(live) >= limit
+        return max(watermark for watermark, _ in marks.values()) >= start
+
+
+class QuietSources:
+    """The reader's side: which of its source partitions have been verifiably quiet for ``idle_s``.
+
+    ``checked`` is fed with the answer to "is my position at the partition's
+    end?", asked of the broker (a failed or unanswered check counts as no).
+    A source is quiet from the first such yes until a record arrives or a
+    check says no; once quiet for ``idle_s`` it is due for a declaration,
+    repeated every ``idle_s`` while it stays quiet (a closing stage that
+    restarted has forgotten the last one).
+    """
+
+    def __init__(self, idle_s: float) -> None:
+        self.idle_s = idle_s
+        self._quiet_since: dict[SourcePartition, float] = {}
+        self._declared_at: dict[SourcePartition, float] = {}
+
+    def saw_records(self, source: SourcePartition) -> None:
+        self._quiet_since.pop(source, None)
+        self._declared_at.pop(source, None)
+
+    def checked(self, source: SourcePartition, at_end: bool, now: float) -> None:
+        if at_end:
+            self._quiet_since.setdefault(source, now)
+        else:
+            self.saw_records(source)
+
+    def forget(self, keep: set[SourcePartition]) -> None:
+        """Drop the sources no longer assigned to this reader."""
+        for state in (self._quiet_since, self._declared_at):
+            for source in [s for s in state if s not in keep]:
+                del state[source]
+
+    def due(self, now: float) -> list[SourcePartition]:
+        """Sources to declare idle now (first declarations and repeats); marked as declared."""
+        out = []
+        for source, since in self._quiet_since.items():
+            if now - since < self.idle_s:
+                continue
+            declared = self._declared_at.get(source)
+            if declared is None or now - declared >= self.idle_s:
+                self._declared_at[source] = now
+                out.append(source)
+        return sorted(out)

@@ -1,0 +1,100 @@
+"""When windows close: per-model source watermarks, idle declared by the reader only (no closing-side clock)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.drift.watermarks import ANY_MODEL, QuietSources, SourceWatermarks, idle_declaration
+
+P0, P1, F0 = ("predictions", 0), ("predictions", 1), ("features", 0)
+
+
+def progress(model: str, source: tuple[str, int], watermark: int) -> dict:
+    return {"model": model, "source_topic": source[0], "source_partition": source[1], "watermark": watermark,
+            "next_offset": 0, "rows": 1, "late_rows": 0, "dead_lettered": 0}
+
+
+def test_a_window_waits_for_the_slowest_live_source_however_long_it_is_silent():
+    marks = SourceWatermarks()
+    marks.apply(progress("m", P0, 500))
+    marks.apply(progress("m", P1, 5_000))
+    # The merger has no clock: a source that stopped reporting (its worker stalled, restarting, or its
+    # leader failing over) holds the window; the old rule closed it after --idle seconds of wall time.
+    assert not marks.passed("m", 0, 1_000)
+    marks.apply(progress("m", P0, 1_000))
+    assert marks.passed("m", 0, 1_000)
+    assert not marks.passed("m", 1_000, 2_000)
+
+
+def test_an_idle_declaration_releases_its_source_for_every_model_that_it_carried_and_only_it():
+    marks = SourceWatermarks()
+    marks.apply(progress("m", P0, 500))
+    marks.apply(progress("m", P1, 5_000))
+    marks.apply(progress("other", P1, 100))
+    marks.apply(idle_declaration(P0, 500, 10))
+    assert marks.passed("m", 0, 1_000), "P0 is idle: P1 alone decides for m"
+    assert not marks.passed("other", 0, 1_000), "P0 never carried 'other'; its own P1 is behind"
+    assert "other" not in {m for m, sources in marks.marks.items() if P0 in sources}
+    marks.apply(progress("m", P0, 600))  # rows again: live again, and behind
+    assert not marks.passed("m", 1_000, 2_000)
+
+
+def test_when_every_source_is_idle_every_window_that_began_closes_and_none_that_did_not():
+    marks = SourceWatermarks()
+    marks.apply(progress("m", P0, 1_500))
+    marks.apply(progress("m", F0, 1_200))
+    marks.apply(idle_declaration(P0, 1_500, 3))
+    assert not marks.passed("m", 1_000, 2_000)
+    marks.apply(idle_declaration(F0, 1_200, 3))
+    assert marks.passed("m", 1_000, 2_000), "the stream stopped: the last window closes with what it has"
+    assert not marks.passed("m", 2_000, 3_000)
+    assert not marks.passed("unknown", 0, 1), "no source ever spoke of this model"
+
+
+def test_the_idle_declaration_is_a_progress_record_for_any_model():
+    record = idle_declaration(P1, 42, 7)
+    assert record["model"] == ANY_MODEL and record["watermark"] == 42 and record["next_offset"] == 7
+    assert record["rows"] == record["late_rows"] == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([P0, P1, F0]), st.integers(0, 100)), min_size=1, max_size=60),
+       st.integers(0, 5))
+def test_a_window_is_closable_exactly_when_the_minimum_over_its_sources_passed_it(steps, grace):
+    """Sources advance in any interleaving (each in its own order, as a partition's progress is): checked
+    against the minimum computed here over every source seen."""
+    marks = SourceWatermarks()
+    seen: dict[tuple[str, int], int] = {}
+    for source, step in steps:
+        watermark = max(seen.get(source, 0), step * 10)
+        seen[source] = watermark
+        marks.apply(progress("m", source, watermark))
+        low = min(seen.values())
+        for start in range(0, 1_100, 100):
+            closable = marks.passed("m", start, start + 100 + grace)
+            assert closable == (low >= start + 100 + grace)
+
+
+def test_quiet_sources_are_due_after_idle_seconds_of_verified_quiet_and_then_every_idle_seconds():
+    quiet = QuietSources(idle_s=3.0)
+    quiet.checked(P0, True, now=0.0)
+    quiet.checked(P1, True, now=0.0)
+    assert quiet.due(2.9) == []
+    quiet.saw_records(P1)  # a record: quiet starts again from the next check
+    quiet.checked(P1, True, now=2.0)
+    assert quiet.due(3.0) == [P0]
+    assert quiet.due(4.0) == [], "declared once"
+    assert quiet.due(5.0) == [P1]
+    assert quiet.due(6.0) == [P0], "repeated every idle_s while quiet (a restarted merger forgot it)"
+
+
+def test_a_failed_or_behind_check_is_not_quiet_and_restarts_the_clock():
+    quiet = QuietSources(idle_s=3.0)
+    quiet.checked(P0, True, now=0.0)
+    quiet.checked(P0, False, now=2.0)  # the leader did not answer, or the reader is behind
+    quiet.checked(P0, True, now=2.5)
+    assert quiet.due(5.0) == []
+    assert quiet.due(5.5) == [P0]
+    quiet.forget({P1})  # revoked
+    assert quiet.due(100.0) == []
