@@ -21,41 +21,89 @@ reader is down is never idle — it holds windows until it is read again. The
 declaration travels in the topics, in order with the data
 (:class:`SourceWatermarks` applies it), so the closing stages decide from
 their input alone, with no clock of their own.
+
+A source's watermark is the same for every model it carries (lateness is
+decided per source partition), but stage 1's progress records are per model
+and keyed by it. A model whose traffic stopped on a source that others
+still use would then never see that source move on, and its last window
+would wait for ever. So stage 1 also sends *source progress* (model ``""``)
+to every partition of the closing stages' topics each time the source's
+watermark passes another window's close (:func:`source_progress`), as
+stream processors broadcast watermarks to every downstream channel. A
+closing stage applies a copy only to the models whose own records share
+its partition: the copy is ordered after those models' rows there, not
+after other partitions'.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Generic, TypeVar
 
 SourcePartition = tuple[str, int]
+K = TypeVar("K")  # how the closing stage names a partition of its own input
 # A PartitionProgress record with this model declares its source idle for every model (see QuietSources).
 ANY_MODEL = ""
 
 
-def idle_declaration(source: SourcePartition, watermark: int, next_offset: int) -> dict[str, Any]:
-    """The PartitionProgress record that declares ``source`` idle at ``watermark``."""
+def source_progress(source: SourcePartition, watermark: int, next_offset: int, *, idle: bool) -> dict[str, Any]:
+    """The PartitionProgress record that speaks of ``source`` for every model: its watermark, or idle."""
     return {"model": ANY_MODEL, "source_topic": source[0], "source_partition": source[1],
-            "watermark": watermark, "next_offset": next_offset, "rows": 0, "late_rows": 0, "dead_lettered": 0}
+            "watermark": watermark, "next_offset": next_offset, "rows": 0, "late_rows": 0, "dead_lettered": 0,
+            "idle": idle}
 
 
-class SourceWatermarks:
-    """Per model, each source partition's watermark and whether its reader declared it idle."""
+def closes_passed(watermark: int, window_ms: int, grace_ms: int) -> int:
+    """How many window closes (start + window + grace) a watermark has passed: source progress is sent
+    when this grows."""
+    return (watermark - grace_ms) // window_ms
+
+
+class SourceWatermarks(Generic[K]):
+    """Per model, each source partition's watermark and whether its reader declared it idle.
+
+    It also remembers where in the closing stage's own input each live
+    source's last progress record sits (``at``), so that stage can hold its
+    committed offsets back to them (:meth:`holding`): after a restart it
+    reads them again and knows every live source, instead of closing a
+    window without a source that lags (whose last word came before the
+    oldest open window).
+    """
 
     def __init__(self) -> None:
         self.marks: dict[str, dict[SourcePartition, tuple[int, bool]]] = defaultdict(dict)
+        self._last: dict[tuple[str, SourcePartition], tuple[K, int]] = {}
+        self._home: dict[str, K] = {}  # the input partition a model's records arrive on
 
-    def apply(self, progress: dict[str, Any]) -> None:
-        """A PartitionProgress record: a model's progress on a source, or the source's idle declaration."""
+    def apply(self, progress: dict[str, Any], at: tuple[K, int] | None = None) -> None:
+        """A PartitionProgress record: a model's progress on a source, or the source's idle declaration.
+
+        ``at``: the (partition, offset) of the record in the closing stage's input.
+        """
         source = (progress["source_topic"], progress["source_partition"])
         watermark = int(progress["watermark"])
         if progress["model"] == ANY_MODEL:
-            for marks in self.marks.values():
-                if source in marks:
-                    marks[source] = (max(marks[source][0], watermark), True)
+            idle = bool(progress.get("idle", False))
+            for model, marks in self.marks.items():
+                if source not in marks or (at is not None and self._home.get(model) != at[0]):
+                    continue  # not this model's source, or a copy not ordered after this model's rows
+                marks[source] = (max(marks[source][0], watermark), idle)
+                if idle:
+                    self._last.pop((model, source), None)  # an idle source need not be re-read
+                elif at is not None:
+                    self._last[(model, source)] = at
             return
-        marks = self.marks[progress["model"]]
+        model = progress["model"]
+        marks = self.marks[model]
         marks[source] = (max(marks.get(source, (watermark, False))[0], watermark), False)
+        if at is not None:
+            self._home[model] = at[0]
+            self._last[(model, source)] = at
+
+    def holding(self) -> Iterator[tuple[K, int]]:
+        """Where each live source's last progress record is: offsets to hold commits back to."""
+        return iter(self._last.values())
 
     def passed(self, model: str, start: int, limit: int) -> bool:
         """Whether the window ``[start, …)`` whose close is due at event time ``limit`` may close.

@@ -112,7 +112,7 @@ class WindowMerger:
         self.window_ms = window_ms
         self.grace_ms = grace_ms
         self.open: dict[tuple[str, int], OpenWindow] = {}
-        self.watermarks = SourceWatermarks()
+        self.watermarks: SourceWatermarks[int] = SourceWatermarks()  # stats.partial partitions
         self.closed: set[tuple[str, int]] = set()
         self.mismatched_reference_rows = 0
 
@@ -135,9 +135,10 @@ class WindowMerger:
             window.first_offsets.setdefault(partition, offset)
         return True
 
-    def add_progress(self, progress: dict[str, Any]) -> None:
-        """A PartitionProgress record (a model's progress on a source, or a source's idle declaration)."""
-        self.watermarks.apply(progress)
+    def add_progress(self, progress: dict[str, Any], partition: int = -1, offset: int = -1) -> None:
+        """A PartitionProgress record (a model's progress on a source, or a source's idle declaration),
+        read at ``offset`` of stats.partial's ``partition``."""
+        self.watermarks.apply(progress, (partition, offset) if offset >= 0 else None)
 
     def ready(self) -> list[WindowSummary]:
         """Windows every live source partition has moved past; removed from the open set."""
@@ -150,8 +151,10 @@ class WindowMerger:
         return out
 
     def commit_offsets(self, positions: dict[int, int]) -> dict[int, int]:
-        """Offsets of stats.partial safe to commit: before the first delta of any open window."""
-        return held_back(positions, (item for window in self.open.values() for item in window.first_offsets.items()))
+        """Offsets of stats.partial safe to commit: before the first delta of any open window and the
+        last progress of any live source (so a restart knows every source a window waits for)."""
+        held = (item for window in self.open.values() for item in window.first_offsets.items())
+        return held_back(held_back(positions, held), self.watermarks.holding())
 
 
 class RollingView:

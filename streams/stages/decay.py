@@ -30,6 +30,7 @@ from driftline.alerts import Alert, alert_message
 from driftline.consumer import EventReader, static_membership
 from driftline.estimation import Calibration
 from driftline.follow import TopicFollower, read_compacted
+from driftline.offsets import held_back
 from driftline.settings import Settings
 from schemas import Codec
 from streams.decay.coalesce import coalesce
@@ -68,7 +69,8 @@ class DecayStage:
         self.judge = DecayJudge(policy)
         self.scores = ScoreDrift(self.window_ms, self.grace_ms)
         self.estimated = EstimatedQuality(self.window_ms, self.grace_ms, self._calibration, policy)
-        self.watermarks = SourceWatermarks()  # of the prediction partitions, per model
+        # of the prediction partitions, per model; positions in monitor.by-model
+        self.watermarks: SourceWatermarks[tuple[str, int]] = SourceWatermarks()
         self.quality_topic = settings.topic("quality")
         self.join = self._fresh_join()
         by_model = settings.topic(BY_MODEL_TOPIC)
@@ -115,7 +117,7 @@ class DecayStage:
         events = []
         for event in polled:
             if event.schema == "driftline.PartitionProgress":
-                self.watermarks.apply(event.record)
+                self.watermarks.apply(event.record, ((event.topic, event.partition), event.offset))
             else:
                 events.append(event)
         self.rows_read += sum(len(e.record["request_ids"]) for e in events)
@@ -164,7 +166,8 @@ class DecayStage:
         if self.reader.in_transaction:
             assignment = self.reader.consumer.position(self.reader.consumer.assignment())
             positions = {(tp.topic, tp.partition): tp.offset for tp in assignment if tp.offset >= 0}
-            safe = self.estimated.safe_offsets(self.join.safe_offsets(positions))
+            safe = held_back(self.estimated.safe_offsets(self.join.safe_offsets(positions)),
+                             self.watermarks.holding())
             self.reader.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in safe.items()])
         return len(polled)
 

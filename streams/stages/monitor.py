@@ -42,7 +42,7 @@ from streams.drift.decision import DriftPolicy, compare
 from streams.drift.detectors import WindowMeanDetectors
 from streams.drift.profile import Profile
 from streams.drift.summary import WindowSummary
-from streams.drift.watermarks import QuietSources, SourcePartition, idle_declaration
+from streams.drift.watermarks import QuietSources, SourcePartition, closes_passed, source_progress
 from streams.drift.windows import PartitionWindows, RollingView, WindowMerger
 from streams.stages import metrics
 from streams.stages.decay import DecayStage
@@ -111,6 +111,8 @@ class Monitor:
         self.quiet = QuietSources(idle_seconds)
         self.ends = EndProbe(settings, self.stage1.consumer, every_s=min(1.0, idle_seconds / 4))
         self._partitions: dict[str, tuple[int, float]] = {}  # topic -> (partition count, asked at)
+        self._told: dict[SourcePartition, int] = {}  # closes_passed() last sent as source progress
+        self.grace_ms = grace_ms
         self.profiles = ProfileFollower(settings)
         self.detectors = WindowMeanDetectors()
         self.rolling = RollingView(rolling_windows)
@@ -121,6 +123,8 @@ class Monitor:
     # ------------------------------------------------------------ recovery
     def _restore_watermarks(self, partitions: list[TopicPartition]) -> None:
         self.ends.forget()
+        for tp in partitions:  # a (re)assigned source: send its progress to every model with the next batch
+            self._told.pop((tp.topic, tp.partition), None)
         stored = read_compacted(self.settings, self.watermark_topic)
         for tp in partitions:
             raw = stored.get(f"{tp.topic}:{tp.partition}".encode())
@@ -182,11 +186,18 @@ class Monitor:
                 metrics.LATE_ROWS.labels(progress["model"]).inc(progress["late_rows"])
             if result.unprofiled_rows:
                 metrics.UNPROFILED_ROWS.inc(result.unprofiled_rows)
+            watermark = self.windows.watermarks[source]
             produce(self.watermark_topic, key=f"{source[0]}:{source[1]}".encode(),
-                    value=json.dumps({"watermark": self.windows.watermarks[source]}).encode())
+                    value=json.dumps({"watermark": watermark}).encode())
+            passed = closes_passed(watermark, self.window_ms, self.grace_ms)
+            if passed > self._told.get(source, passed - 1):  # another window's close: every model hears it
+                self._told[source] = passed
+                self._broadcast(source, idle=False, next_offset=batch[-1].offset + 1)
         for source in idle:
             if source not in by_source:  # records in this very batch: not idle after all
-                self._declare_idle(source)
+                position = self.stage1.consumer.position([TopicPartition(*source)])[0].offset
+                self._broadcast(source, idle=True, next_offset=max(position, 0))
+                log.debug("%s[%d] idle at watermark %d", source[0], source[1], self.windows.watermarks[source])
         dead = self.stage1.deadletters.count
         self.stage1.commit()
         metrics.DEAD_LETTERED.inc(dead - getattr(self, "_dead_seen", 0))
@@ -202,17 +213,15 @@ class Monitor:
         self.quiet.forget({(tp.topic, tp.partition) for tp in assigned})
         return [source for source in self.quiet.due(now) if source in self.windows.watermarks]
 
-    def _declare_idle(self, source: SourcePartition) -> None:
-        """Tell every stats.partial partition (and, for predictions, every by-model one) that ``source``
-        is idle: the closing stages' partitions are keyed by model, and any of them may wait on it."""
-        position = self.stage1.consumer.position([TopicPartition(*source)])[0].offset
-        value = self.codec.encode("driftline.PartitionProgress", idle_declaration(
-            source, self.windows.watermarks[source], max(position, 0)))
+    def _broadcast(self, source: SourcePartition, *, idle: bool, next_offset: int) -> None:
+        """Source progress (its watermark, or idle) to every stats.partial partition and, for predictions,
+        every by-model one: those partitions are keyed by model, and any model may wait on the source."""
+        value = self.codec.encode("driftline.PartitionProgress", source_progress(
+            source, self.windows.watermarks[source], next_offset, idle=idle))
         targets = [self.partial_topic] + ([self.by_model_topic] if source[0] == self.predictions_topic else [])
         for topic in targets:
             for partition in range(self._partition_count(topic)):
                 self.stage1.producer.produce(topic, key=b"", value=value, partition=partition)
-        log.debug("%s[%d] idle at watermark %d", source[0], source[1], self.windows.watermarks[source])
 
     def _partition_count(self, topic: str) -> int:
         count, asked = self._partitions.get(topic, (0, -PARTITIONS_REFRESH_S))
@@ -247,7 +256,7 @@ class Monitor:
                     log.warning("%s: %d rows of window %d were summarised against another profile "
                                 "version and are left out of it", delta.model, delta.rows, delta.window_start)
             elif event.schema == "driftline.PartitionProgress":
-                self.merger.add_progress(event.record)
+                self.merger.add_progress(event.record, event.partition, event.offset)
         closing = self.merger.ready()
         if closing:
             self.stage2.begin()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.drift.watermarks import ANY_MODEL, QuietSources, SourceWatermarks, idle_declaration
+from streams.drift.watermarks import ANY_MODEL, QuietSources, SourceWatermarks, closes_passed, source_progress
 
 P0, P1, F0 = ("predictions", 0), ("predictions", 1), ("features", 0)
 
@@ -32,7 +32,7 @@ def test_an_idle_declaration_releases_its_source_for_every_model_that_it_carried
     marks.apply(progress("m", P0, 500))
     marks.apply(progress("m", P1, 5_000))
     marks.apply(progress("other", P1, 100))
-    marks.apply(idle_declaration(P0, 500, 10))
+    marks.apply(source_progress(P0, 500, 10, idle=True))
     assert marks.passed("m", 0, 1_000), "P0 is idle: P1 alone decides for m"
     assert not marks.passed("other", 0, 1_000), "P0 never carried 'other'; its own P1 is behind"
     assert "other" not in {m for m, sources in marks.marks.items() if P0 in sources}
@@ -44,18 +44,54 @@ def test_when_every_source_is_idle_every_window_that_began_closes_and_none_that_
     marks = SourceWatermarks()
     marks.apply(progress("m", P0, 1_500))
     marks.apply(progress("m", F0, 1_200))
-    marks.apply(idle_declaration(P0, 1_500, 3))
+    marks.apply(source_progress(P0, 1_500, 3, idle=True))
     assert not marks.passed("m", 1_000, 2_000)
-    marks.apply(idle_declaration(F0, 1_200, 3))
+    marks.apply(source_progress(F0, 1_200, 3, idle=True))
     assert marks.passed("m", 1_000, 2_000), "the stream stopped: the last window closes with what it has"
     assert not marks.passed("m", 2_000, 3_000)
     assert not marks.passed("unknown", 0, 1), "no source ever spoke of this model"
 
 
-def test_the_idle_declaration_is_a_progress_record_for_any_model():
-    record = idle_declaration(P1, 42, 7)
+def test_source_progress_is_a_progress_record_for_any_model_and_encodes():
+    from schemas import Codec
+
+    record = source_progress(P1, 42, 7, idle=True)
     assert record["model"] == ANY_MODEL and record["watermark"] == 42 and record["next_offset"] == 7
-    assert record["rows"] == record["late_rows"] == 0
+    assert record["rows"] == record["late_rows"] == 0 and record["idle"]
+    codec = Codec.default()
+    assert codec.decode(codec.encode("driftline.PartitionProgress", record), "driftline.PartitionProgress") == record
+
+
+def test_a_model_whose_traffic_stopped_hears_its_sources_move_on_through_source_progress():
+    marks: SourceWatermarks[int] = SourceWatermarks()
+    marks.apply(progress("retired", P0, 900), at=(0, 10))
+    marks.apply(progress("busy", P0, 900), at=(1, 10))
+    assert not marks.passed("retired", 0, 1_000)
+    # P0 goes on carrying 'busy' only; its source progress reaches every partition.
+    marks.apply(source_progress(P0, 2_500, 50, idle=False), at=(1, 60))
+    assert marks.passed("busy", 1_000, 2_000)
+    assert not marks.passed("retired", 0, 1_000), "the copy on partition 1 is not ordered after its rows"
+    marks.apply(source_progress(P0, 2_500, 50, idle=False), at=(0, 61))
+    assert marks.passed("retired", 0, 1_000)
+    assert sorted(marks.holding()) == [(0, 61), (1, 60)], "commits wait only for each source's last word"
+
+
+def test_commits_hold_back_to_live_sources_last_progress_and_not_to_idle_ones():
+    marks: SourceWatermarks[int] = SourceWatermarks()
+    marks.apply(progress("m", P0, 100), at=(0, 5))
+    marks.apply(progress("m", P1, 100), at=(0, 7))
+    marks.apply(progress("m", P1, 200), at=(0, 9))
+    assert sorted(marks.holding()) == [(0, 5), (0, 9)]
+    marks.apply(source_progress(P0, 100, 3, idle=True), at=(0, 12))
+    assert sorted(marks.holding()) == [(0, 9)]
+
+
+def test_source_progress_is_sent_each_time_the_watermark_passes_a_window_close():
+    # windows of 1000 ms, grace 200: closes at 1200, 2200, ...
+    assert closes_passed(1_199, 1_000, 200) == 0
+    assert closes_passed(1_200, 1_000, 200) == 1
+    assert closes_passed(2_199, 1_000, 200) == 1
+    assert closes_passed(2_200, 1_000, 200) == 2
 
 
 @settings(max_examples=200, deadline=None)
