@@ -37,14 +37,14 @@ def profiled(settings):
     return settings, publish_profile(settings)
 
 
-def publish_profile(settings) -> Profile:
-    """Model m's reference profile, published (with segments: every test carries them through Kafka)."""
+def publish_profile(settings, model: str = "m") -> Profile:
+    """A model's reference profile, published (with segments: every test carries them through Kafka)."""
     rng = np.random.default_rng(0)
     table = Table({k: (np.array(v, dtype=object) if k == "plan" else v)
                    for k, v in columns(rng, 10_000).items()}, TYPES)
-    profile = Profile.build(table, "m", segment_by=["plan"])
+    profile = Profile.build(table, model, segment_by=["plan"])
     producer = make_producer(settings)
-    producer.produce(settings.topic("profiles"), key=b"m", value=profile.to_bytes())
+    producer.produce(settings.topic("profiles"), key=model.encode(), value=profile.to_bytes())
     assert producer.flush(30) == 0
     return profile
 
@@ -191,6 +191,66 @@ def assert_exact_and_alerted_once(settings, expected, got) -> None:
     ids = [json.loads(m.value())["id"] for m in read_topic(settings, settings.topic("alerts"))]
     assert ids, "the shifted windows raised alerts"
     assert len(ids) == len(set(ids)), "no alert id appears twice"
+
+
+def test_a_model_whose_traffic_stops_gets_its_last_window_closed_while_another_model_streams(profiled):
+    """The partitions go on carrying model 'other': their progress (sent to every partition at each window
+    close) must move 'm' on too, though no row of 'm' arrives again and no partition is ever idle.
+
+    Both models share each event time while 'm' streams, so stage 1's batches (it keeps up) end near m's
+    last row: m's own progress alone would leave its window open for as long as 'other' streams."""
+    import threading
+
+    settings, profile = profiled
+    publish_profile(settings, "other")
+    monitor = start_monitor(settings, instance="two")
+    codec = Codec.default()
+    m_from: list[int] = []  # the index m's 20 events start at, once the monitor is keeping up
+    at = [0]
+    sent: list = []
+    stop_other = threading.Event()
+
+    def stream() -> None:
+        rng = np.random.default_rng(9)
+        with Producer(model="other", settings=settings) as other, Producer(model="m", settings=settings) as m:
+            while not stop_other.is_set():
+                i = at[0]
+                t = BASE + i * 100
+                other.predictions(columns(rng, 5), np.zeros(5), event_time=t)
+                if m_from and m_from[0] <= i < m_from[0] + 20:
+                    cols = columns(rng, 30)
+                    m.predictions(cols, np.zeros(30), event_time=t)
+                    sent.append((t, cols))
+                at[0] = i + 1
+                time.sleep(0.03)
+
+    def stats_of(model: str) -> dict[int, WindowSummary]:
+        found = {}
+        for message in read_topic(settings, settings.topic("stats"), timeout=2):
+            summary = WindowSummary.from_avro(codec.decode(message.value()))
+            if summary.model == model:
+                found[summary.window_start] = summary
+        return found
+
+    streaming = threading.Thread(target=stream)
+    streaming.start()
+    try:
+        deadline = time.monotonic() + 90
+        while not stats_of("other") and time.monotonic() < deadline:
+            time.sleep(0.5)  # the monitor is up and keeping up
+        m_from.append((at[0] // 20 + 2) * 20)  # a window of m's own, starting a little ahead
+        start = BASE + m_from[0] * 100
+        found = None
+        while found is None and time.monotonic() < deadline:
+            found = stats_of("m").get(start)
+        still_streaming = streaming.is_alive() and not stop_other.is_set()
+    finally:
+        stop_other.set()
+        streaming.join(timeout=30)
+        stop(monitor)
+    assert len(sent) == 20
+    assert found is not None and still_streaming, "m's last window closed while 'other' kept every partition busy"
+    assert_same_window(found, expected_windows(sent, profile)[start])
 
 
 def test_window_summaries_survive_sigkill_exactly_and_alerts_are_not_repeated(profiled):
