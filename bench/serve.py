@@ -8,6 +8,9 @@ not the bottleneck) it reports ``rps``, ``p50_ms``, ``p99_ms``; the same
 against ``ceiling``: the same stack (uvicorn, Starlette) answering a
 constant JSON body with no model. ``--load wrk`` drives them with ``wrk``
 (C, one thread: less of the two cores than the Python client takes).
+Each figure is the median of 5 rounds of 3 s that alternate the servers,
+and each ratio the median of the rounds' ratios, so a machine whose speed
+drifts during the run moves both sides of a ratio alike.
 ``swap_ms``: from the Deployment record being acknowledged to the first
 response from the new version.
 
@@ -163,7 +166,7 @@ def main() -> None:
     p.add_argument("--load", choices=("python", "wrk"), default="python",
                    help="load generator: the closed-loop asyncio client here, or wrk (C; apt-get install wrk)")
     args = p.parse_args()
-    seconds = 3.0 if args.quick else 10.0
+    seconds = 3.0 if args.quick else 15.0  # per server and concurrency, in rounds (below)
     settings = bench_settings().replace(signing_key="bench-signing-secret-0123")
     config = parse_model_config({"name": "bench", "pipeline": "logistic_regression",
                                  "validation": {"max_latency_p99_ms": 50}})
@@ -196,21 +199,28 @@ def main() -> None:
         if args.load == "wrk" and wrk is None:
             raise SystemExit("--load wrk needs wrk on the PATH (Debian: apt-get install wrk)")
         figures["load"] = args.load
+        # Rounds alternate the servers, so a machine whose speed drifts (other tenants, clock scaling)
+        # moves both sides of a ratio alike; each figure is the median over its rounds.
+        rounds = 1 if args.quick else 5
         for connections in (1, 8, 32):
-            for name, port in servers:
-                if wrk is not None:
-                    rps, p50, p99 = wrk_load(wrk, port, body, connections, seconds)
-                else:
-                    latencies = asyncio.run(closed_loop(port, request, connections, seconds))
-                    rps = len(latencies) / seconds
-                    p50, p99 = (float(np.percentile(latencies, q) * 1000) for q in (50, 99))
+            runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _ in servers}
+            for _ in range(rounds):
+                for name, port in servers:
+                    if wrk is not None:
+                        runs[name].append(wrk_load(wrk, port, body, connections, seconds / rounds))
+                    else:
+                        latencies = asyncio.run(closed_loop(port, request, connections, seconds / rounds))
+                        runs[name].append((len(latencies) / (seconds / rounds),
+                                           *(float(np.percentile(latencies, q) * 1000) for q in (50, 99))))
+            for name, _ in servers:
+                rps, p50, p99 = (float(np.median(column)) for column in zip(*runs[name], strict=True))
                 figures[f"{name}rps_c{connections}"] = rps
                 figures[f"{name}p50_ms_c{connections}"] = p50
                 figures[f"{name}p99_ms_c{connections}"] = p99
-            figures[f"ratio_c{connections}"] = figures[f"rps_c{connections}"] / figures[f"ceiling_rps_c{connections}"]
+            node_rps = np.array([r[0] for r in runs[""]])
+            figures[f"ratio_c{connections}"] = float(np.median(node_rps / [r[0] for r in runs["ceiling_"]]))
             if args.peers:
-                figures[f"vs_mlserver_c{connections}"] = (figures[f"rps_c{connections}"]
-                                                         / figures[f"mlserver_rps_c{connections}"])
+                figures[f"vs_mlserver_c{connections}"] = float(np.median(node_rps / [r[0] for r in runs["mlserver_"]]))
         figures["ceiling_rps"] = figures["ceiling_rps_c8"]
         figures["rps"] = figures["rps_c8"]
         figures["p99_ms"] = figures["p99_ms_c8"]

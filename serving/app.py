@@ -10,6 +10,7 @@ version, 503 while the node is not ready.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 import orjson
 from prometheus_client import Counter, Histogram
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -36,10 +36,12 @@ from driftline.settings import Settings, load_settings
 from serving import metrics
 from serving.binary import HEADER, binary_response, split_body, wants_binary
 from serving.emitter import Emission, PredictionEmitter
+from serving.front import Body, InferFront, Reply, error_reply
 from serving.protocol import InferRequest, ProtocolError, infer_response, model_metadata, parse_infer
 from serving.store import LoadedModel, ModelStore, Routed
 
 access_log = logging.getLogger("driftline.serving.access")
+HEADER_NAME = HEADER.encode()
 log = logging.getLogger(__name__)
 
 
@@ -69,17 +71,6 @@ class FastJSON(JSONResponse):
 
     def render(self, content: object) -> bytes:
         return orjson.dumps(content)
-
-
-async def read_limited(request: Request, limit: int) -> bytes | None:
-    """The request body, or None as soon as it passes ``limit`` bytes (never read whole first)."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -148,7 +139,7 @@ class NodeState:
     emitter: PredictionEmitter | None = None
 
 
-def create_app(settings: Settings | None = None, options: NodeOptions | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, options: NodeOptions | None = None) -> ASGIApp:
     settings = settings or load_settings()
     options = options or NodeOptions()
     node_id = options.node_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -202,29 +193,22 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
         ok = store().ready
         return JSONResponse({"ready": ok}, status_code=200 if ok else 400)
 
-    def lookup(request: Request) -> LoadedModel | JSONResponse:
-        """The version a request names (or the deployed one), else the error response that says why not."""
-        name = request.path_params["name"]
-        version = request.path_params.get("version")
-        served = store().get(name, version)
-        if served is None:
-            if not store().known(name):
-                return error(404, f"unknown model {name!r}")
-            if version is not None:
-                return error(404, f"version {version!r} of {name!r} is not loaded on this node "
-                                  f"(loaded: {', '.join(store().versions(name)) or 'none'})")
-            return error(503, f"model {name!r} is not loaded yet")
-        return served
+    def lookup(request: Request) -> LoadedModel | Response:
+        """:func:`find` for the Starlette routes: the model, or the error as a response."""
+        found = find(request.path_params["name"], request.path_params.get("version"))
+        if isinstance(found, Reply):
+            return Response(found.content, status_code=found.status, media_type="application/json")
+        return found
 
     async def model_meta(request: Request) -> Response:
         served = lookup(request)
-        if isinstance(served, JSONResponse):
+        if isinstance(served, Response):
             return served
         return FastJSON(model_metadata(served.name, store().versions(served.name), served.spec, served.task,
                                            served.version), headers={"x-model-version": served.version})
 
     async def model_ready(request: Request) -> Response:
-        loaded = not isinstance(lookup(request), JSONResponse)
+        loaded = not isinstance(lookup(request), Response)
         name = request.path_params["name"]
         if not loaded and not store().known(name):
             return error(404, f"unknown model {name!r}")
@@ -246,85 +230,97 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
         finally:
             metrics.SHADOW_SECONDS.labels(model.name, model.version).observe(time.perf_counter() - started)
 
-    async def infer(request: Request) -> Response:
+    def find(name: str, version: str | None) -> LoadedModel | Reply:
+        """The version a request names (or the deployed one), else the error reply that says why not."""
+        served = store().get(name, version)
+        if served is not None:
+            return served
+        if not store().known(name):
+            return error_reply(404, f"unknown model {name!r}")
+        if version is not None:
+            return error_reply(404, f"version {version!r} of {name!r} is not loaded on this node "
+                                    f"(loaded: {', '.join(store().versions(name)) or 'none'})")
+        return error_reply(503, f"model {name!r} is not loaded yet")
+
+    async def infer(name: str, version: str | None, request: Body) -> Reply:
+        """One inference (the front, :mod:`serving.front`, calls it for both infer paths)."""
         started = time.perf_counter()
-        served = lookup(request)
-        if isinstance(served, JSONResponse):
-            counters.count(request.path_params["name"], "", served.status_code)
+        served = find(name, version)
+        if isinstance(served, Reply):
+            counters.count(name, "", served.status)
             return served
         if in_flight[0] >= options.limit_concurrency:  # answer at once rather than queue without bound
             counters.count(served.name, served.version, 503)
-            return error(503, f"this node is at its limit of {options.limit_concurrency} requests in flight; retry")
+            return error_reply(503, f"this node is at its limit of {options.limit_concurrency} requests "
+                                    "in flight; retry")
         in_flight[0] += 1
         metrics.IN_FLIGHT.inc()
         status = 200
         try:
-            declared = request.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > options.max_body_bytes:
-                status = 413
-                return error(413, f"the body is {declared} bytes; this node takes at most {options.max_body_bytes}")
-            body = await read_limited(request, options.max_body_bytes)
-            if body is None:  # a chunked upload that kept going: stopped as soon as it passed the limit
-                status = 413
-                return error(413, f"the body is larger than {options.max_body_bytes} bytes")
-            try:
-                header_length = request.headers.get(HEADER)
-                payload = orjson.loads(body) if header_length is None else split_body(body, header_length)
-                parsed = parse_infer(payload, served.spec)
-            except orjson.JSONDecodeError as exc:
-                status = 400
-                return error(400, f"the body is not JSON: {exc.msg} at position {exc.pos}")
-            except (ProtocolError, UnicodeDecodeError) as exc:
-                status = 400
-                return error(400, str(exc))
-            routed = Routed(served, "", None, "")
-            if "version" not in request.path_params:  # a request pinned to a version is outside any rollout
-                routed = store().route(served.name, parsed.id or parsed.request_ids[0]) or routed
-            answering = routed.answer
-            try:
-                scores, classes = answering.model.predict(parsed.rows)
-            except Exception as exc:  # the model's own failure: a JSON 500, counted as one
-                status = 500
-                log.exception("%s v%s failed to predict", answering.name, answering.version)
-                return error(500, f"model {answering.name} v{answering.version} failed to predict: "
-                                  f"{type(exc).__name__}")
-            try:
-                answer = infer_response(answering.name, answering.version, parsed, answering.task, scores, classes)
-            except ProtocolError as exc:
-                status = 400
-                return error(400, str(exc))
-            if routed.rollout_id:
-                answer["parameters"].update(role=routed.role, rollout_id=routed.rollout_id)
-            stored = await emitter().emit(Emission(
-                answering.name, answering.version, parsed.columns, scores, classes, parsed.request_ids,
-                int(time.time() * 1000), routed.role, routed.rollout_id))
-            if not stored:  # ack mode: no answer whose prediction event Kafka did not take
-                status = 503
-                return error(503, "the prediction event was not stored in Kafka; retry")
-            background = None
-            if routed.shadow is not None:  # after the answer is sent: off the request's critical path
-                background = BackgroundTask(shadow, routed.shadow, parsed, routed.rollout_id)
-            served = answering
-            counters.timing(served.name, served.version)[1].inc(len(parsed.rows))
-            binary = wants_binary(payload)
-            if binary:
-                content, length = binary_response(answer, binary)
-                return Response(content, media_type="application/octet-stream", background=background,
-                                headers={"x-model-version": served.version, HEADER: str(length)})
-            return FastJSON(answer, headers={"x-model-version": served.version}, background=background)
+            reply, served = await answer_infer(served, version is not None, request)
+            status = reply.status
+            return reply
         finally:
             in_flight[0] -= 1
             metrics.IN_FLIGHT.dec()
             counters.count(served.name, served.version, status)
             counters.timing(served.name, served.version)[0].observe(time.perf_counter() - started)
 
+    async def answer_infer(served: LoadedModel, pinned: bool, request: Body) -> tuple[Reply, LoadedModel]:
+        """The reply, and the version that gave it (a rollout may route the request to its other one)."""
+        limit = options.max_body_bytes
+        declared = request.header(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return error_reply(413, f"the body is {declared} bytes; this node takes at most {limit}"), served
+        body = await request.read(limit)
+        if body is None:  # a chunked upload that kept going: stopped as soon as it passed the limit
+            return error_reply(413, f"the body is larger than {limit} bytes"), served
+        try:
+            header_length = request.header(HEADER_NAME)
+            payload = orjson.loads(body) if header_length is None else split_body(body, header_length)
+            parsed = parse_infer(payload, served.spec)
+        except orjson.JSONDecodeError as exc:
+            return error_reply(400, f"the body is not JSON: {exc.msg} at position {exc.pos}"), served
+        except (ProtocolError, UnicodeDecodeError) as exc:
+            return error_reply(400, str(exc)), served
+        routed = Routed(served, "", None, "")
+        if not pinned:  # a request pinned to a version is outside any rollout
+            routed = store().route(served.name, parsed.id or parsed.request_ids[0]) or routed
+        answering = routed.answer
+        try:
+            scores, classes = answering.model.predict(parsed.rows)
+        except Exception as exc:  # the model's own failure: a JSON 500, counted as one
+            log.exception("%s v%s failed to predict", answering.name, answering.version)
+            return error_reply(500, f"model {answering.name} v{answering.version} failed to predict: "
+                                    f"{type(exc).__name__}"), answering
+        try:
+            answer = infer_response(answering.name, answering.version, parsed, answering.task, scores, classes)
+        except ProtocolError as exc:
+            return error_reply(400, str(exc)), answering
+        if routed.rollout_id:
+            answer["parameters"].update(role=routed.role, rollout_id=routed.rollout_id)
+        stored = await emitter().emit(Emission(
+            answering.name, answering.version, parsed.columns, scores, classes, parsed.request_ids,
+            int(time.time() * 1000), routed.role, routed.rollout_id))
+        if not stored:  # ack mode: no answer whose prediction event Kafka did not take
+            return error_reply(503, "the prediction event was not stored in Kafka; retry"), answering
+        background = None
+        if routed.shadow is not None:  # after the answer is sent: off the request's critical path
+            other, rollout_id = routed.shadow, routed.rollout_id
+            background = functools.partial(shadow, other, parsed, rollout_id)
+        counters.timing(answering.name, answering.version)[1].inc(len(parsed.rows))
+        binary = wants_binary(payload)
+        if binary:
+            content, length = binary_response(answer, binary)
+            return Reply(200, content, answering.version, b"application/octet-stream",
+                         ((HEADER_NAME, str(length).encode()),), background), answering
+        return Reply(200, orjson.dumps(answer), answering.version, background=background), answering
+
     async def prometheus(_: Request) -> Response:
         content, media_type = metrics.exposition()
         return Response(content, media_type=media_type)
 
-    routes = [  # inference first: Starlette tries routes in order, and these take nearly every request
-        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
-        Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
+    routes = [  # the inference paths are answered in front of Starlette (serving.front)
         Route("/v2", server_metadata),
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
@@ -344,12 +340,16 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
 
     app.add_exception_handler(404, unrouted(404, "no such endpoint"))
     app.add_exception_handler(405, unrouted(405, "method not allowed"))
-    if options.access_log:
-        app.add_middleware(AccessLog)
-    return app
+
+    def not_allowed() -> Reply:
+        counters.count("-", "", 405)
+        return error_reply(405, "method not allowed")
+
+    front: ASGIApp = InferFront(app, infer, not_allowed)
+    return AccessLog(front) if options.access_log else front
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> ASGIApp:
     """Factory for ``uvicorn --factory`` and multi-worker runs: every option from the settings.
 
     ``driftline serve`` puts its flags in the environment (``DRIFTLINE_SERVE_*``,
