@@ -58,7 +58,7 @@ def model_record_summary(raw: bytes) -> dict:
 class DecayStage:
     def __init__(self, settings: Settings, instance: str, profiles: Callable[[], dict[str, Profile]],
                  *, policy: DecayPolicy | None = None, ttl_seconds: float = 24 * 3600,
-                 idle_seconds: float = 30.0) -> None:
+                 idle_seconds: float = 30.0, profiles_loaded: Callable[[], bool] = lambda: True) -> None:
         self.settings = settings
         self.codec = Codec.default()
         self.window_ms = int(settings.window_seconds * 1000)
@@ -66,6 +66,7 @@ class DecayStage:
         self.ttl_ms = int(ttl_seconds * 1000)
         self.idle_s = idle_seconds
         self.profiles = profiles
+        self.profiles_loaded = profiles_loaded
         self.judge = DecayJudge(policy)
         self.scores = ScoreDrift(self.window_ms, self.grace_ms)
         self.estimated = EstimatedQuality(self.window_ms, self.grace_ms, self._calibration, policy)
@@ -113,6 +114,8 @@ class DecayStage:
 
     def step(self, max_messages: int = 5000, timeout: float = 0.05) -> int:
         self.models.poll()
+        if not (self.models.caught_up and self.profiles_loaded()):
+            return 0  # calibrations come from both: a run read before them would go unestimated
         polled = self.reader.poll(max_messages, timeout)
         events = []
         for event in polled:

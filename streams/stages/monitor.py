@@ -118,7 +118,8 @@ class Monitor:
         self.rolling = RollingView(rolling_windows)
         self._replay: list[WindowSummary] = []
         self.decay = DecayStage(settings, instance, lambda: self.profiles.profiles, policy=decay_policy,
-                                ttl_seconds=label_ttl_seconds, idle_seconds=idle_seconds)
+                                ttl_seconds=label_ttl_seconds, idle_seconds=idle_seconds,
+                                profiles_loaded=self.profiles_loaded)
 
     # ------------------------------------------------------------ recovery
     def _restore_watermarks(self, partitions: list[TopicPartition]) -> None:
@@ -153,8 +154,22 @@ class Monitor:
                 self.rolling.add(summary)
         self._replay = waiting
 
+    def profiles_loaded(self) -> bool:
+        """Whether every profile that existed at start-up has been read (polling them until then).
+
+        Stage 1 and the decay stage wait for it: a row read before its model's
+        profile would be counted as unprofiled (and left out of its window and
+        its estimate), and after a restart that depends on which consumer
+        was faster — CI saw an estimated window of 200 of its 400 rows.
+        """
+        if not self.profiles.caught_up:
+            self.profiles.poll(timeout=0.05)
+        return self.profiles.caught_up
+
     # ------------------------------------------------------------ stage 1
     def step_stage1(self, max_messages: int = 5000, timeout: float = 0.1) -> int:
+        if not self.profiles_loaded():
+            return 0
         events = self.stage1.poll(max_messages, timeout)
         idle = self._idle_sources()
         if idle:
