@@ -178,9 +178,10 @@ def main() -> None:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
            "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, "DRIFTLINE_SIGNING_KEY": settings.signing_key,
            "DRIFTLINE_LOG_LEVEL": "WARNING"}
-    node = subprocess.Popen([sys.executable, "-m", "driftline.cli.main", "serve", "--port", str(node_port),
-                             "--no-access-log"], env=env)
-    ceiling = subprocess.Popen([sys.executable, "-c", CEILING, str(ceiling_port)])
+    # Tied to this process, each in its own group: whatever ends the bench (an error, Ctrl-C) ends them.
+    node = spawn([sys.executable, "-m", "driftline.cli.main", "serve", "--port", str(node_port),
+                  "--no-access-log"], env=env)
+    ceiling = spawn([sys.executable, "-c", CEILING, str(ceiling_port)], python_child=False)
     processes = [node, ceiling]
     servers = [("", node_port), ("ceiling_", ceiling_port)]
     figures: dict[str, float | int | str] = {}
@@ -226,12 +227,8 @@ def main() -> None:
         figures["p99_ms"] = figures["p99_ms_c8"]
         figures["swap_ms"] = measure_swap(settings, node_port, body)
     finally:
-        for peer in processes[2:]:
-            stop_group(peer, 30)
-        for process in (node, ceiling):
-            process.terminate()
-        for process in (node, ceiling):
-            process.wait(30)
+        for process in processes:
+            stop_group(process, 30)
         folder.cleanup()
     report(figures)
 
