@@ -255,7 +255,7 @@ def create_app(settings: Settings | None = None, options: NodeOptions | None = N
                                     "in flight; retry")
         in_flight[0] += 1
         metrics.IN_FLIGHT.inc()
-        status = 200
+        status = 500  # unless a reply comes back: a defect is answered 500 by the front, and counted so
         try:
             reply, served = await answer_infer(served, version is not None, request)
             status = reply.status
