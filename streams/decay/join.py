@@ -18,6 +18,7 @@ skipped, so no pair is counted twice.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
@@ -204,12 +205,11 @@ class LabelJoin:
                 del self.blocks[block_id]
         return result
 
-    def closable(self, labels_idle: bool = False) -> list[tuple[str, str, int]]:
-        """Windows whose end plus grace the label watermark passed (all of them once labels stopped)."""
-        if labels_idle:
-            return sorted(self.windows)
+    def closable(self, labels_idle: Callable[[str], bool] = lambda _: False) -> list[tuple[str, str, int]]:
+        """Windows whose end plus grace the label watermark passed (all of a model's once its labels stopped)."""
         horizon = self.watermark
-        return sorted(key for key in self.windows if key[2] + self.window_ms + self.grace_ms <= horizon)
+        return sorted(key for key in self.windows
+                      if key[2] + self.window_ms + self.grace_ms <= horizon or labels_idle(key[0]))
 
     def close(self, key: tuple[str, str, int]) -> Pairs:
         """Take a window out of state (after the caller published it)."""

@@ -38,13 +38,15 @@ after other partitions'.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 SourcePartition = tuple[str, int]
 K = TypeVar("K")  # how the closing stage names a partition of its own input
-# A PartitionProgress record with this model declares its source idle for every model (see QuietSources).
+# A PartitionProgress record with this model speaks of its source for every model (watermark, or idle).
 ANY_MODEL = ""
+# The watermark of a source nothing was read from yet.
+NO_WATERMARK = -(1 << 63)
 
 
 def source_progress(source: SourcePartition, watermark: int, next_offset: int, *, idle: bool) -> dict[str, Any]:
@@ -63,43 +65,69 @@ def closes_passed(watermark: int, window_ms: int, grace_ms: int) -> int:
 class SourceWatermarks(Generic[K]):
     """Per model, each source partition's watermark and whether its reader declared it idle.
 
+    ``expected`` is every source partition a window may wait on (the closing
+    stage reads it from the topics' metadata): one never heard from *holds*
+    every window. Without that, a window closed on the sources that happened
+    to report first — at start-up, before the other worker's first batch —
+    and the rest of its rows came too late (CI saw estimated windows of 200
+    of their 400 rows). Stage 1 reports each source as soon as it is
+    assigned, so the wait is one batch, or ``--idle`` seconds for a source
+    with nothing to read.
+
     It also remembers where in the closing stage's own input each live
     source's last progress record sits (``at``), so that stage can hold its
-    committed offsets back to them (:meth:`holding`): after a restart it
-    reads them again and knows every live source, instead of closing a
-    window without a source that lags (whose last word came before the
-    oldest open window).
+    committed offsets back to them (:meth:`holding`).
     """
 
-    def __init__(self) -> None:
-        self.marks: dict[str, dict[SourcePartition, tuple[int, bool]]] = defaultdict(dict)
+    def __init__(self, expected: Iterable[SourcePartition] = ()) -> None:
+        self.expected: set[SourcePartition] = set(expected)
+        self.marks: dict[str, dict[SourcePartition, tuple[int, bool]]] = {}
+        # Source progress as heard on each input partition: what a model first seen there starts from.
+        self._heard: dict[K | None, dict[SourcePartition, tuple[int, bool]]] = defaultdict(dict)
         self._last: dict[tuple[str, SourcePartition], tuple[K, int]] = {}
         self._home: dict[str, K] = {}  # the input partition a model's records arrive on
 
+    def expect(self, sources: Iterable[SourcePartition]) -> None:
+        """Every source partition there is now (a topic may gain partitions)."""
+        self.expected = set(sources)
+
     def apply(self, progress: dict[str, Any], at: tuple[K, int] | None = None) -> None:
-        """A PartitionProgress record: a model's progress on a source, or the source's idle declaration.
+        """A PartitionProgress record: a model's progress on a source, or the source's own (model ``""``).
 
         ``at``: the (partition, offset) of the record in the closing stage's input.
         """
         source = (progress["source_topic"], progress["source_partition"])
         watermark = int(progress["watermark"])
+        here = at[0] if at is not None else None
         if progress["model"] == ANY_MODEL:
             idle = bool(progress.get("idle", False))
+            heard = self._heard[here]
+            heard[source] = (max(heard[source][0], watermark) if source in heard else watermark, idle)
             for model, marks in self.marks.items():
-                if source not in marks or (at is not None and self._home.get(model) != at[0]):
-                    continue  # not this model's source, or a copy not ordered after this model's rows
-                marks[source] = (max(marks[source][0], watermark), idle)
+                if at is not None and self._home.get(model) != here:
+                    continue  # a copy not ordered after this model's rows
+                marks[source] = (max(marks[source][0], watermark) if source in marks else watermark, idle)
                 if idle:
                     self._last.pop((model, source), None)  # an idle source need not be re-read
                 elif at is not None:
                     self._last[(model, source)] = at
             return
         model = progress["model"]
+        if model not in self.marks:  # first seen: it starts from what this partition heard of every source
+            self.marks[model] = dict(self._heard.get(here, {}))
         marks = self.marks[model]
-        marks[source] = (max(marks.get(source, (watermark, False))[0], watermark), False)
+        marks[source] = (max(marks[source][0], watermark) if source in marks else watermark, False)
         if at is not None:
             self._home[model] = at[0]
             self._last[(model, source)] = at
+
+    def home(self, model: str) -> K | None:
+        """The input partition the model's records arrive on (None before its first progress record)."""
+        return self._home.get(model)
+
+    def heard(self, partition: K) -> dict[SourcePartition, tuple[int, bool]]:
+        """Source progress as heard on one input partition: {source: (watermark, idle)}."""
+        return self._heard.get(partition, {})
 
     def holding(self) -> Iterator[tuple[K, int]]:
         """Where each live source's last progress record is: offsets to hold commits back to."""
@@ -108,11 +136,12 @@ class SourceWatermarks(Generic[K]):
     def passed(self, model: str, start: int, limit: int) -> bool:
         """Whether the window ``[start, …)`` whose close is due at event time ``limit`` may close.
 
-        Every live source of the model is at or past ``limit``; when all of
-        them are idle (the stream stopped), every window that has begun closes.
+        Every expected source has been heard from, and every live one is at
+        or past ``limit``; when all of them are idle (the stream stopped),
+        every window that has begun closes.
         """
         marks = self.marks.get(model)
-        if not marks:
+        if not marks or not self.expected <= marks.keys():
             return False
         live = [watermark for watermark, idle in marks.values() if not idle]
         if live:

@@ -10,9 +10,11 @@ own consumer group. Stage 1 also writes there, after the rows they cover, the
 progress of each prediction partition and its idle declarations: an estimated
 window closes when every live prediction partition of its model has passed it
 (:class:`streams.drift.watermarks.SourceWatermarks`, the rule stage 2 uses), so
-a partition whose worker lags or restarts holds it open. In one Kafka transaction per step it publishes closed
-quality windows to ``quality`` and decay alerts to ``alerts`` together with
-offsets held back to the oldest row still in its state (see
+a partition whose worker lags or restarts holds it open. A realised window
+closes when the label watermark passes it, or once stage 1 has declared every
+label partition idle (told on the model's own partition, after its labels).
+In one Kafka transaction per step it publishes closed quality windows to
+``quality`` and decay alerts to ``alerts`` together with offsets held back to the oldest row still in its state (see
 :mod:`streams.decay.join`). A restart therefore rebuilds the join state from the
 topic, and the windows already published (read back from ``quality``) are
 not counted again.
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from confluent_kafka import TopicPartition
 
 from driftline.alerts import Alert, alert_message
-from driftline.consumer import EventReader, static_membership
+from driftline.consumer import Event, EventReader, static_membership
 from driftline.estimation import Calibration
 from driftline.follow import TopicFollower, read_compacted
 from driftline.offsets import held_back
@@ -39,9 +41,10 @@ from streams.decay.join import JoinResult, LabelJoin
 from streams.decay.judge import DecayJudge, DecayPolicy, measure
 from streams.decay.score_drift import ScoreDrift
 from streams.drift.profile import Profile
-from streams.drift.watermarks import SourceWatermarks
+from streams.drift.watermarks import ANY_MODEL, SourceWatermarks
 from streams.stages import metrics
 from streams.stages.forward import BY_MODEL_TOPIC
+from streams.stages.idle import TopicPartitions
 
 log = logging.getLogger(__name__)
 DECAY_GROUP = "monitor-decay"
@@ -58,13 +61,13 @@ def model_record_summary(raw: bytes) -> dict:
 class DecayStage:
     def __init__(self, settings: Settings, instance: str, profiles: Callable[[], dict[str, Profile]],
                  *, policy: DecayPolicy | None = None, ttl_seconds: float = 24 * 3600,
-                 idle_seconds: float = 30.0, profiles_loaded: Callable[[], bool] = lambda: True) -> None:
+                 profiles_loaded: Callable[[], bool] = lambda: True,
+                 partitions: TopicPartitions | None = None) -> None:
         self.settings = settings
         self.codec = Codec.default()
         self.window_ms = int(settings.window_seconds * 1000)
         self.grace_ms = int(settings.grace_seconds * 1000)
         self.ttl_ms = int(ttl_seconds * 1000)
-        self.idle_s = idle_seconds
         self.profiles = profiles
         self.profiles_loaded = profiles_loaded
         self.judge = DecayJudge(policy)
@@ -82,7 +85,11 @@ class DecayStage:
             dead_letter_topics=[],  # the router checked these events and dead-lettered the bad ones
             **static_membership(f"{instance}-3"))
         self.models = TopicFollower(settings, "models", model_record_summary)
-        self._last_label = time.monotonic()
+        self.partitions = partitions or TopicPartitions(self.reader.consumer)
+        self.predictions_topic = settings.topic("predictions")
+        self.labels_topic = settings.topic("labels")
+        # Per by-model partition: each label partition stage 1 told it about, and whether it is idle.
+        self.label_sources: dict[tuple[str, int], dict[tuple[str, int], bool]] = {}
         self._next_expiry = 0.0
         self.rows_read = 0  # prediction and label rows (an event of the by-model topic holds a run of them)
 
@@ -106,6 +113,7 @@ class DecayStage:
         self.join = self._fresh_join()
         self.estimated = EstimatedQuality(self.window_ms, self.grace_ms, self._calibration, self.judge.policy)
         self.watermarks = SourceWatermarks()
+        self.label_sources = {}
         since = int(time.time() * 1000) - QUALITY_REPLAY_MS
         for value in read_compacted(self.settings, self.quality_topic, since_ms=since).values():
             record = self.codec.decode(value, "driftline.QualitySummary")
@@ -120,7 +128,7 @@ class DecayStage:
         events = []
         for event in polled:
             if event.schema == "driftline.PartitionProgress":
-                self.watermarks.apply(event.record, ((event.topic, event.partition), event.offset))
+                self._progress(event)
             else:
                 events.append(event)
         self.rows_read += sum(len(e.record["request_ids"]) for e in events)
@@ -134,7 +142,6 @@ class DecayStage:
         for run in runs:
             record = run.record
             if run.kind == "label":
-                self._last_label = time.monotonic()
                 result = self.join.add_label(record, run.source, run.offset)
             else:
                 result = self.join.add_prediction(record, run.source, run.offset)
@@ -154,9 +161,9 @@ class DecayStage:
             metrics.UNLABELLED_EXPIRED.inc(expired.expired_predictions)
             metrics.UNMATCHED_LABELS.inc(expired.expired_labels)
             self._next_expiry = time.monotonic() + 5.0
-        labels_idle = time.monotonic() - self._last_label >= self.idle_s
-        closing = self.join.closable(labels_idle)
+        closing = self.join.closable(self._labels_idle)
         score_alerts = self.scores.close()
+        self.watermarks.expect(self.partitions.sources(self.predictions_topic))
         estimating = self.estimated.closable(self.watermarks)
         if closing or score_alerts or estimating:
             self.reader.begin()
@@ -173,6 +180,26 @@ class DecayStage:
                              self.watermarks.holding())
             self.reader.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in safe.items()])
         return len(polled)
+
+    def _progress(self, event: Event) -> None:
+        """A prediction partition's progress (per model, or for every model), or a label partition's."""
+        record = event.record
+        here = (event.topic, event.partition)
+        if record["source_topic"] == self.labels_topic:
+            if record["model"] == ANY_MODEL:
+                source = (record["source_topic"], record["source_partition"])
+                self.label_sources.setdefault(here, {})[source] = bool(record.get("idle", False))
+            return
+        self.watermarks.apply(record, (here, event.offset))
+
+    def _labels_idle(self, model: str) -> bool:
+        """Whether every label partition is idle, as told on the partition the model's rows arrive on (only
+        there is the word ordered after the model's labels): its realised windows then close with what they
+        have. Stage 1 says it, having read those partitions to their end for ``--idle`` seconds; a stalled
+        or restarting worker is never taken for labels that stopped."""
+        home = self.watermarks.home(model)
+        sources = self.label_sources.get(home, {}) if home is not None else {}
+        return self.partitions.sources(self.labels_topic) <= sources.keys() and all(sources.values())
 
     def _publish(self, key: tuple[str, str, int]) -> None:
         model, version, start = key

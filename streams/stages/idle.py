@@ -15,7 +15,7 @@ import logging
 import time
 from concurrent.futures import Future
 
-from confluent_kafka import Consumer, IsolationLevel, KafkaException, TopicPartition
+from confluent_kafka import Consumer, IsolationLevel, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from driftline.kafka_clients import make_admin
@@ -89,3 +89,27 @@ class EndProbe:
     def forget(self) -> None:
         """After a rebalance: positions of partitions read before are asked of the group again."""
         self._committed = {}
+
+
+class TopicPartitions:
+    """Every partition of some topics, from the cluster's metadata, asked again every ``refresh_s``.
+
+    Source progress goes to every partition of a closing stage's input, and a
+    closing stage waits on every partition of its sources' topics: both need
+    the whole list, and a topic may gain partitions.
+    """
+
+    def __init__(self, client: Consumer | Producer, refresh_s: float = 60.0) -> None:
+        self.client = client
+        self.refresh_s = refresh_s
+        self._counts: dict[str, tuple[int, float]] = {}  # topic -> (partition count, asked at)
+
+    def count(self, topic: str) -> int:
+        count, asked = self._counts.get(topic, (0, -self.refresh_s))
+        if time.monotonic() - asked >= self.refresh_s:
+            count = len(self.client.list_topics(topic, timeout=10).topics[topic].partitions)
+            self._counts[topic] = (count, time.monotonic())
+        return count
+
+    def sources(self, *topics: str) -> set[SourcePartition]:
+        return {(topic, partition) for topic in topics for partition in range(self.count(topic))}

@@ -42,12 +42,12 @@ from streams.drift.decision import DriftPolicy, compare
 from streams.drift.detectors import WindowMeanDetectors
 from streams.drift.profile import Profile
 from streams.drift.summary import WindowSummary
-from streams.drift.watermarks import QuietSources, SourcePartition, closes_passed, source_progress
+from streams.drift.watermarks import NO_WATERMARK, QuietSources, SourcePartition, closes_passed, source_progress
 from streams.drift.windows import PartitionWindows, RollingView, WindowMerger
 from streams.stages import metrics
 from streams.stages.decay import DecayStage
 from streams.stages.forward import BY_MODEL_TOPIC, by_model_messages
-from streams.stages.idle import EndProbe
+from streams.stages.idle import EndProbe, TopicPartitions
 
 log = logging.getLogger(__name__)
 STAGE1_GROUP = "monitor"
@@ -55,8 +55,6 @@ STAGE2_GROUP = "monitor-merge"
 # Closed windows older than this are never replayed into stage 2 (its commits hold back only to
 # open windows) and are enough history for the detectors and the rolling view.
 STATS_REPLAY_MS = 24 * 3600 * 1000
-# How often a topic's partition count is asked again (idle declarations go to every partition).
-PARTITIONS_REFRESH_S = 60.0
 
 
 class ProfileFollower(TopicFollower[Profile]):
@@ -110,7 +108,8 @@ class Monitor:
             **static_membership(f"{instance}-2"))
         self.quiet = QuietSources(idle_seconds)
         self.ends = EndProbe(settings, self.stage1.consumer, every_s=min(1.0, idle_seconds / 4))
-        self._partitions: dict[str, tuple[int, float]] = {}  # topic -> (partition count, asked at)
+        self.partitions = TopicPartitions(self.stage1.producer)
+        self.features_topic = settings.topic("features")
         self._told: dict[SourcePartition, int] = {}  # closes_passed() last sent as source progress
         self.grace_ms = grace_ms
         self.profiles = ProfileFollower(settings)
@@ -118,8 +117,8 @@ class Monitor:
         self.rolling = RollingView(rolling_windows)
         self._replay: list[WindowSummary] = []
         self.decay = DecayStage(settings, instance, lambda: self.profiles.profiles, policy=decay_policy,
-                                ttl_seconds=label_ttl_seconds, idle_seconds=idle_seconds,
-                                profiles_loaded=self.profiles_loaded)
+                                ttl_seconds=label_ttl_seconds, profiles_loaded=self.profiles_loaded,
+                                partitions=self.partitions)
 
     # ------------------------------------------------------------ recovery
     def _restore_watermarks(self, partitions: list[TopicPartition]) -> None:
@@ -172,7 +171,8 @@ class Monitor:
             return 0
         events = self.stage1.poll(max_messages, timeout)
         idle = self._idle_sources()
-        if idle:
+        unreported = [source for source in self._assigned() if source not in self._told]
+        if idle or unreported:
             self.stage1.begin()
         if not self.stage1.in_transaction:
             return 0
@@ -183,67 +183,84 @@ class Monitor:
             metrics.EVENTS_IN.labels(topic).inc(len(batch))
         produce = self.stage1.producer.produce
         self._forward([e for e in events if e.schema != "driftline.Features"])
+        for source in unreported:  # just assigned: every closing stage hears of it before any window closes
+            if source not in by_source:
+                self._report(source, self.stage1.consumer.position([TopicPartition(*source)])[0].offset)
         for source, batch in by_source.items():
-            if source[0] == self.labels_topic:
-                continue  # labels are only forwarded: windows summarise features and predictions
             self.quiet.saw_records(source)
-            result = self.windows.process(source, [e.record for e in batch], batch[-1].offset + 1,
-                                          self.profiles.profiles)
-            for delta in result.deltas:
-                produce(self.partial_topic, key=delta.model.encode(),
-                        value=self.codec.encode("driftline.WindowSummary", delta.to_avro("partial")))
-            for progress in result.progress:
-                encoded = self.codec.encode("driftline.PartitionProgress", progress)
-                produce(self.partial_topic, key=progress["model"].encode(), value=encoded)
-                if source[0] == self.predictions_topic:  # the decay stage's clock, after the rows it covers
-                    produce(self.by_model_topic, key=progress["model"].encode(), value=encoded)
-                metrics.ROWS_IN.labels(progress["model"]).inc(progress["rows"])
-                metrics.LATE_ROWS.labels(progress["model"]).inc(progress["late_rows"])
-            if result.unprofiled_rows:
-                metrics.UNPROFILED_ROWS.inc(result.unprofiled_rows)
+            if source[0] == self.labels_topic:  # only forwarded; its watermark is the decay stage's clock
+                self._advance_labels(source, batch)
+            else:
+                self._summarise(source, batch)
             watermark = self.windows.watermarks[source]
             produce(self.watermark_topic, key=f"{source[0]}:{source[1]}".encode(),
                     value=json.dumps({"watermark": watermark}).encode())
             passed = closes_passed(watermark, self.window_ms, self.grace_ms)
             if passed > self._told.get(source, passed - 1):  # another window's close: every model hears it
-                self._told[source] = passed
-                self._broadcast(source, idle=False, next_offset=batch[-1].offset + 1)
+                self._report(source, batch[-1].offset + 1)
         for source in idle:
             if source not in by_source:  # records in this very batch: not idle after all
                 position = self.stage1.consumer.position([TopicPartition(*source)])[0].offset
                 self._broadcast(source, idle=True, next_offset=max(position, 0))
-                log.debug("%s[%d] idle at watermark %d", source[0], source[1], self.windows.watermarks[source])
+                log.debug("%s[%d] idle", source[0], source[1])
         dead = self.stage1.deadletters.count
         self.stage1.commit()
         metrics.DEAD_LETTERED.inc(dead - getattr(self, "_dead_seen", 0))
         self._dead_seen = dead
         return len(events)
 
+    def _advance_labels(self, source: SourcePartition, batch: list[Event]) -> None:
+        """A label partition's watermark (labels are not windowed here; the decay stage waits on it)."""
+        newest = max(event.record["event_time"] for event in batch)
+        self.windows.watermarks[source] = max(self.windows.watermarks.get(source, newest), newest)
+
+    def _summarise(self, source: SourcePartition, batch: list[Event]) -> None:
+        """One features or predictions partition's batch: window deltas and per-model progress."""
+        produce = self.stage1.producer.produce
+        result = self.windows.process(source, [e.record for e in batch], batch[-1].offset + 1,
+                                      self.profiles.profiles)
+        for delta in result.deltas:
+            produce(self.partial_topic, key=delta.model.encode(),
+                    value=self.codec.encode("driftline.WindowSummary", delta.to_avro("partial")))
+        for progress in result.progress:
+            encoded = self.codec.encode("driftline.PartitionProgress", progress)
+            produce(self.partial_topic, key=progress["model"].encode(), value=encoded)
+            if source[0] == self.predictions_topic:  # the decay stage's clock, after the rows it covers
+                produce(self.by_model_topic, key=progress["model"].encode(), value=encoded)
+            metrics.ROWS_IN.labels(progress["model"]).inc(progress["rows"])
+            metrics.LATE_ROWS.labels(progress["model"]).inc(progress["late_rows"])
+        if result.unprofiled_rows:
+            metrics.UNPROFILED_ROWS.inc(result.unprofiled_rows)
+
+    def _assigned(self) -> list[SourcePartition]:
+        return [(tp.topic, tp.partition) for tp in self.stage1.consumer.assignment()]
+
     def _idle_sources(self) -> list[SourcePartition]:
-        """Windowed source partitions verified quiet for ``--idle`` seconds (declarations due now)."""
-        assigned = [tp for tp in self.stage1.consumer.assignment() if tp.topic != self.labels_topic]
+        """Source partitions verified quiet for ``--idle`` seconds (declarations due now)."""
+        assigned = self.stage1.consumer.assignment()
         now = time.monotonic()
         for source, at_end in self.ends.poll(assigned).items():
             self.quiet.checked(source, at_end, now)
         self.quiet.forget({(tp.topic, tp.partition) for tp in assigned})
-        return [source for source in self.quiet.due(now) if source in self.windows.watermarks]
+        return self.quiet.due(now)
+
+    def _report(self, source: SourcePartition, next_offset: int) -> None:
+        """The source's watermark to every partition that waits on it (see :meth:`_broadcast`)."""
+        self._told[source] = closes_passed(self.windows.watermarks.get(source, NO_WATERMARK),
+                                           self.window_ms, self.grace_ms)
+        self._broadcast(source, idle=False, next_offset=max(next_offset, 0))
 
     def _broadcast(self, source: SourcePartition, *, idle: bool, next_offset: int) -> None:
-        """Source progress (its watermark, or idle) to every stats.partial partition and, for predictions,
-        every by-model one: those partitions are keyed by model, and any model may wait on the source."""
+        """Source progress (its watermark, or idle) to every partition of the stages that wait on the source:
+        stats.partial for features and predictions, monitor.by-model for predictions and labels. Those
+        partitions are keyed by model, and any model may wait on the source."""
         value = self.codec.encode("driftline.PartitionProgress", source_progress(
-            source, self.windows.watermarks[source], next_offset, idle=idle))
-        targets = [self.partial_topic] + ([self.by_model_topic] if source[0] == self.predictions_topic else [])
+            source, self.windows.watermarks.get(source, NO_WATERMARK), next_offset, idle=idle))
+        targets = ([self.partial_topic] if source[0] != self.labels_topic else []) + \
+            ([self.by_model_topic] if source[0] in (self.predictions_topic, self.labels_topic) else [])
         for topic in targets:
-            for partition in range(self._partition_count(topic)):
+            for partition in range(self.partitions.count(topic)):
                 self.stage1.producer.produce(topic, key=b"", value=value, partition=partition)
-
-    def _partition_count(self, topic: str) -> int:
-        count, asked = self._partitions.get(topic, (0, -PARTITIONS_REFRESH_S))
-        if time.monotonic() - asked >= PARTITIONS_REFRESH_S:
-            count = len(self.stage1.producer.list_topics(topic, timeout=10).topics[topic].partitions)
-            self._partitions[topic] = (count, time.monotonic())
-        return count
 
     def _forward(self, events: list[Event]) -> None:
         """Predictions and labels to ``monitor.by-model``, in runs, inside this batch's transaction."""
@@ -272,6 +289,7 @@ class Monitor:
                                 "version and are left out of it", delta.model, delta.rows, delta.window_start)
             elif event.schema == "driftline.PartitionProgress":
                 self.merger.add_progress(event.record, event.partition, event.offset)
+        self.merger.watermarks.expect(self.partitions.sources(self.features_topic, self.predictions_topic))
         closing = self.merger.ready()
         if closing:
             self.stage2.begin()

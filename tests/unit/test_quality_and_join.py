@@ -129,6 +129,18 @@ def test_join_any_arrival_order_and_offsets_held_back() -> None:
     assert join.safe_offsets({p: 12, lab: 7}) == {p: 12, lab: 7}
 
 
+def test_a_models_windows_all_close_once_its_labels_are_idle_and_no_other_models() -> None:
+    join = LabelJoin(window_ms=1000, grace_ms=0, ttl_ms=10_000)
+    p, lab = ("predictions", 0), ("labels", 0)
+    for model in ("m", "n"):
+        join.add_prediction(prediction(model, [f"{model}1", f"{model}2"], [0.9, 0.2], 100), p, 0)
+        join.add_label(label(model, [f"{model}1", f"{model}2"], [1, 0], 150), lab, 0)
+        join.add_prediction(prediction(model, [f"{model}3"], [0.9], 1100), p, 1)
+        join.add_label(label(model, [f"{model}3"], [1], 1150), lab, 1)
+    assert join.closable() == [("m", "1", 0), ("n", "1", 0)], "the label watermark passed window 0 only"
+    assert join.closable(lambda model: model == "m") == [("m", "1", 0), ("m", "1", 1000), ("n", "1", 0)]
+
+
 def test_join_ttl_and_replayed_labels_of_published_windows() -> None:
     join = LabelJoin(window_ms=1000, grace_ms=0, ttl_ms=1000)
     p, lab = ("predictions", 0), ("labels", 0)
