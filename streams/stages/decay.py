@@ -14,10 +14,10 @@ a partition whose worker lags or restarts holds it open. A realised window
 closes when the label watermark passes it, or once stage 1 has declared every
 label partition idle (told on the model's own partition, after its labels).
 In one Kafka transaction per step it publishes closed quality windows to
-``quality`` and decay alerts to ``alerts`` together with offsets held back to the oldest row still in its state (see
-:mod:`streams.decay.join`). A restart therefore rebuilds the join state from the
-topic, and the windows already published (read back from ``quality``) are
-not counted again.
+``quality`` and decay alerts to ``alerts`` together with offsets held back to
+the oldest row still in its state (see :mod:`streams.decay.join`). A restart
+therefore rebuilds the join state from the topic, and the windows already
+published (read back from ``quality``) are not counted again.
 """
 
 from __future__ import annotations
