@@ -205,11 +205,12 @@ class LabelJoin:
                 del self.blocks[block_id]
         return result
 
-    def closable(self, labels_idle: Callable[[str], bool] = lambda _: False) -> list[tuple[str, str, int]]:
-        """Windows whose end plus grace the label watermark passed (all of a model's once its labels stopped)."""
+    def closable(self, release: Callable[[tuple[str, str, int]], bool] = lambda _: False) -> list[tuple[str, str, int]]:
+        """Windows whose end plus grace the label watermark passed, and those ``release`` lets go (a model's
+        labels stopped and its predictions are all in)."""
         horizon = self.watermark
         return sorted(key for key in self.windows
-                      if key[2] + self.window_ms + self.grace_ms <= horizon or labels_idle(key[0]))
+                      if key[2] + self.window_ms + self.grace_ms <= horizon or release(key))
 
     def close(self, key: tuple[str, str, int]) -> Pairs:
         """Take a window out of state (after the caller published it)."""

@@ -161,7 +161,7 @@ class DecayStage:
             metrics.UNLABELLED_EXPIRED.inc(expired.expired_predictions)
             metrics.UNMATCHED_LABELS.inc(expired.expired_labels)
             self._next_expiry = time.monotonic() + 5.0
-        closing = self.join.closable(self._labels_idle)
+        closing = self.join.closable(self._labels_done)
         score_alerts = self.scores.close()
         self.watermarks.expect(self.partitions.sources(self.predictions_topic))
         estimating = self.estimated.closable(self.watermarks)
@@ -191,6 +191,13 @@ class DecayStage:
                 self.label_sources.setdefault(here, {})[source] = bool(record.get("idle", False))
             return
         self.watermarks.apply(record, (here, event.offset))
+
+    def _labels_done(self, key: tuple[str, str, int]) -> bool:
+        """A realised window closes before the label watermark passes it once the model's labels stopped
+        and every prediction partition has passed it too (else pairs still in flight would miss it)."""
+        model, _, start = key
+        return self._labels_idle(model) and self.watermarks.passed(model, start,
+                                                                    start + self.window_ms + self.grace_ms)
 
     def _labels_idle(self, model: str) -> bool:
         """Whether every label partition is idle, as told on the partition the model's rows arrive on (only

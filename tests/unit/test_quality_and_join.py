@@ -138,7 +138,7 @@ def test_a_models_windows_all_close_once_its_labels_are_idle_and_no_other_models
         join.add_prediction(prediction(model, [f"{model}3"], [0.9], 1100), p, 1)
         join.add_label(label(model, [f"{model}3"], [1], 1150), lab, 1)
     assert join.closable() == [("m", "1", 0), ("n", "1", 0)], "the label watermark passed window 0 only"
-    assert join.closable(lambda model: model == "m") == [("m", "1", 0), ("m", "1", 1000), ("n", "1", 0)]
+    assert join.closable(lambda key: key[0] == "m") == [("m", "1", 0), ("m", "1", 1000), ("n", "1", 0)]
 
 
 def test_join_ttl_and_replayed_labels_of_published_windows() -> None:
