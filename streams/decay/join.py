@@ -98,7 +98,6 @@ class LabelJoin:
         self.waiting: dict[str, dict[str, tuple[int, int]]] = {"prediction": {}, "label": {}}
         self.windows: dict[tuple[str, str, int], Pairs] = {}
         self.published: set[tuple[str, str, int]] = set()  # restored from the quality topic
-        self.watermark = np.iinfo(np.int64).min  # largest label event time seen
         self.clock = np.iinfo(np.int64).min  # largest event time of either stream: the TTL's "now"
         self.last_prediction: Block | None = None
 
@@ -113,7 +112,6 @@ class LabelJoin:
         return self._add(block)
 
     def add_label(self, record: dict[str, Any], source: tuple[str, int], offset: int) -> JoinResult:
-        self.watermark = max(self.watermark, record["event_time"])
         block = Block("label", record["model"], source, offset, record["event_time"], record["request_ids"],
                       canonical_labels(record["labels"]), numeric=label_numbers(record["labels"]))
         return self._add(block)
@@ -205,12 +203,10 @@ class LabelJoin:
                 del self.blocks[block_id]
         return result
 
-    def closable(self, release: Callable[[tuple[str, str, int]], bool] = lambda _: False) -> list[tuple[str, str, int]]:
-        """Windows whose end plus grace the label watermark passed, and those ``release`` lets go (a model's
-        labels stopped and its predictions are all in)."""
-        horizon = self.watermark
-        return sorted(key for key in self.windows
-                      if key[2] + self.window_ms + self.grace_ms <= horizon or release(key))
+    def closable(self, ready: Callable[[tuple[str, str, int]], bool]) -> list[tuple[str, str, int]]:
+        """The windows ``ready`` lets close. When is the stage's to say (it knows every source's watermark):
+        the newest label seen here is not it, since another label partition may still be behind."""
+        return sorted(key for key in self.windows if ready(key))
 
     def close(self, key: tuple[str, str, int]) -> Pairs:
         """Take a window out of state (after the caller published it)."""

@@ -84,6 +84,7 @@ class SourceWatermarks(Generic[K]):
         self.marks: dict[str, dict[SourcePartition, tuple[int, bool]]] = {}
         # Source progress as heard on each input partition: what a model first seen there starts from.
         self._heard: dict[K | None, dict[SourcePartition, tuple[int, bool]]] = defaultdict(dict)
+        self._heard_at: dict[K, dict[SourcePartition, tuple[K, int]]] = defaultdict(dict)
         self._last: dict[tuple[str, SourcePartition], tuple[K, int]] = {}
         self._home: dict[str, K] = {}  # the input partition a model's records arrive on
 
@@ -103,6 +104,8 @@ class SourceWatermarks(Generic[K]):
             idle = bool(progress.get("idle", False))
             heard = self._heard[here]
             heard[source] = (max(heard[source][0], watermark) if source in heard else watermark, idle)
+            if at is not None:
+                self._heard_at[at[0]][source] = at
             for model, marks in self.marks.items():
                 if at is not None and self._home.get(model) != here:
                     continue  # a copy not ordered after this model's rows
@@ -120,6 +123,19 @@ class SourceWatermarks(Generic[K]):
         if at is not None:
             self._home[model] = at[0]
             self._last[(model, source)] = at
+
+    def follow(self, model: str, partition: K) -> None:
+        """Track a model whose sources only ever speak for every model (labels carry no per-model progress):
+        it lives on ``partition`` and starts from what that partition heard, holding commits back likewise."""
+        if model in self.marks and self._home.get(model) == partition:
+            return
+        heard = self._heard.get(partition, {})
+        self.marks[model] = dict(heard)
+        self._home[model] = partition
+        for source, (_, idle) in heard.items():
+            at = self._heard_at[partition].get(source)
+            if not idle and at is not None:
+                self._last[(model, source)] = at
 
     def home(self, model: str) -> K | None:
         """The input partition the model's records arrive on (None before its first progress record)."""

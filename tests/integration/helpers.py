@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, Message, TopicPartition
 
-from driftline.kafka_clients import common_config
+from driftline.kafka_clients import common_config, make_admin
 from driftline.settings import Settings
 from driftline.topics import message_count
 
@@ -55,3 +55,29 @@ def service_env(settings: Settings) -> dict[str, str]:
                 "ssl_cafile": settings.ssl_cafile}
     env |= {f"DRIFTLINE_{k.upper()}": v for k, v in security.items() if v and v != "PLAINTEXT"}
     return env
+
+
+def group_members(settings: Settings, group: str, timeout: float = 10.0) -> dict[str, set[tuple[str, int]]]:
+    """A consumer group's members (by group.instance.id, else member id) and their assigned partitions,
+    when the group is stable; {} while it rebalances."""
+    admin = make_admin(settings)  # held: its futures never complete once it is gone
+    try:
+        description = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(timeout)
+    except KafkaException:  # the group's coordinator is still being chosen (NOT_COORDINATOR): not yet
+        return {}
+    if description.state != ConsumerGroupState.STABLE:
+        return {}
+    return {member.group_instance_id or member.member_id:
+            {(tp.topic, tp.partition) for tp in member.assignment.topic_partitions}
+            for member in description.members}
+
+
+def wait_for_members(settings: Settings, group: str, count: int, timeout: float = 60.0) -> dict[str, set]:
+    """Wait until ``count`` members of ``group`` each hold partitions (a worker is reading, not starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        members = group_members(settings, group)
+        if len(members) == count and all(members.values()):
+            return members
+        assert time.monotonic() < deadline, f"{group}: {count} members with partitions in {timeout:.0f} s"
+        time.sleep(0.2)

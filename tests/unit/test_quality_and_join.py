@@ -119,7 +119,7 @@ def test_join_any_arrival_order_and_offsets_held_back() -> None:
     # a and b still wait at offset 10; the label block at 5 is held by the open window
     assert join.safe_offsets({p: 12, lab: 6}) == {p: 10, lab: 5}
     assert join.add_label(label("m", ["a", "b"], [1, 1], 2500), lab, 6).joined == 2
-    keys = join.closable()
+    keys = join.closable(lambda key: key[2] < 2000)
     assert keys == [("m", "1", 0)]  # the window at 2000 is still open
     pairs = join.close(keys[0])
     truth, _, scores, _ = pairs.arrays()
@@ -129,16 +129,16 @@ def test_join_any_arrival_order_and_offsets_held_back() -> None:
     assert join.safe_offsets({p: 12, lab: 7}) == {p: 12, lab: 7}
 
 
-def test_a_models_windows_all_close_once_its_labels_are_idle_and_no_other_models() -> None:
+def test_the_join_closes_what_the_stage_says_and_forgets_nothing_it_holds() -> None:
     join = LabelJoin(window_ms=1000, grace_ms=0, ttl_ms=10_000)
     p, lab = ("predictions", 0), ("labels", 0)
     for model in ("m", "n"):
         join.add_prediction(prediction(model, [f"{model}1", f"{model}2"], [0.9, 0.2], 100), p, 0)
         join.add_label(label(model, [f"{model}1", f"{model}2"], [1, 0], 150), lab, 0)
         join.add_prediction(prediction(model, [f"{model}3"], [0.9], 1100), p, 1)
-        join.add_label(label(model, [f"{model}3"], [1], 1150), lab, 1)
-    assert join.closable() == [("m", "1", 0), ("n", "1", 0)], "the label watermark passed window 0 only"
-    assert join.closable(lambda key: key[0] == "m") == [("m", "1", 0), ("m", "1", 1000), ("n", "1", 0)]
+        join.add_label(label(model, [f"{model}3"], [1], 5150), lab, 1)
+    assert join.closable(lambda key: False) == [], "a label far ahead closes nothing by itself"
+    assert join.closable(lambda key: key[0] == "m") == [("m", "1", 0), ("m", "1", 5000)]
 
 
 def test_join_ttl_and_replayed_labels_of_published_windows() -> None:

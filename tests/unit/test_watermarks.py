@@ -155,3 +155,25 @@ def test_a_model_first_seen_on_a_partition_starts_from_what_that_partition_heard
     marks.apply(progress("m", P0, 3_000), at=(0, 2))
     assert marks.passed("m", 0, 3_000), "P1 was declared idle on m's partition before m's first rows"
     assert marks.heard(0) == {P1: (2_000, True)} and marks.heard(1) == {P1: (4_000, False)}
+
+
+def test_sources_that_only_speak_for_every_model_are_followed_on_the_models_home_partition():
+    """Label partitions carry no per-model progress: the decay stage follows them for a model on the
+    partition its rows arrive on, and the slowest live one decides, not the newest label seen."""
+    L0, L1 = ("labels", 0), ("labels", 1)
+    marks: SourceWatermarks[int] = SourceWatermarks(expected={L0, L1})
+    marks.apply(source_progress(L0, 9_000, 5, idle=False), at=(0, 1))  # one worker's labels run ahead
+    marks.apply(source_progress(L1, 9_000, 5, idle=False), at=(1, 1))  # (on another partition: not m's)
+    marks.follow("m", 0)
+    assert not marks.passed("m", 0, 1_000), "L1 has not spoken on m's partition"
+    assert sorted(marks.holding()) == [(0, 1)], "commits wait for what m's partition heard"
+    marks.apply(source_progress(L1, 500, 7, idle=False), at=(0, 2))  # the restarting worker's labels, behind
+    assert not marks.passed("m", 0, 1_000)
+    marks.apply(source_progress(L1, 1_000, 9, idle=False), at=(0, 3))
+    assert marks.passed("m", 0, 1_000) and not marks.passed("m", 9_000, 10_000)
+    assert sorted(marks.holding()) == [(0, 1), (0, 3)]
+    marks.apply(source_progress(L1, 1_000, 9, idle=True), at=(0, 4))
+    assert marks.passed("m", 8_000, 9_000), "the slow partition stopped: the fast one decides"
+    assert not marks.passed("m", 9_000, 10_000)
+    marks.follow("m", 0)  # again: nothing forgotten
+    assert marks.passed("m", 8_000, 9_000)
