@@ -170,8 +170,9 @@ class Monitor:
         if not self.profiles_loaded():
             return 0
         events = self.stage1.poll(max_messages, timeout)
-        idle = self._idle_sources()
-        unreported = [source for source in self._assigned() if source not in self._told]
+        assigned = self.stage1.consumer.assignment()
+        idle = self._idle_sources(assigned)
+        unreported = [(tp.topic, tp.partition) for tp in assigned if (tp.topic, tp.partition) not in self._told]
         if idle or unreported:
             self.stage1.begin()
         if not self.stage1.in_transaction:
@@ -232,12 +233,8 @@ class Monitor:
         if result.unprofiled_rows:
             metrics.UNPROFILED_ROWS.inc(result.unprofiled_rows)
 
-    def _assigned(self) -> list[SourcePartition]:
-        return [(tp.topic, tp.partition) for tp in self.stage1.consumer.assignment()]
-
-    def _idle_sources(self) -> list[SourcePartition]:
+    def _idle_sources(self, assigned: list[TopicPartition]) -> list[SourcePartition]:
         """Source partitions verified quiet for ``--idle`` seconds (declarations due now)."""
-        assigned = self.stage1.consumer.assignment()
         now = time.monotonic()
         for source, at_end in self.ends.poll(assigned).items():
             self.quiet.checked(source, at_end, now)
