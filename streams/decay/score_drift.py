@@ -12,6 +12,7 @@ and fed to ADWIN and Page-Hinkley, as the per-feature window means are.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,14 +34,12 @@ class _Version:
     windows: dict[int, _Window] = field(default_factory=dict)
     baseline: list[_Window] = field(default_factory=list)
     detectors: dict[str, river_base.DriftDetector] = field(default_factory=dict)
-    watermark: int = -(1 << 62)
 
 
 class ScoreDrift:
-    def __init__(self, window_ms: int, grace_ms: int, *, baseline_windows: int = 5, min_rows: int = 30,
+    def __init__(self, window_ms: int, *, baseline_windows: int = 5, min_rows: int = 30,
                  kinds: tuple[str, ...] = ("adwin", "page_hinkley")) -> None:
         self.window_ms = window_ms
-        self.grace_ms = grace_ms
         self.baseline_windows = baseline_windows
         self.min_rows = min_rows
         self.kinds = kinds
@@ -49,7 +48,6 @@ class ScoreDrift:
     def add(self, model: str, version: str, event_time: int, scores: np.ndarray) -> None:
         finite = scores[np.isfinite(scores)]
         state = self.versions.setdefault((model, version), _Version())
-        state.watermark = max(state.watermark, event_time)
         if finite.size == 0:
             return
         start = event_time // self.window_ms * self.window_ms
@@ -58,11 +56,15 @@ class ScoreDrift:
         window.squares += float(np.dot(finite, finite))
         window.rows += int(finite.size)
 
-    def close(self) -> list[Alert]:
-        """Judge every window the version's watermark has passed (end + grace); alerts for detections."""
+    def close(self, ready: Callable[[str, int], bool]) -> list[Alert]:
+        """Judge every window ``ready(model, start)`` lets close; alerts for detections.
+
+        When is the caller's to say, from every prediction partition's watermark: the newest score seen
+        here is not it (a lagging partition's rows of the window would be left out).
+        """
         alerts = []
         for (model, version), state in self.versions.items():
-            for start in sorted(s for s in state.windows if s + self.window_ms + self.grace_ms <= state.watermark):
+            for start in sorted(s for s in state.windows if ready(model, s)):
                 window = state.windows.pop(start)
                 if window.rows < self.min_rows:
                     continue

@@ -71,7 +71,7 @@ class DecayStage:
         self.profiles = profiles
         self.profiles_loaded = profiles_loaded
         self.judge = DecayJudge(policy)
-        self.scores = ScoreDrift(self.window_ms, self.grace_ms)
+        self.scores = ScoreDrift(self.window_ms)
         self.estimated = EstimatedQuality(self.window_ms, self.grace_ms, self._calibration, policy)
         # of the prediction partitions, per model; positions in monitor.by-model
         self.watermarks: SourceWatermarks[tuple[str, int]] = SourceWatermarks()
@@ -164,7 +164,8 @@ class DecayStage:
         self.watermarks.expect(self.partitions.sources(self.predictions_topic))
         self.label_watermarks.expect(self.partitions.sources(self.labels_topic))
         closing = self.join.closable(self._realised)
-        score_alerts = self.scores.close()
+        score_alerts = self.scores.close(
+            lambda model, start: self.watermarks.passed(model, start, start + self.window_ms + self.grace_ms))
         estimating = self.estimated.closable(self.watermarks)
         if closing or score_alerts or estimating:
             self.reader.begin()

@@ -185,21 +185,22 @@ def test_join_state_is_bounded_by_waiting_rows() -> None:
 def test_prediction_score_drift_is_flagged_after_a_shift_and_not_before() -> None:
     from streams.decay.score_drift import ScoreDrift
 
-    drift = ScoreDrift(window_ms=1000, grace_ms=0, baseline_windows=5)
+    drift = ScoreDrift(window_ms=1000, baseline_windows=5)
     local = np.random.default_rng(3)
     alerts = []
     for w in range(40):
         shift = 0.15 if w >= 25 else 0.0
         for e in range(10):  # ten events per window, 50 rows each
             drift.add("m", "1", w * 1000 + e * 100, np.clip(local.beta(2, 5, 50) + shift, 0, 1))
-        found = drift.close()
+        assert drift.close(lambda model, start: False) == [], "nothing closes before the stage says so"
+        found = drift.close(lambda model, start, now=w * 1000: model == "m" and start < now)
         alerts += [(w, a) for a in found]
     assert alerts, "the shifted scores were flagged"
     assert min(w for w, _ in alerts) >= 25, "nothing before the shift"
     assert min(w for w, _ in alerts) <= 27
     assert alerts[0][1].features == ["prediction"] * len(alerts[0][1].features)
     # the window mean feeding the detectors is numpy's mean of the window's rows
-    check = ScoreDrift(window_ms=1000, grace_ms=0)
+    check = ScoreDrift(window_ms=1000)
     rows = local.random(100)
     check.add("m", "1", 5, rows[:60])
     check.add("m", "1", 7, rows[60:])
