@@ -7,6 +7,12 @@ event's rows); the first ``baseline_windows`` windows set the expected mean
 and spread; every later window's mean is standardised,
 ``z = (mean - mu) / (sigma / sqrt(n))`` — N(0, 1) while nothing changes —
 and fed to ADWIN and Page-Hinkley, as the per-feature window means are.
+
+Like the estimated windows, an open window remembers the oldest input
+offset it holds (:meth:`ScoreDrift.safe_offsets`): the stage's commits stay
+behind it, so after a rebalance the windows are rebuilt from the topic
+(:meth:`ScoreDrift.reset`) with every row once. Windows close in order, and
+a row of a window already judged is left out, not judged a second time.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import numpy as np
 from river import base as river_base
 
 from driftline.alerts import Alert
+from driftline.offsets import held_back
 from streams.drift.detectors import DETECTORS
 
 
@@ -27,11 +34,13 @@ class _Window:
     total: float = 0.0
     squares: float = 0.0
     rows: int = 0
+    sources: dict[tuple[str, int], int] = field(default_factory=dict)  # input partition -> oldest offset
 
 
 @dataclass
 class _Version:
     windows: dict[int, _Window] = field(default_factory=dict)
+    judged_through: int = -(1 << 62)  # the start of the last window closed
     baseline: list[_Window] = field(default_factory=list)
     detectors: dict[str, river_base.DriftDetector] = field(default_factory=dict)
 
@@ -45,13 +54,16 @@ class ScoreDrift:
         self.kinds = kinds
         self.versions: dict[tuple[str, str], _Version] = {}
 
-    def add(self, model: str, version: str, event_time: int, scores: np.ndarray) -> None:
+    def add(self, model: str, version: str, event_time: int, scores: np.ndarray,
+            source: tuple[str, int] = ("", -1), offset: int = 0) -> None:
+        """One event's scores, read at ``offset`` of ``source`` (the stage's input partition)."""
         finite = scores[np.isfinite(scores)]
         state = self.versions.setdefault((model, version), _Version())
-        if finite.size == 0:
-            return
         start = event_time // self.window_ms * self.window_ms
+        if finite.size == 0 or start <= state.judged_through:
+            return
         window = state.windows.setdefault(start, _Window())
+        window.sources[source] = min(window.sources.get(source, offset), offset)
         window.total += float(finite.sum())
         window.squares += float(np.dot(finite, finite))
         window.rows += int(finite.size)
@@ -66,6 +78,7 @@ class ScoreDrift:
         for (model, version), state in self.versions.items():
             for start in sorted(s for s in state.windows if ready(model, s)):
                 window = state.windows.pop(start)
+                state.judged_through = max(state.judged_through, start)
                 if window.rows < self.min_rows:
                     continue
                 if len(state.baseline) < self.baseline_windows:
@@ -75,6 +88,17 @@ class ScoreDrift:
                 if alert is not None:
                     alerts.append(alert)
         return alerts
+
+    def safe_offsets(self, safe: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+        """Hold each partition's committed offset back to the oldest row of an open window."""
+        return held_back(safe, (item for state in self.versions.values() for window in state.windows.values()
+                                for item in window.sources.items()))
+
+    def reset(self) -> None:
+        """Forget the open windows (their rows are read again from the committed offsets); the baselines,
+        detectors and what was judged stay."""
+        for state in self.versions.values():
+            state.windows.clear()
 
     def _judge(self, model: str, version: str, start: int, window: _Window, state: _Version) -> Alert | None:
         rows = sum(w.rows for w in state.baseline)

@@ -114,6 +114,7 @@ class DecayStage:
         self.estimated = EstimatedQuality(self.window_ms, self.grace_ms, self._calibration, self.judge.policy)
         self.watermarks = SourceWatermarks()
         self.label_watermarks = SourceWatermarks()
+        self.scores.reset()
         since = int(time.time() * 1000) - QUALITY_REPLAY_MS
         for value in read_compacted(self.settings, self.quality_topic, since_ms=since).values():
             record = self.codec.decode(value, "driftline.QualitySummary")
@@ -147,7 +148,8 @@ class DecayStage:
                 result = self.join.add_prediction(record, run.source, run.offset)
                 block = self.join.last_prediction
                 if block is not None:  # the block add_prediction just stored
-                    self.scores.add(record["model"], block.version, block.event_time, block.values)
+                    self.scores.add(record["model"], block.version, block.event_time, block.values,
+                                    run.source, run.offset)
                     self.estimated.add(record["model"], block.version, block.event_time, block.values,
                                        block.classes, run.source, run.offset, run.parts or [record])
             total = joined.setdefault(record["model"], JoinResult())
@@ -178,7 +180,7 @@ class DecayStage:
         if self.reader.in_transaction:
             assignment = self.reader.consumer.position(self.reader.consumer.assignment())
             positions = {(tp.topic, tp.partition): tp.offset for tp in assignment if tp.offset >= 0}
-            safe = held_back(self.estimated.safe_offsets(self.join.safe_offsets(positions)),
+            safe = held_back(self.scores.safe_offsets(self.estimated.safe_offsets(self.join.safe_offsets(positions))),
                              [*self.watermarks.holding(), *self.label_watermarks.holding()])
             self.reader.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in safe.items()])
         return len(polled)

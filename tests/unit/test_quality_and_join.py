@@ -208,6 +208,31 @@ def test_prediction_score_drift_is_flagged_after_a_shift_and_not_before() -> Non
     assert window.total / window.rows == pytest.approx(rows.mean())
 
 
+def test_score_windows_hold_commits_back_rebuild_after_a_rebalance_and_are_judged_once() -> None:
+    from streams.decay.score_drift import ScoreDrift
+
+    src = ("by-model", 0)
+    local = np.random.default_rng(5)
+    rows = [local.random(40) for _ in range(6)]
+    drift = ScoreDrift(window_ms=1000, baseline_windows=1, min_rows=1)
+    for i, values in enumerate(rows):  # events at offsets 10..15, two windows (0 and 1000)
+        drift.add("m", "1", i * 300, values, src, 10 + i)
+    assert drift.safe_offsets({src: 16}) == {src: 10}
+    assert drift.close(lambda model, start: start < 1000) == []  # window 0: the baseline
+    assert drift.safe_offsets({src: 16}) == {src: 14}, "held back to window 1000's first row"
+    # a rebalance: the open window is forgotten and read again from the committed offset
+    drift.reset()
+    for i in (4, 5):
+        drift.add("m", "1", i * 300, rows[i], src, 10 + i)
+    drift.add("m", "1", 10, local.random(40), src, 16)  # a late row of the window already judged
+    assert sorted(drift.versions[("m", "1")].windows) == [1000], "window 0 is not opened again"
+    window = drift.versions[("m", "1")].windows[1000]
+    assert window.rows == 80 and window.total / window.rows == pytest.approx(np.concatenate(rows[4:]).mean())
+    baseline = drift.versions[("m", "1")].baseline
+    assert len(baseline) == 1 and baseline[0].total / baseline[0].rows == pytest.approx(
+        np.concatenate(rows[:4]).mean())
+
+
 def test_coalesced_runs_join_exactly_like_one_event_at_a_time() -> None:
     from driftline.consumer import Event
     from streams.decay.coalesce import coalesce
