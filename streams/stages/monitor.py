@@ -123,8 +123,9 @@ class Monitor:
     # ------------------------------------------------------------ recovery
     def _restore_watermarks(self, partitions: list[TopicPartition]) -> None:
         self.ends.forget()
-        for tp in partitions:  # a (re)assigned source: send its progress to every model with the next batch
-            self._told.pop((tp.topic, tp.partition), None)
+        # Every (re)assigned source sends its progress to every model with the next batch; revoked ones are
+        # forgotten (an extra report after a cooperative rebalance would be harmless).
+        self._told.clear()
         stored = read_compacted(self.settings, self.watermark_topic)
         for tp in partitions:
             raw = stored.get(f"{tp.topic}:{tp.partition}".encode())
