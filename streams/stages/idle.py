@@ -59,10 +59,12 @@ class EndProbe:
         return answers
 
     def _ask(self, partitions: list[TopicPartition]) -> None:
+        positions = self.consumer.position(partitions)
+        committed = self._committed_offsets([tp for tp in positions if tp.offset < 0])
         self._asked_at = {}
-        for tp in self.consumer.position(partitions):
+        for tp in positions:
             source = (tp.topic, tp.partition)
-            offset = tp.offset if tp.offset >= 0 else self._committed_offset(tp)
+            offset = tp.offset if tp.offset >= 0 else committed.get(source, OFFSET_INVALID)
             if offset >= 0:
                 self._asked_at[source] = offset
         try:
@@ -73,18 +75,21 @@ class EndProbe:
             log.debug("end offsets not asked: %s", exc)
             self._pending = {}
 
-    def _committed_offset(self, tp: TopicPartition) -> int:
-        """Where the group resumes a partition nothing was read from since assignment (asked once)."""
-        source = (tp.topic, tp.partition)
-        if source not in self._committed:
+    def _committed_offsets(self, unread: list[TopicPartition]) -> dict[SourcePartition, int]:
+        """Where the group resumes the partitions nothing was read from since assignment: asked once, in
+        one request for all of them (the loop waits for it, at most 5 s, once per assignment)."""
+        missing = [TopicPartition(tp.topic, tp.partition) for tp in unread
+                   if (tp.topic, tp.partition) not in self._committed]
+        if missing:
             try:
-                found = self.consumer.committed([TopicPartition(tp.topic, tp.partition)], timeout=5)
+                found = self.consumer.committed(missing, timeout=5)
             except KafkaException:
-                return OFFSET_INVALID  # ask again next time
-            # No commit at all: the partition has never been read, so it holds nothing it could be behind on
-            # only if it is empty; position 0 says exactly that when compared with its end.
-            self._committed[source] = found[0].offset if found[0].offset >= 0 else 0
-        return self._committed[source]
+                found = []  # ask again next time
+            for tp in found:
+                # No commit at all: the partition has never been read, so it holds nothing it could be
+                # behind on only if it is empty; position 0 says exactly that when compared with its end.
+                self._committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else 0
+        return self._committed
 
     def forget(self) -> None:
         """After a rebalance: positions of partitions read before are asked of the group again."""
