@@ -32,7 +32,6 @@ from driftline.offsets import held_back
 from driftline.quality import HIGHER_IS_BETTER
 from schemas.columns import FeatureFrame
 from streams.decay.judge import DecayPolicy
-from streams.drift.watermarks import SourceWatermarks
 
 ESTIMATED_DECAY = "driftline.decay.estimated"
 
@@ -80,10 +79,8 @@ Calibrations = Callable[[str, str], tuple[Calibration | None, dict[str, float], 
 class EstimatedQuality:
     """Windows of prediction rows per model version, estimated at close."""
 
-    def __init__(self, window_ms: int, grace_ms: int, calibrations: Calibrations,
-                 policy: DecayPolicy | None = None) -> None:
+    def __init__(self, window_ms: int, calibrations: Calibrations, policy: DecayPolicy | None = None) -> None:
         self.window_ms = window_ms
-        self.grace_ms = grace_ms
         self.calibrations = calibrations  # (model, version) -> (calibration, expected quality, its source)
         self.policy = policy or DecayPolicy()
         self.windows: dict[tuple[str, str, int], _Window] = {}
@@ -109,10 +106,10 @@ class EstimatedQuality:
             window.columns.append({n: np.concatenate([p[n] for p in parts]) for n in parts[0]})
         window.sources[source] = min(window.sources.get(source, offset), offset)
 
-    def closable(self, watermarks: SourceWatermarks) -> list[tuple[str, str, int]]:
-        """Windows every live prediction partition of their model has passed (end plus grace)."""
-        return sorted(key for key in self.windows
-                      if watermarks.passed(key[0], key[2], key[2] + self.window_ms + self.grace_ms))
+    def closable(self, ready: Callable[[str, int], bool]) -> list[tuple[str, str, int]]:
+        """The windows ``ready(model, start)`` lets close (the stage's rule: every live prediction partition
+        of the model has passed the window's end plus grace)."""
+        return sorted(key for key in self.windows if ready(key[0], key[2]))
 
     def close(self, key: tuple[str, str, int]) -> tuple[EstimatedWindow | None, list[Alert]]:
         """Estimate one closed window (None when too small to say anything) and judge it."""

@@ -41,7 +41,7 @@ from streams.decay.join import JoinResult, LabelJoin
 from streams.decay.judge import DecayJudge, DecayPolicy, measure
 from streams.decay.score_drift import ScoreDrift
 from streams.drift.profile import Profile
-from streams.drift.watermarks import NO_WATERMARK, SourceWatermarks
+from streams.drift.watermarks import ANY_MODEL, NO_WATERMARK, SourceWatermarks
 from streams.stages import metrics
 from streams.stages.forward import BY_MODEL_TOPIC
 from streams.stages.idle import TopicPartitions
@@ -72,7 +72,7 @@ class DecayStage:
         self.profiles_loaded = profiles_loaded
         self.judge = DecayJudge(policy)
         self.scores = ScoreDrift(self.window_ms)
-        self.estimated = EstimatedQuality(self.window_ms, self.grace_ms, self._calibration, policy)
+        self.estimated = EstimatedQuality(self.window_ms, self._calibration, policy)
         # of the prediction partitions, per model; positions in monitor.by-model
         self.watermarks: SourceWatermarks[tuple[str, int]] = SourceWatermarks()
         self.quality_topic = settings.topic("quality")
@@ -111,7 +111,7 @@ class DecayStage:
     def _on_assign(self, _: list[TopicPartition]) -> None:
         """Rebuild from the committed (held-back) offsets: state starts empty, published windows are known."""
         self.join = self._fresh_join()
-        self.estimated = EstimatedQuality(self.window_ms, self.grace_ms, self._calibration, self.judge.policy)
+        self.estimated = EstimatedQuality(self.window_ms, self._calibration, self.judge.policy)
         self.watermarks = SourceWatermarks()
         self.label_watermarks = SourceWatermarks()
         self.scores.reset()
@@ -166,9 +166,8 @@ class DecayStage:
         self.watermarks.expect(self.partitions.sources(self.predictions_topic))
         self.label_watermarks.expect(self.partitions.sources(self.labels_topic))
         closing = self.join.closable(self._realised)
-        score_alerts = self.scores.close(
-            lambda model, start: self.watermarks.passed(model, start, start + self.window_ms + self.grace_ms))
-        estimating = self.estimated.closable(self.watermarks)
+        score_alerts = self.scores.close(self._predictions_passed)
+        estimating = self.estimated.closable(self._predictions_passed)
         if closing or score_alerts or estimating:
             self.reader.begin()
         for key in closing:
@@ -187,11 +186,23 @@ class DecayStage:
 
     def _progress(self, event: Event) -> None:
         """A prediction partition's progress (per model, or for every model), or a label partition's."""
+        record = event.record
         here = (event.topic, event.partition)
-        if event.record["source_topic"] == self.labels_topic:
-            self.label_watermarks.apply(event.record, (here, event.offset))
-        else:
-            self.watermarks.apply(event.record, (here, event.offset))
+        if record["source_topic"] == self.labels_topic:
+            self.label_watermarks.apply(record, (here, event.offset))
+            return
+        self.watermarks.apply(record, (here, event.offset))
+        if record["model"] != ANY_MODEL:  # where the model's rows arrive: its label partitions count there
+            self.label_watermarks.follow(record["model"], here)
+
+    def _close_of(self, start: int) -> int:
+        """The event time a window's close is due at: its end plus grace."""
+        return start + self.window_ms + self.grace_ms
+
+    def _predictions_passed(self, model: str, start: int) -> bool:
+        """Every live prediction partition of the model has passed the window's close: the rule for the
+        windows of prediction time (estimated quality, score drift)."""
+        return self.watermarks.passed(model, start, self._close_of(start))
 
     def _realised(self, key: tuple[str, str, int]) -> bool:
         """Whether a realised window may close: every label partition has passed its end plus grace (or all
@@ -204,13 +215,9 @@ class DecayStage:
         still to come (CI saw a window of 83 of its 400 pairs).
         """
         model, _, start = key
-        home = self.watermarks.home(model)
-        if home is None:
-            return False
-        self.label_watermarks.follow(model, home)
-        limit = start + self.window_ms + self.grace_ms
-        return (self.label_watermarks.passed(model, start, limit)
-                and self.watermarks.passed(model, NO_WATERMARK, limit))  # predictions all stopped: none due
+        close = self._close_of(start)
+        return (self.label_watermarks.passed(model, start, close)
+                and self.watermarks.passed(model, NO_WATERMARK, close))  # predictions all stopped: none due
 
     def _publish(self, key: tuple[str, str, int]) -> None:
         model, version, start = key
