@@ -137,19 +137,24 @@ class EventReader:
             self.producer.begin_transaction()
             self._in_transaction = True
 
-    def decode(self, message: Message) -> Event | None:
-        """The message as an Event, or None once it is dead-lettered (or skipped: another stage owns it)."""
+    def decode(self, message: Message, decoded: tuple[str, dict[str, Any]] | None = None) -> Event | None:
+        """The message as an Event, or None once it is dead-lettered (or skipped: another stage owns it).
+
+        ``decoded``: the (schema, record) the codec's batch decode already made of it, if any.
+        """
         topic, partition, offset = position_of(message)
         try:
             if self.expect and topic not in self.expect:
                 raise ContractError(f"topic {topic} is not one this stage reads")
             wanted = self.expect.get(topic)
             if isinstance(wanted, tuple):
-                schema, record = self.codec.decode_named(message.value() or b"")
+                schema, record = decoded or self.codec.decode_named(message.value() or b"")
                 if schema not in wanted:
                     raise DecodeError(f"expected one of {', '.join(wanted)}, got {schema}")
+            elif decoded is not None and wanted is not None and decoded[0] != wanted:
+                raise DecodeError(f"expected a {wanted} event, got {decoded[0]}")
             else:
-                schema, record = self.codec.decode_named(message.value() or b"", wanted)
+                schema, record = decoded or self.codec.decode_named(message.value() or b"", wanted)
             if self.validate is not None:
                 self.validate(record)
         except ContractError as exc:
@@ -163,10 +168,17 @@ class EventReader:
         return Event(schema, record, topic, partition, offset, message.key(), message.timestamp()[1])
 
     def poll(self, max_messages: int = 500, timeout: float = 1.0) -> list[Event]:
-        """Decoded events of the next batch (bad ones already dead-lettered)."""
+        """Decoded events of the next batch (bad ones already dead-lettered).
+
+        The plain one-row events of the batch are decoded together
+        (:meth:`~schemas.codec.Codec.decode_batch`), the others one by one.
+        """
+        messages = self.poll_messages(max_messages, timeout)
+        decoded = self.codec.decode_batch([m.value() or b"" for m in messages]) if len(messages) > 1 \
+            else [None] * len(messages)
         events: list[Event] = []
-        for message in self.poll_messages(max_messages, timeout):
-            event = self.decode(message)
+        for message, known in zip(messages, decoded, strict=True):
+            event = self.decode(message, known)
             if event is not None:
                 events.append(event)
         return events

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from schemas.batchread import BatchReader
 from schemas.compiled import BodyReader
 from schemas.errors import DecodeError, EncodeError
 
@@ -159,6 +161,7 @@ class Codec:
             self._by_fingerprint[fp] = WriterSchema(name, parsed, fp)
             self._fingerprint_of[name] = fp
         self._bodies = BodyReader()
+        self._batch = BatchReader(self._bodies)
         self._compiled = {"driftline.Prediction": self._bodies.prediction,
                           "driftline.Features": self._bodies.features}
 
@@ -280,6 +283,26 @@ class Codec:
         if read is None:
             return None
         return read(data if isinstance(data, bytes) else bytes(data), start)
+
+    def decode_batch(self, values: Sequence[bytes]) -> list[tuple[str, dict[str, Any]] | None]:
+        """The plain one-row Prediction and Features events among ``values``, decoded together.
+
+        Each item is (schema name, record) as :meth:`decode_named` gives it, or
+        None for a value to decode alone with :meth:`decode_named` (another
+        kind or shape, or broken: that call names what is wrong). A worker's
+        polled batch is mostly such events (:mod:`schemas.batchread`).
+        """
+        out: list[tuple[str, dict[str, Any]] | None] = [None] * len(values)
+        for name, prediction in (("driftline.Prediction", True), ("driftline.Features", False)):
+            header = MAGIC + self._fingerprint_of[name]
+            mine = [i for i, value in enumerate(values) if value[:HEADER_LEN] == header]
+            if not mine:
+                continue
+            records = self._batch.read([values[i] for i in mine], HEADER_LEN, prediction)
+            for i, record in zip(mine, records, strict=True):
+                if record is not None:
+                    out[i] = (name, record)
+        return out
 
     def decode(self, data: bytes, expect: str | None = None) -> dict[str, Any]:
         """Decode one message into the current shape of its schema.

@@ -20,7 +20,7 @@ on random events, byte for byte and record for record.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -155,6 +155,8 @@ class BodyReader:
         self._categorical_names = _NameArrays()
         self._model: tuple[bytes, str] = (b"\x00", "")
         self._one_row: _OneRowShape | None = None
+        # every plain one-row layout learnt lately, newest first: the batch reader's patterns
+        self._shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], _OneRowShape] = {}
 
     def prediction(self, data: bytes, start: int) -> dict[str, Any] | None:
         return self._read(data, start, True)
@@ -178,7 +180,16 @@ class BodyReader:
         columns = record["columns"]
         if (len(record["request_ids"]) == 1 and not columns["numeric_nulls"] and not columns["categorical_nulls"]
                 and not columns["mismatched"] and not columns["categorical_codes"]):
-            self._one_row = _OneRowShape(columns["numeric_names"], columns["categorical_names"])
+            layout = (tuple(columns["numeric_names"]), tuple(columns["categorical_names"]))
+            shape = self._shapes.pop(layout, None) or _OneRowShape(*layout)
+            self._shapes = {layout: shape, **self._shapes}
+            if len(self._shapes) > _LAYOUTS_KEPT:
+                del self._shapes[next(reversed(self._shapes))]
+            self._one_row = shape
+
+    def shapes(self) -> list[_OneRowShape]:
+        """The plain one-row shapes learnt lately, newest first."""
+        return list(self._shapes.values())
 
     def _plain_one_row(self, data: bytes, p: int, versioned: bool) -> dict[str, Any] | None:
         """The common event in one pass: one row, a known layout, short strings, no nulls or segment.
@@ -331,7 +342,7 @@ _PLAIN_TAIL = b"\x00" * 5
 class _OneRowShape:
     """The bytes a plain one-row event of one layout always has (what :class:`RowWriter` writes)."""
 
-    def __init__(self, numeric_names: list[str], categorical_names: list[str]) -> None:
+    def __init__(self, numeric_names: Sequence[str], categorical_names: Sequence[str]) -> None:
         self.numeric_names = tuple(numeric_names)
         self.categorical_names = tuple(categorical_names)
         self.numeric_bytes = 8 * len(numeric_names)
@@ -373,7 +384,7 @@ def avro_string(text: str) -> bytes:
     return avro_long(len(raw)) + raw
 
 
-def avro_strings(texts: list[str] | tuple[str, ...]) -> bytes:
+def avro_strings(texts: Sequence[str]) -> bytes:
     """An array of strings in one block (empty: the end marker alone), as fastavro writes it."""
     if not texts:
         return b"\x00"

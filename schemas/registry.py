@@ -15,6 +15,7 @@ import json
 import logging
 import struct
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from fastavro import schemaless_writer
@@ -144,6 +145,11 @@ class RegistryCodec:
     def peek_model(self, data: bytes, expect: str) -> str | None:
         """As :meth:`Codec.peek_model` for single-object events; None (decode instead) for registry ones."""
         return self.codec.peek_model(data, expect) if data[:2] == MAGIC else None
+
+    def decode_batch(self, values: Sequence[bytes]) -> list[tuple[str, dict[str, Any]] | None]:
+        """:meth:`Codec.decode_batch` for the single-object events among ``values``; registry-framed ones
+        (a 5-byte header) are left to :meth:`decode_named`, one by one."""
+        return self.codec.decode_batch(values)
 
     def decode_named(self, data: bytes, expect: str | None = None) -> tuple[str, dict[str, Any]]:
         if data[:2] == MAGIC:
