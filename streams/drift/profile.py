@@ -51,9 +51,15 @@ def sorted_bin_counts(ordered: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def sorted_bin_sums(ordered: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The sum of the values in each bin of :func:`bin_counts`, of already sorted values.
+
+    Each bin is summed on its own (``np.add.reduceat``), not as differences of
+    a running sum, which would lose a small bin's digits to the large totals.
+    """
     below = np.searchsorted(ordered, edges, side="left")
-    running = np.concatenate([[0.0], np.cumsum(ordered)])
-    return np.diff(running[np.concatenate([[0], below, [ordered.size]])])
+    starts = np.concatenate([[0], below])
+    sums = np.add.reduceat(np.append(ordered, 0.0), starts)  # the 0 makes a start at the end valid
+    return np.where(np.diff(np.append(starts, ordered.size)) > 0, sums, 0.0)  # an empty bin sums to 0
 
 
 def bin_sums(values: np.ndarray, edges: np.ndarray) -> np.ndarray:

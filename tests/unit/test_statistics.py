@@ -8,7 +8,7 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from streams.drift import statistics as st
-from streams.drift.profile import bin_counts, bin_sums, quantile_edges
+from streams.drift.profile import bin_counts, bin_sums, quantile_edges, sorted_bin_counts, sorted_bin_sums
 
 rng = np.random.default_rng(42)
 
@@ -49,3 +49,17 @@ def test_weighted_w1_equals_scipy_on_weighted_points():
         u, v = rng.normal(size=rng.integers(1, 50)), rng.normal(0.3, 2, size=rng.integers(1, 50))
         u_w, v_w = rng.uniform(0.1, 5, u.size), rng.uniform(0.1, 5, v.size)
         assert st.weighted_w1(u, v, u_w, v_w) == pytest.approx(stats.wasserstein_distance(u, v, u_w, v_w), rel=1e-9)
+
+
+def test_bins_of_sorted_values_equal_a_search_per_value():
+    """The window summaries bin sorted values (a search per edge); the profile's per-value search is the
+    independent computation, ties on edges and repeated edges included."""
+    rng = np.random.default_rng(5)
+    for trial in range(3000):
+        values = rng.normal(size=rng.integers(0, 60)) if trial % 2 else \
+            rng.integers(-3, 3, size=rng.integers(0, 60)).astype(float)
+        edges = np.sort(rng.normal(size=rng.integers(1, 9)) if trial % 3 else
+                        rng.integers(-3, 3, size=rng.integers(1, 9)).astype(float))
+        ordered = np.sort(values)
+        assert np.array_equal(sorted_bin_counts(ordered, edges), bin_counts(values, edges))
+        np.testing.assert_allclose(sorted_bin_sums(ordered, edges), bin_sums(values, edges), rtol=1e-12, atol=1e-12)
