@@ -75,8 +75,11 @@ def baseline(settings, topic, events):
         messages = consumer.consume(5000, 1.0)
         if messages and start is None:
             start = time.perf_counter()
-        records = [codec.decode(m.value(), "driftline.Prediction") for m in messages if not m.error()]
-        if records:  # decoded as a worker decodes a polled batch: one frame for all its events
+        values = [m.value() for m in messages if not m.error()]
+        # decoded as a worker decodes a polled batch: together (the odd event alone), one frame for all
+        records = [d[1] if d else codec.decode(v, "driftline.Prediction")
+                   for d, v in zip(codec.decode_batch(values), values, strict=True)]
+        if records:
             FeatureFrame.from_records([(r["columns"], len(r["request_ids"])) for r in records])
         seen += len(records)
     elapsed = time.perf_counter() - start

@@ -119,8 +119,9 @@ def main() -> None:
         return rows_in
 
     def decode_batch(values: list[bytes]) -> int:
-        """As a worker decodes a polled batch: each event's record, then one frame for all of them."""
-        records = [codec.decode(v, "driftline.Prediction") for v in values]
+        """As a worker decodes a polled batch: the events together (an odd one alone), then one frame."""
+        records = [d[1] if d else codec.decode(v, "driftline.Prediction")
+                   for d, v in zip(codec.decode_batch(values), values, strict=True)]
         frame = FeatureFrame.from_records([(r["columns"], len(r["request_ids"])) for r in records])
         return frame.rows
 

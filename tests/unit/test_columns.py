@@ -18,7 +18,7 @@ from schemas import (
     encode_columns,
     encode_rows,
 )
-from schemas.columns import pack_mask, unpack_mask
+from schemas.columns import pack_mask, unique_texts, unpack_mask
 
 
 def frame_of(rows, spec=None) -> FeatureFrame:
@@ -172,3 +172,11 @@ def test_merged_records_hold_the_rows_of_their_parts_in_order(parts, pool):
     frame = FeatureFrame.from_record(merged_record(items), total)
     assert frame.categorical[:, 0].tolist() == expected_text  # a trailing NUL kept, order kept
     assert frame.numeric[:, 0].tolist() == expected_x
+
+
+@given(st.lists(st.text(max_size=6), max_size=60))
+def test_unique_texts_equals_numpy_unique(texts: list[str]) -> None:
+    distinct, index = unique_texts(texts)
+    expected, inverse = np.unique(np.array(texts, dtype=object), return_inverse=True)
+    assert distinct == expected.tolist()
+    assert index.tolist() == inverse.ravel().tolist()
