@@ -117,11 +117,10 @@ def factorize(values: np.ndarray | list) -> tuple[list, np.ndarray]:
             pass
         else:
             return encoded.dictionary.to_pylist(), np.asarray(encoded.indices, dtype=np.int64)
-    index: dict = {}
-    setdefault = index.setdefault
     items = values.tolist() if isinstance(values, np.ndarray) else values
-    codes = np.fromiter((setdefault(v, len(index)) for v in items), dtype=np.int64, count=len(items))
-    return list(index), codes
+    distinct = list(dict.fromkeys(items))  # first-seen order, found in C
+    index = {v: i for i, v in enumerate(distinct)}
+    return distinct, np.fromiter(map(index.__getitem__, items), dtype=np.int64, count=len(items))
 
 
 def _category_values(column: np.ndarray) -> np.ndarray:

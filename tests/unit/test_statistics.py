@@ -8,7 +8,14 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from streams.drift import statistics as st
-from streams.drift.profile import bin_counts, bin_sums, quantile_edges, sorted_bin_counts, sorted_bin_sums
+from streams.drift.profile import (
+    bin_counts,
+    bin_sums,
+    factorize,
+    quantile_edges,
+    sorted_bin_counts,
+    sorted_bin_sums,
+)
 
 rng = np.random.default_rng(42)
 
@@ -63,3 +70,15 @@ def test_bins_of_sorted_values_equal_a_search_per_value():
         ordered = np.sort(values)
         assert np.array_equal(sorted_bin_counts(ordered, edges), bin_counts(values, edges))
         np.testing.assert_allclose(sorted_bin_sums(ordered, edges), bin_sums(values, edges), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [0, 7, 300, 20_000])  # the dict path and Arrow's (large all-text arrays)
+def test_factorize_gives_first_seen_levels_and_their_codes(size):
+    values = np.array([f"level{int(v)}" for v in rng.zipf(1.5, size) % 50], dtype=object)
+    distinct, codes = factorize(values)
+    expected: list[str] = []
+    for value in values.tolist():  # first-seen order, the slow obvious way
+        if value not in expected:
+            expected.append(value)
+    assert distinct == expected
+    assert [distinct[c] for c in codes.tolist()] == values.tolist()
