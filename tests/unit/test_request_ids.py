@@ -19,3 +19,12 @@ def test_request_ids_are_unique_and_a_forked_child_does_not_repeat_its_parents()
     os.waitpid(pid, 0)
     child = os.read(read, 64).decode()
     assert child not in mine and child[:20] != mine[0][:20]
+
+
+def test_the_fork_hook_does_not_keep_producers_ids_alive() -> None:
+    import gc
+    import weakref
+
+    gone = weakref.ref(RequestIds())
+    gc.collect()
+    assert gone() is None
