@@ -24,7 +24,9 @@ from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
-from schemas.columns import encode_rows
+import numpy as np
+
+from schemas.columns import DICTIONARY_ROWS, encode_rows, unique_texts
 
 _DOUBLE = struct.Struct("<d")
 _LAYOUTS_KEPT = 16  # distinct name arrays remembered per reader / row shapes per writer
@@ -490,6 +492,62 @@ class RowWriter:
             self._shapes.clear()
         self._shapes[keys] = shape
         return shape
+
+
+def plain_columns(columns: Mapping[str, Sequence[Any]], rows: int) -> bytes | None:
+    """The ``Columns`` block of whole columns, written directly when every column is plain.
+
+    Plain: ``rows`` values per column, all exact ``float``/``int`` (a numeric
+    column) or all ``str`` (a categorical one), no ``None``. The blocks, their
+    order and the dictionary form for many rows are what
+    :func:`~schemas.columns.encode_columns` chooses for the same columns (a
+    serving node's grouped requests, mostly); anything else gets ``None`` and
+    the caller takes that general path, which knows every rule.
+    """
+    if not columns or rows < 1:
+        return None  # an event of no features: the general path's rules (and errors)
+    numeric_names: list[str] = []
+    numeric: list[Sequence[Any]] = []
+    categorical_names: list[str] = []
+    texts: list[Sequence[Any]] = []
+    for name, values in columns.items():
+        if type(name) is not str or not name or len(values) != rows:
+            return None
+        kinds = set(map(type, values))
+        if kinds <= _NUMBER_TYPES and kinds:
+            numeric_names.append(name)
+            numeric.append(values)
+        elif kinds == _TEXT_TYPES:
+            categorical_names.append(name)
+            texts.append(values)
+        else:
+            return None
+    try:
+        matrix = np.array(numeric, dtype="<f8").T if numeric else np.zeros((rows, 0), dtype="<f8")
+    except OverflowError:
+        return None  # an int beyond float64: the general path says so
+    values = np.ascontiguousarray(matrix).tobytes()
+    parts = [avro_strings(numeric_names), avro_long(len(values)), values, b"\x00", avro_strings(categorical_names)]
+    cells = [text for row in zip(*texts, strict=True) for text in row] if texts else []
+    if cells and rows >= DICTIONARY_ROWS:
+        levels, codes = unique_texts(cells)
+        raw_codes = codes.astype("<u4").tobytes()
+        parts += [b"\x00", b"\x00", b"\x00", avro_strings(levels), avro_long(len(raw_codes)), raw_codes]
+    else:
+        parts += [avro_strings(cells), b"\x00", b"\x00", b"\x00", b"\x00"]
+    return b"".join(parts)
+
+
+_NUMBER_TYPES = frozenset((float, int))
+_TEXT_TYPES = {str}
+
+
+def predictions_body(model: str, version: str, event_time: int, request_ids: Sequence[str], columns: bytes,
+                     scores: bytes, classes: Sequence[str] | None) -> bytes:
+    """A Prediction body of any number of rows, no segment, from a written ``Columns`` block."""
+    return b"".join((avro_string(model), avro_string(version), avro_long(event_time), avro_strings(request_ids),
+                     b"\x00", columns, avro_long(len(scores)), scores,
+                     b"\x00" if classes is None else b"\x02" + avro_strings(classes)))
 
 
 def prediction_body(model_and_version: bytes, event_time: int, request_id: str, segment: str | None,

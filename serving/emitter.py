@@ -30,6 +30,7 @@ from driftline.producer import NODE_HEADER, ROLE_HEADER, ROLLOUT_HEADER
 from driftline.settings import Settings
 from schemas import Codec, encode_columns
 from schemas.columns import float_buffer
+from schemas.compiled import plain_columns, predictions_body
 from serving import metrics
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class PredictionEmitter:
         self.headers: list[tuple[str, str | bytes | None]] | None = [(NODE_HEADER, node_id.encode())] \
             if node_id else None
         self.codec = Codec.default()
+        self._header = self.codec.header("driftline.Prediction")
         self.producer = make_producer(settings, **{"linger.ms": 5})
         self.pending: deque[Emission] = deque()
         self.emitted = 0
@@ -109,16 +111,28 @@ class PredictionEmitter:
                 item.done[1].set_result(ok)
 
     def _encode(self, items: list[Emission]) -> bytes:
-        """One Prediction event for requests of one model version with the same features."""
+        """One Prediction event for requests of one model version with the same features.
+
+        The common group (plain numbers and texts, no nulls) is written
+        directly (:func:`~schemas.compiled.plain_columns`): encode_columns and
+        fastavro cost it 20 µs per request, a tenth of the node's time.
+        """
         first = items[0]
-        columns = {name: [v for item in items for v in item.columns[name]] for name in first.columns}
+        if len(items) == 1:
+            columns = first.columns
+        else:
+            columns = {name: [v for item in items for v in item.columns[name]] for name in first.columns}
         given = [item.classes for item in items if item.classes is not None]
         classes = [c for array in given for c in array.tolist()] if len(given) == len(items) else None
+        request_ids = [r for item in items for r in item.request_ids]
+        scores = float_buffer(np.concatenate([item.scores for item in items]))
+        block = plain_columns(columns, len(request_ids))
+        if block is not None:
+            return self._header + predictions_body(first.model, first.version, items[-1].event_time,
+                                                   request_ids, block, scores, classes)
         record = {"model": first.model, "model_version": first.version, "event_time": items[-1].event_time,
-                  "request_ids": [r for item in items for r in item.request_ids], "segment": None,
-                  "columns": encode_columns(columns),
-                  "prediction": float_buffer(np.concatenate([item.scores for item in items])),
-                  "predicted_class": classes}
+                  "request_ids": request_ids, "segment": None, "columns": encode_columns(columns),
+                  "prediction": scores, "predicted_class": classes}
         return self.codec.encode("driftline.Prediction", record)
 
     def drain(self, limit: int = 1000) -> None:

@@ -19,8 +19,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import Codec, DecodeError, encode_rows
+from schemas import encode_columns as encode_rows_columns
 from schemas.codec import HEADER_LEN
-from schemas.compiled import BodyReader, RowWriter, avro_string, features_body, prediction_body
+from schemas.compiled import (
+    BodyReader,
+    RowWriter,
+    avro_string,
+    features_body,
+    plain_columns,
+    prediction_body,
+    predictions_body,
+)
 from schemas.featurespec import FeatureSpec
 
 CODEC = Codec.default()
@@ -170,3 +179,35 @@ def test_a_key_set_seen_with_a_null_is_left_to_the_general_path_then_tried_again
     assert writer.columns(plain) is not None  # then learned again, and remembered
     assert writer.columns(plain) is not None
 
+
+
+@st.composite
+def column_groups(draw: st.DrawFn) -> tuple[dict, int]:
+    rows = draw(st.integers(1, 40))
+    keys = draw(st.lists(names, min_size=0, max_size=6, unique=True))
+    kinds = [draw(st.sampled_from(["float", "int", "text", "mixed"])) for _ in keys]
+    cell = {"float": st.floats(), "int": st.integers(-2**70, 2**70), "text": texts,
+            "mixed": st.one_of(st.floats(), texts, st.none(), st.booleans())}
+    return {k: draw(st.lists(cell[kind], min_size=rows, max_size=rows)) for k, kind in zip(keys, kinds, strict=True)}, rows
+
+
+@settings(max_examples=200, deadline=None)
+@given(column_groups(), st.integers(-2**63, 2**63 - 1), texts, st.booleans())
+def test_whole_columns_written_directly_equal_the_general_encoding(group: tuple[dict, int], event_time: int,
+                                                                  version: str, with_classes: bool) -> None:
+    """A serving node's grouped requests: the direct writer's bytes are fastavro's, or it steps aside."""
+    columns, rows = group
+    request_ids = [f"id{i}" for i in range(rows)]
+    scores = np.linspace(0, 1, rows).astype("<f8").tobytes()
+    classes = [str(i % 3) for i in range(rows)] if with_classes else None
+    block = plain_columns(columns, rows)
+    plain = all(v and (set(map(type, v)) <= {float, int} or set(map(type, v)) == {str}) for v in columns.values())
+    fits = all(abs(x) < 2**1023 for v in columns.values() for x in v if type(x) is int)
+    assert (block is not None) == (plain and fits and bool(columns))
+    if block is None:
+        return
+    record = {"model": "m", "model_version": version, "event_time": event_time, "request_ids": request_ids,
+              "segment": None, "columns": encode_rows_columns(columns), "prediction": scores,
+              "predicted_class": classes}
+    assert CODEC.header("driftline.Prediction") + predictions_body(
+        "m", version, event_time, request_ids, block, scores, classes) == CODEC.encode("driftline.Prediction", record)
