@@ -22,6 +22,7 @@ import numpy as np
 from river import compose, forest, linear_model, optim, preprocessing, tree
 
 from driftline.errors import ConfigError
+from driftline.linear import LinearScorer
 
 Rows = Sequence[dict[str, Any]]
 
@@ -104,6 +105,24 @@ class RiverModel:
     def __post_init__(self) -> None:
         if self.estimator is None:
             self.estimator = build_estimator(self.pipeline, self.numeric, self.categorical, self.params)
+        self._scorer: LinearScorer | bool | None = False  # False: not compiled since the last learn
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The pickled state (artifacts, deep copies) leaves the compiled scorer out: it is rebuilt."""
+        state = dict(self.__dict__)
+        state.pop("_scorer", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._scorer = False
+
+    def _linear(self) -> LinearScorer | None:
+        """The frozen linear form of a linear pipeline (:mod:`driftline.linear`), built on first use."""
+        if self._scorer is False:
+            task_ok = self.task == "regression" or self.binary
+            self._scorer = LinearScorer.compile(self.estimator, self.numeric, self.categorical) if task_ok else None
+        return self._scorer if isinstance(self._scorer, LinearScorer) else None
 
     @property
     def binary(self) -> bool:
@@ -119,6 +138,7 @@ class RiverModel:
 
     def learn(self, rows: Rows, labels: Sequence[Any]) -> None:
         """Learn rows in the order given (river learns online: one row after the other)."""
+        self._scorer = False  # the weights change: compiled again on the next predict
         learn = self.estimator.learn_one
         if self.task == "regression":
             for x, y in zip(rows, labels, strict=True):
@@ -134,6 +154,11 @@ class RiverModel:
 
     def predict(self, rows: Rows) -> tuple[np.ndarray, np.ndarray | None]:
         """(scores, classes): the positive-class probability or value per row; classes for multi-class."""
+        linear = self._linear()
+        if linear is not None:
+            scores = linear.scores(rows)
+            if scores is not None:
+                return scores, None
         if self.task == "regression":
             predict = self.estimator.predict_one
             return np.fromiter((predict(x) or 0.0 for x in rows), dtype=np.float64, count=len(rows)), None
