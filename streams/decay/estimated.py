@@ -21,14 +21,13 @@ quality topic are known on assignment and not published twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from driftline.alerts import Alert
 from driftline.estimation import Calibration, Estimate, estimate
-from driftline.offsets import held_back
 from driftline.quality import HIGHER_IS_BETTER
 from schemas.columns import FeatureFrame
 from streams.decay.judge import DecayPolicy
@@ -156,9 +155,9 @@ class EstimatedQuality:
                   "metrics_failed": [{"statistic": n, "value": e.value, "lower": e.lower, "upper": e.upper,
                                       "baseline": b, "threshold": t} for n, (e, b, t) in worse.items()]})]
 
-    def safe_offsets(self, safe: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
-        """Hold each partition's committed offset back to the oldest row of an open window."""
-        return held_back(safe, (item for window in self.windows.values() for item in window.sources.items()))
+    def holding(self) -> Iterator[tuple[tuple[str, int], int]]:
+        """(partition, offset) of the oldest row of each open window: commits are held back to them."""
+        return (item for window in self.windows.values() for item in window.sources.items())
 
 
 def _loss_columns(frame: FeatureFrame, calibration: Calibration) -> dict[str, np.ndarray]:

@@ -18,14 +18,13 @@ skipped, so no pair is counted twice.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
 import numpy as np
 
-from driftline.offsets import held_back
 from driftline.quality import canonical_labels, label_numbers
 from schemas.columns import read_float_buffer
 
@@ -221,6 +220,6 @@ class LabelJoin:
         return pairs
 
     # ------------------------------------------------------------ offsets
-    def safe_offsets(self, positions: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
-        """Offsets to commit: each partition's position, held back to its oldest live block."""
-        return held_back(positions, ((block.source, block.offset) for block in self.blocks.values()))
+    def holding(self) -> Iterator[tuple[tuple[str, int], int]]:
+        """(partition, offset) of each live block: commits are held back to the oldest."""
+        return ((block.source, block.offset) for block in self.blocks.values())

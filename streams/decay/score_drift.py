@@ -9,7 +9,7 @@ and spread; every later window's mean is standardised,
 and fed to ADWIN and Page-Hinkley, as the per-feature window means are.
 
 Like the estimated windows, an open window remembers the oldest input
-offset it holds (:meth:`ScoreDrift.safe_offsets`): the stage's commits stay
+offset it holds (:meth:`ScoreDrift.holding`): the stage's commits stay
 behind it, so after a rebalance the windows are rebuilt from the topic
 (:meth:`ScoreDrift.reset`) with every row once. Windows close in order, and
 a row of a window already judged is left out, not judged a second time.
@@ -18,14 +18,13 @@ a row of a window already judged is left out, not judged a second time.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 from river import base as river_base
 
 from driftline.alerts import Alert
-from driftline.offsets import held_back
 from streams.drift.detectors import DETECTORS
 
 
@@ -89,10 +88,10 @@ class ScoreDrift:
                     alerts.append(alert)
         return alerts
 
-    def safe_offsets(self, safe: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
-        """Hold each partition's committed offset back to the oldest row of an open window."""
-        return held_back(safe, (item for state in self.versions.values() for window in state.windows.values()
-                                for item in window.sources.items()))
+    def holding(self) -> Iterator[tuple[tuple[str, int], int]]:
+        """(partition, offset) of the oldest row of each open window: commits are held back to them."""
+        return (item for state in self.versions.values() for window in state.windows.values()
+                for item in window.sources.items())
 
     def reset(self) -> None:
         """Forget the open windows (their rows are read again from the committed offsets); the baselines,

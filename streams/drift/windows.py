@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -155,7 +156,7 @@ class WindowMerger:
         """Offsets of stats.partial safe to commit: before the first delta of any open window and the
         last progress of any live source (so a restart knows every source a window waits for)."""
         held = (item for window in self.open.values() for item in window.first_offsets.items())
-        return held_back(held_back(positions, held), self.watermarks.holding())
+        return held_back(positions, chain(held, self.watermarks.holding()))
 
 
 class RollingView:

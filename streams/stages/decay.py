@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from itertools import chain
 
 from confluent_kafka import TopicPartition
 
@@ -179,8 +180,8 @@ class DecayStage:
         if self.reader.in_transaction:
             assignment = self.reader.consumer.position(self.reader.consumer.assignment())
             positions = {(tp.topic, tp.partition): tp.offset for tp in assignment if tp.offset >= 0}
-            safe = held_back(self.scores.safe_offsets(self.estimated.safe_offsets(self.join.safe_offsets(positions))),
-                             [*self.watermarks.holding(), *self.label_watermarks.holding()])
+            safe = held_back(positions, chain(self.join.holding(), self.estimated.holding(), self.scores.holding(),
+                                              self.watermarks.holding(), self.label_watermarks.holding()))
             self.reader.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in safe.items()])
         return len(polled)
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from driftline.offsets import held_back
 from driftline.quality import canonical_labels, classification_metrics, regression_metrics, roc_auc
 from schemas.columns import float_buffer
 from streams.decay.ddm import DDM
@@ -117,16 +118,16 @@ def test_join_any_arrival_order_and_offsets_held_back() -> None:
     assert result.joined == 1
     assert join.add_prediction(prediction("m", ["x"], [0.1], 300), p, 11).joined == 1
     # a and b still wait at offset 10; the label block at 5 is held by the open window
-    assert join.safe_offsets({p: 12, lab: 6}) == {p: 10, lab: 5}
+    assert held_back({p: 12, lab: 6}, join.holding()) == {p: 10, lab: 5}
     assert join.add_label(label("m", ["a", "b"], [1, 1], 2500), lab, 6).joined == 2
     keys = join.closable(lambda key: key[2] < 2000)
     assert keys == [("m", "1", 0)]  # the window at 2000 is still open
     pairs = join.close(keys[0])
     truth, _, scores, _ = pairs.arrays()
     assert sorted(zip(truth.tolist(), scores.tolist(), strict=True)) == [("0", 0.1), ("1", 0.7)]
-    assert join.safe_offsets({p: 12, lab: 7}) == {p: 10, lab: 6}
+    assert held_back({p: 12, lab: 7}, join.holding()) == {p: 10, lab: 6}
     join.close(("m", "1", 2000))
-    assert join.safe_offsets({p: 12, lab: 7}) == {p: 12, lab: 7}
+    assert held_back({p: 12, lab: 7}, join.holding()) == {p: 12, lab: 7}
 
 
 def test_the_join_closes_what_the_stage_says_and_forgets_nothing_it_holds() -> None:
@@ -149,7 +150,7 @@ def test_join_ttl_and_replayed_labels_of_published_windows() -> None:
     join.add_prediction(prediction("m", ["c"], [0.9], 5000), p, 1)
     expired = join.expire(join.clock)
     assert (expired.expired_predictions, expired.expired_labels) == (2, 1)
-    assert join.safe_offsets({p: 2, lab: 1}) == {p: 1, lab: 1}
+    assert held_back({p: 2, lab: 1}, join.holding()) == {p: 1, lab: 1}
     join.published.add(("m", "1", 5000))
     assert join.add_label(label("m", ["c"], [True], 5100), lab, 1).late_labels == 1
     assert join.windows == {}
@@ -217,9 +218,9 @@ def test_score_windows_hold_commits_back_rebuild_after_a_rebalance_and_are_judge
     drift = ScoreDrift(window_ms=1000, baseline_windows=1, min_rows=1)
     for i, values in enumerate(rows):  # events at offsets 10..15, two windows (0 and 1000)
         drift.add("m", "1", i * 300, values, src, 10 + i)
-    assert drift.safe_offsets({src: 16}) == {src: 10}
+    assert held_back({src: 16}, drift.holding()) == {src: 10}
     assert drift.close(lambda model, start: start < 1000) == []  # window 0: the baseline
-    assert drift.safe_offsets({src: 16}) == {src: 14}, "held back to window 1000's first row"
+    assert held_back({src: 16}, drift.holding()) == {src: 14}, "held back to window 1000's first row"
     # a rebalance: the open window is forgotten and read again from the committed offset
     drift.reset()
     for i in (4, 5):
