@@ -82,9 +82,10 @@ class SourceWatermarks(Generic[K]):
     def __init__(self, expected: Iterable[SourcePartition] = ()) -> None:
         self.expected: set[SourcePartition] = set(expected)
         self.marks: dict[str, dict[SourcePartition, tuple[int, bool]]] = {}
-        # Source progress as heard on each input partition: what a model first seen there starts from.
-        self._heard: dict[K | None, dict[SourcePartition, tuple[int, bool]]] = defaultdict(dict)
-        self._heard_at: dict[K, dict[SourcePartition, tuple[K, int]]] = defaultdict(dict)
+        # Source progress as heard on each input partition — (watermark, idle, where the record is) — what a
+        # model first seen there starts from, and where a model followed there holds commits back to.
+        self._heard: dict[K | None, dict[SourcePartition, tuple[int, bool, tuple[K, int] | None]]] = \
+            defaultdict(dict)
         self._last: dict[tuple[str, SourcePartition], tuple[K, int]] = {}
         self._home: dict[str, K] = {}  # the input partition a model's records arrive on
 
@@ -103,9 +104,7 @@ class SourceWatermarks(Generic[K]):
         if progress["model"] == ANY_MODEL:
             idle = bool(progress.get("idle", False))
             heard = self._heard[here]
-            heard[source] = (max(heard[source][0], watermark) if source in heard else watermark, idle)
-            if at is not None:
-                self._heard_at[at[0]][source] = at
+            heard[source] = (max(heard[source][0], watermark) if source in heard else watermark, idle, at)
             for model, marks in self.marks.items():
                 if at is not None and self._home.get(model) != here:
                     continue  # a copy not ordered after this model's rows
@@ -117,7 +116,7 @@ class SourceWatermarks(Generic[K]):
             return
         model = progress["model"]
         if model not in self.marks:  # first seen: it starts from what this partition heard of every source
-            self.marks[model] = dict(self._heard.get(here, {}))
+            self.marks[model] = self.heard(here)
         marks = self.marks[model]
         marks[source] = (max(marks[source][0], watermark) if source in marks else watermark, False)
         if at is not None:
@@ -129,11 +128,9 @@ class SourceWatermarks(Generic[K]):
         it lives on ``partition`` and starts from what that partition heard, holding commits back likewise."""
         if model in self.marks and self._home.get(model) == partition:
             return
-        heard = self._heard.get(partition, {})
-        self.marks[model] = dict(heard)
+        self.marks[model] = self.heard(partition)
         self._home[model] = partition
-        for source, (_, idle) in heard.items():
-            at = self._heard_at[partition].get(source)
+        for source, (_, idle, at) in self._heard.get(partition, {}).items():
             if not idle and at is not None:
                 self._last[(model, source)] = at
 
@@ -141,9 +138,9 @@ class SourceWatermarks(Generic[K]):
         """The input partition the model's records arrive on (None before its first progress record)."""
         return self._home.get(model)
 
-    def heard(self, partition: K) -> dict[SourcePartition, tuple[int, bool]]:
-        """Source progress as heard on one input partition: {source: (watermark, idle)}."""
-        return self._heard.get(partition, {})
+    def heard(self, partition: K | None) -> dict[SourcePartition, tuple[int, bool]]:
+        """Source progress as heard on one input partition: {source: (watermark, idle)} (a copy)."""
+        return {source: (watermark, idle) for source, (watermark, idle, _) in self._heard.get(partition, {}).items()}
 
     def holding(self) -> Iterator[tuple[K, int]]:
         """Where each live source's last progress record is: offsets to hold commits back to."""
