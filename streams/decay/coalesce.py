@@ -31,9 +31,12 @@ class Run:
     kind: str  # "prediction" | "label"
     source: tuple[str, int]
     offset: int  # the first event's
-    record: dict[str, Any]
     events: int = 1
     parts: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        """The run as one record (:func:`merge_parts`); a caller that writes it in pieces merges those."""
+        return merge_parts(self.kind, self.parts)
 
 
 def merge_parts(kind: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -53,11 +56,8 @@ def merge_parts(kind: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def coalesce(events: Iterable[Event], window_ms: int, merge: bool = True) -> tuple[list[Run], list[Event]]:
+def coalesce(events: Iterable[Event], window_ms: int) -> tuple[list[Run], list[Event]]:
     """(runs in order of their first event, inconsistent events left out).
-
-    ``merge=False`` leaves each run's ``record`` empty, for a caller that
-    merges its parts itself (in pieces).
 
     One pass with the key and the consistency check written inline: it runs
     once per consumed event, in stage 1 and in the decay stage.
@@ -83,12 +83,9 @@ def coalesce(events: Iterable[Event], window_ms: int, merge: bool = True) -> tup
                    record["event_time"] // window_ms, classes is None)
         run = runs.get(key)
         if run is None:
-            runs[key] = Run(kind, (event.topic, event.partition), event.offset, {}, parts=[record])
+            runs[key] = Run(kind, (event.topic, event.partition), event.offset, parts=[record])
         else:
             run.parts.append(record)
             run.events += 1
             run.offset = min(run.offset, event.offset)
-    for run in runs.values():
-        # parts stay: a regression's loss model reads each event's columns
-        run.record = merge_parts(run.kind, run.parts) if merge else {}
-    return list(runs.values()), bad
+    return list(runs.values()), bad  # parts stay: a regression's loss model reads each event's columns

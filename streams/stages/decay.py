@@ -142,7 +142,7 @@ class DecayStage:
                         event.topic, event.partition, event.offset)
         joined: dict[str, JoinResult] = {}
         for run in runs:
-            record = run.record
+            record = run.record()
             if run.kind == "label":
                 result = self.join.add_label(record, run.source, run.offset)
             else:

@@ -48,7 +48,7 @@ def by_model_messages(events: Sequence[Event], window_ms: int, codec: EventCodec
     its whole run) for the caller to count. A run larger than ``max_bytes``
     (estimated from its parts) goes out as several events.
     """
-    runs, inconsistent = coalesce(events, window_ms, merge=False)
+    runs, inconsistent = coalesce(events, window_ms)
     messages = []
     for run in runs:
         for parts in _chunks(run.parts, max_bytes):

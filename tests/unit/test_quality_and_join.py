@@ -255,7 +255,7 @@ def test_coalesced_runs_join_exactly_like_one_event_at_a_time() -> None:
     runs, bad = coalesce(events, window_ms)
     assert [e.offset for e in bad] == [9999], "an event whose arrays disagree with its ids is set apart"
     assert len(runs) < len(events) / 20
-    assert sum(len(r.record["request_ids"]) for r in runs) == 2 * n
+    assert sum(len(r.record()["request_ids"]) for r in runs) == 2 * n
 
     def join_all(items) -> dict:
         join = LabelJoin(window_ms, 0, 10**9)
@@ -266,7 +266,7 @@ def test_coalesced_runs_join_exactly_like_one_event_at_a_time() -> None:
 
     one_by_one = join_all(("label" if e.schema == "driftline.Label" else "prediction", e.record,
                            (e.topic, e.partition), e.offset) for e in events if e.offset != 9999)
-    merged = join_all((r.kind, r.record, r.source, r.offset) for r in runs)
+    merged = join_all((r.kind, r.record(), r.source, r.offset) for r in runs)
     assert merged.keys() == one_by_one.keys()
     for key in merged:  # the same pairs in each window (order within a window may differ)
         assert sorted(zip(*merged[key], strict=True)) == sorted(zip(*one_by_one[key], strict=True))
