@@ -57,13 +57,24 @@ def by_model_messages(events: Sequence[Event], window_ms: int, codec: EventCodec
 
 
 def _size(record: dict[str, Any]) -> int:
-    """About the bytes a record takes on the wire (its request ids, numbers, texts), cheaply."""
-    rows = len(record["request_ids"])
+    """An upper bound of the bytes a record's rows take in a merged event, from lengths alone (no encode).
+
+    A string is at most 4 bytes per character (UTF-8) plus a 10-byte length;
+    numbers, null maps and codes travel as the bytes they are; a label is at
+    most a 10-byte union tag and number, or a string. The bound, not a guess,
+    keeps a chunk under ``max_bytes`` however long an application's request
+    ids or categories are.
+    """
+    ids = record["request_ids"]
+    size = 4 * sum(map(len, ids)) + 10 * len(ids)
     columns = record.get("columns")
     if columns is None:  # a label
-        return 64 * rows
-    return 64 * rows + len(columns["numeric_values"]) + 16 * (
-        len(columns["categorical_values"]) + len(columns.get("categorical_codes") or b"") // 4)
+        texts = [v for v in record["labels"] if isinstance(v, str)]
+        return size + 11 * len(record["labels"]) + 4 * sum(map(len, texts))
+    texts = columns["categorical_values"] or columns.get("categorical_levels") or []
+    return size + len(columns["numeric_values"]) + len(columns["numeric_nulls"]) + \
+        len(columns["categorical_nulls"]) + len(columns.get("categorical_codes") or b"") + \
+        4 * sum(map(len, texts)) + 10 * len(texts) + 200 * len(columns.get("mismatched") or ())
 
 
 def _chunks(parts: list[dict[str, Any]], max_bytes: int) -> Iterator[list[dict[str, Any]]]:

@@ -53,3 +53,19 @@ def test_an_event_whose_arrays_disagree_with_its_ids_is_left_out_and_returned() 
     messages, bad = by_model_messages([good, broken], 60_000, CODEC)
     assert bad == [broken]
     assert CODEC.decode(messages[0][1])["request_ids"] == good.record["request_ids"]
+
+
+def test_every_chunk_stays_under_the_limit_whatever_the_ids_and_texts_are() -> None:
+    """The size is a bound, not a guess: long, non-ASCII request ids and categories cannot push a chunk over."""
+    rng = np.random.default_rng(4)
+    events = []
+    for i in range(80):
+        event = prediction_event(i, 1 + i % 5, rng)
+        rows = len(event.record["request_ids"])
+        event.record["request_ids"] = [f"{'é' * 150}-{i}-{r}" for r in range(rows)]
+        events.append(event)
+    split, bad = by_model_messages(events, 60_000, CODEC, max_bytes=6_000)
+    assert bad == [] and len(split) > 5
+    assert max(len(value) for _, value in split) <= 6_000
+    ids = [i for _, value in split for i in CODEC.decode(value)["request_ids"]]
+    assert ids == [i for e in events for i in e.record["request_ids"]]
