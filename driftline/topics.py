@@ -21,9 +21,9 @@ EVENT_TOPICS = ("features", "predictions", "labels")
 ALL_TOPICS = (
     "features", "predictions", "labels", "stats.partial", "stats", "alerts",
     "models", "deployments", "runs", "profiles", "deadletter", "monitor.watermarks", "quality",
-    "monitor.by-model",
+    "monitor.by-model", "monitor.score-state",
 )
-COMPACTED = frozenset({"models", "deployments", "profiles", "monitor.watermarks"})
+COMPACTED = frozenset({"models", "deployments", "profiles", "monitor.watermarks", "monitor.score-state"})
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from streams.stages.idle import TopicPartitions
 
 log = logging.getLogger(__name__)
 DECAY_GROUP = "monitor-decay"
+SCORE_STATE_TOPIC = "monitor.score-state"  # compacted: per model version, what closed score windows taught
 QUALITY_REPLAY_MS = 7 * 24 * 3600 * 1000
 
 
@@ -77,6 +78,7 @@ class DecayStage:
         # of the prediction partitions, per model; positions in monitor.by-model
         self.watermarks: SourceWatermarks[tuple[str, int]] = SourceWatermarks()
         self.quality_topic = settings.topic("quality")
+        self.score_state_topic = settings.topic(SCORE_STATE_TOPIC)
         self.join = self._fresh_join()
         by_model = settings.topic(BY_MODEL_TOPIC)
         self.reader = EventReader(
@@ -115,7 +117,7 @@ class DecayStage:
         self.estimated = EstimatedQuality(self.window_ms, self._calibration, self.judge.policy)
         self.watermarks = SourceWatermarks()
         self.label_watermarks = SourceWatermarks()
-        self.scores.reset()
+        self.scores = ScoreDrift.restored(self.window_ms, read_compacted(self.settings, self.score_state_topic).items())
         since = int(time.time() * 1000) - QUALITY_REPLAY_MS
         for value in read_compacted(self.settings, self.quality_topic, since_ms=since).values():
             record = self.codec.decode(value, "driftline.QualitySummary")
@@ -168,9 +170,12 @@ class DecayStage:
         self.label_watermarks.expect(self.partitions.sources(self.labels_topic))
         closing = self.join.closable(self._realised)
         score_alerts = self.scores.close(self._predictions_passed)
+        score_states = self.scores.changed()
         estimating = self.estimated.closable(self._predictions_passed)
-        if closing or score_alerts or estimating:
+        if closing or score_alerts or score_states or estimating:
             self.reader.begin()
+        for state_key, state in score_states:  # with the offsets past the windows they learnt from
+            self.reader.producer.produce(self.score_state_topic, key=state_key, value=state)
         for key in closing:
             self._publish(key)
         for alert in score_alerts:

@@ -221,8 +221,8 @@ def test_score_windows_hold_commits_back_rebuild_after_a_rebalance_and_are_judge
     assert held_back({src: 16}, drift.holding()) == {src: 10}
     assert drift.close(lambda model, start: start < 1000) == []  # window 0: the baseline
     assert held_back({src: 16}, drift.holding()) == {src: 14}, "held back to window 1000's first row"
-    # a rebalance: the open window is forgotten and read again from the committed offset
-    drift.reset()
+    # a rebalance: the new owner starts from the saved state; the open window is read again from the offset
+    drift = ScoreDrift.restored(1000, drift.changed(), baseline_windows=1, min_rows=1)
     for i in (4, 5):
         drift.add("m", "1", i * 300, rows[i], src, 10 + i)
     drift.add("m", "1", 10, local.random(40), src, 16)  # a late row of the window already judged
@@ -232,6 +232,44 @@ def test_score_windows_hold_commits_back_rebuild_after_a_rebalance_and_are_judge
     baseline = drift.versions[("m", "1")].baseline
     assert len(baseline) == 1 and baseline[0].total / baseline[0].rows == pytest.approx(
         np.concatenate(rows[:4]).mean())
+
+
+def score_run(windows: range, drift, seed: int = 3, saved: dict | None = None) -> list[int]:
+    """Windows of scores that shift by +0.15 from window 25 on; the windows an alert named."""
+    local = np.random.default_rng([seed, windows.start])
+    alerts = []
+    for w in windows:
+        shift = 0.15 if w >= 25 else 0.0
+        for e in range(10):
+            drift.add("m", "1", w * 1000 + e * 100, np.clip(local.beta(2, 5, 50) + shift, 0, 1))
+        alerts += [a.data["window_start"] // 1000 for a in drift.close(lambda model, start, now=w * 1000: start < now)]
+        if saved is not None:
+            saved.update(drift.changed())  # the compacted state topic: the latest value per key
+    # the run's last window closes too (its rows would be read again after a restart, which this does not model)
+    alerts += [a.data["window_start"] // 1000 for a in drift.close(lambda model, start: start < windows.stop * 1000)]
+    if saved is not None:
+        saved.update(drift.changed())
+    return alerts
+
+
+@pytest.mark.parametrize("restart_at", [3, 20, 27])
+def test_a_restarted_worker_judges_score_windows_as_if_it_never_stopped(restart_at: int) -> None:
+    """Baseline, judged windows and detector state come back from the state topic; without them the
+    shift under way would become the new baseline."""
+    from streams.decay.score_drift import ScoreDrift
+
+    whole = score_run(range(0, restart_at), ScoreDrift(1000)) + score_run(range(restart_at, 45), ScoreDrift(1000))
+    saved: dict = {}
+    first = ScoreDrift(1000)
+    before = score_run(range(0, restart_at), first, saved=saved)
+    restored = ScoreDrift.restored(1000, saved.items())
+    after = score_run(range(restart_at, 45), restored)
+    uninterrupted = ScoreDrift(1000)
+    reference = score_run(range(0, restart_at), uninterrupted) + score_run(range(restart_at, 45), uninterrupted)
+    assert before + after == reference, "the same alerts as a worker that never stopped"
+    assert reference and min(reference) >= 25
+    if restart_at == 27:
+        assert not [w for w in whole if w >= restart_at], "forgetting the state loses the shift under way"
 
 
 def test_coalesced_runs_join_exactly_like_one_event_at_a_time() -> None:
