@@ -109,7 +109,6 @@ class BatchReader:
         self._bodies = bodies
         self._patterns: dict[tuple[_OneRowShape, bool], re.Pattern[bytes]] = {}
         self._texts = _Texts()
-        self._ids = _Texts()
 
     def read(self, values: Sequence[bytes], start: int, prediction: bool) -> list[dict[str, Any] | None]:
         """Each body's record, or None for a body to be read alone (another shape, or not plain)."""
