@@ -155,14 +155,14 @@ class BatchReader:
         texts = [list(row) for row in zip(*text_columns, strict=True)] if text_columns \
             else [[] for _ in groups]
         numeric_names, categorical_names = shape.numeric_names, shape.categorical_names
-        frames = [{"numeric_names": list(numeric_names), "numeric_values": n, "numeric_nulls": b"",
+        blocks = [{"numeric_names": list(numeric_names), "numeric_values": n, "numeric_nulls": b"",
                    "categorical_names": list(categorical_names), "categorical_values": t,
                    "categorical_nulls": b"", "mismatched": [], "categorical_levels": [],
                    "categorical_codes": b""} for n, t in zip(numbers, texts, strict=True)]
         if not prediction:
             return [{"model": m, "event_time": e, "request_ids": [r], "segment": None, "columns": c}
-                    for m, e, r, c in zip(models, times, ids, frames, strict=True)]
+                    for m, e, r, c in zip(models, times, ids, blocks, strict=True)]
         assert versions is not None
         return [{"model": m, "model_version": v, "event_time": e, "request_ids": [r], "segment": None,
                  "columns": c, "prediction": p, "predicted_class": None}
-                for m, v, e, r, c, p in zip(models, versions, times, ids, frames, columns[-1], strict=True)]
+                for m, v, e, r, c, p in zip(models, versions, times, ids, blocks, columns[-1], strict=True)]
