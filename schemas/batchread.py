@@ -85,18 +85,6 @@ def varints(raw: Sequence[bytes]) -> np.ndarray:
     return out
 
 
-def _texts_decode(groups: tuple[bytes, ...], shape: _OneRowShape, prediction: bool) -> bool:
-    """Whether every string field of one matched body is valid UTF-8."""
-    strings = 2 if prediction else 1  # model (and version), then the time, the request id, the numbers
-    fields = [*groups[:strings], groups[strings + 1], *groups[strings + 3:strings + 3 + shape.texts]]
-    try:
-        for field in fields:
-            field[1:].decode()
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 class BatchReader:
     """Reads the plain one-row bodies of a batch with one pattern per known shape.
 
@@ -132,7 +120,7 @@ class BatchReader:
             try:
                 records = self._records(shape, prediction, groups)
             except UnicodeDecodeError:  # rare: the bodies with a bad text are read alone (fastavro names it)
-                kept = [k for k, g in enumerate(groups) if _texts_decode(g, shape, prediction)]
+                kept = [k for k, g in enumerate(groups) if self._decodes(shape, prediction, g)]
                 found, groups = [found[k] for k in kept], [groups[k] for k in kept]
                 records = self._records(shape, prediction, groups) if groups else []
             for (i, _), record in zip(found, records, strict=True):
@@ -140,6 +128,14 @@ class BatchReader:
             taken = {i for i, _ in found}
             waiting = [i for i in waiting if i not in taken]
         return out
+
+    def _decodes(self, shape: _OneRowShape, prediction: bool, groups: tuple[bytes, ...]) -> bool:
+        """Whether one matched body's texts are valid UTF-8 (its record is built, and dropped)."""
+        try:
+            self._records(shape, prediction, [groups])
+        except UnicodeDecodeError:
+            return False
+        return True
 
     def _records(self, shape: _OneRowShape, prediction: bool,
                  groups: list[tuple[bytes, ...]]) -> list[dict[str, Any]]:

@@ -293,9 +293,11 @@ class Codec:
         polled batch is mostly such events (:mod:`schemas.batchread`).
         """
         out: list[tuple[str, dict[str, Any]] | None] = [None] * len(values)
+        by_header: dict[bytes, list[int]] = {}
+        for i, value in enumerate(values):  # one pass: each value's header is cut once
+            by_header.setdefault(value[:HEADER_LEN], []).append(i)
         for name, prediction in (("driftline.Prediction", True), ("driftline.Features", False)):
-            header = MAGIC + self._fingerprint_of[name]
-            mine = [i for i, value in enumerate(values) if value[:HEADER_LEN] == header]
+            mine = by_header.get(MAGIC + self._fingerprint_of[name])
             if not mine:
                 continue
             records = self._batch.read([values[i] for i in mine], HEADER_LEN, prediction)
