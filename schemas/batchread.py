@@ -21,12 +21,14 @@ and fastavro, which also name what is wrong with it.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
+from schemas.columns import FeatureFrame
 from schemas.compiled import _LAYOUTS_KEPT, _TEXTS_KEPT, BodyReader, _OneRowShape
+from schemas.rows import FEATURES, PREDICTION, Rows
 
 # An Avro string under 64 bytes: its one-byte length (2n, zig-zag) and n bytes. Captured with its length
 # byte; a text is decoded once per distinct value (see _Texts).
@@ -44,6 +46,12 @@ def _pattern(shape: _OneRowShape, prediction: bool) -> re.Pattern[bytes]:
     if prediction:
         parts.append(rb"\x10(.{8})\x00")  # one 8-byte prediction, no predicted class
     return re.compile(b"".join(parts), re.DOTALL)
+
+
+# the matched bodies' fields, one tuple per field (a column of the batch)
+_Fields = Sequence[tuple[bytes, ...]]
+# models, versions (predictions only), request ids and category columns of matched bodies
+_Decoded = tuple[list[str], list[str] | None, list[str], list[list[str]]]
 
 
 class _Texts:
@@ -101,10 +109,23 @@ class BatchReader:
     def read(self, values: Sequence[bytes], start: int, prediction: bool) -> list[dict[str, Any] | None]:
         """Each body's record, or None for a body to be read alone (another shape, or not plain)."""
         out: list[dict[str, Any] | None] = [None] * len(values)
-        waiting = list(range(len(values)))
+        for shape, found, fields, texts in self._matched(values, start, prediction):
+            for i, record in zip(found, self._records(shape, prediction, fields, texts), strict=True):
+                out[i] = record
+        return out
+
+    def read_rows(self, values: Sequence[bytes], start: int, prediction: bool) -> list[tuple[list[int], Rows]]:
+        """The plain bodies as columns: per shape found, (their indices in ``values``, ascending; their
+        :class:`~schemas.rows.Rows`). A body in none is to be read alone."""
+        return [(found, self._rows(shape, prediction, fields, texts))
+                for shape, found, fields, texts in self._matched(values, start, prediction)]
+
+    def _matched(self, values: Sequence[bytes], start: int,
+                 prediction: bool) -> Iterator[tuple[_OneRowShape, list[int], _Fields, _Decoded]]:
+        """Per known shape: the bodies of it (indices, ascending), their fields as columns, their texts."""
+        waiting: Sequence[int] = range(len(values))  # the positions of the bodies no shape took yet
+        pool: Sequence[bytes] = values
         for shape in self._bodies.shapes():
-            if not waiting:
-                break
             key = (shape, prediction)
             pattern = self._patterns.get(key)
             if pattern is None:
@@ -112,49 +133,77 @@ class BatchReader:
                     self._patterns.clear()
                 pattern = self._patterns[key] = _pattern(shape, prediction)
             match = pattern.fullmatch
-            found = [(i, m) for i, m in zip(waiting, [match(values[i], start) for i in waiting], strict=True)
-                     if m is not None]
-            if not found:
-                continue
-            groups = [m.groups() for _, m in found]
+            matches = [match(v, start) for v in pool]
+            if None not in matches:  # the common batch: every body of this shape
+                indices, hits, waiting, pool = list(waiting), matches, [], []
+            else:
+                taken = [k for k, m in enumerate(matches) if m is not None]
+                if not taken:
+                    continue
+                indices, hits = [waiting[k] for k in taken], [matches[k] for k in taken]
+                left = [k for k, m in enumerate(matches) if m is None]
+                waiting, pool = [waiting[k] for k in left], [pool[k] for k in left]
+            fields = list(zip(*[m.groups() for m in hits if m is not None], strict=True))
             try:
-                records = self._records(shape, prediction, groups)
+                texts = self._texts_of(shape, prediction, fields)
             except UnicodeDecodeError:  # rare: the bodies with a bad text are read alone (fastavro names it)
-                kept = [k for k, g in enumerate(groups) if self._decodes(shape, prediction, g)]
-                found, groups = [found[k] for k in kept], [groups[k] for k in kept]
-                records = self._records(shape, prediction, groups) if groups else []
-            for (i, _), record in zip(found, records, strict=True):
-                out[i] = record
-            taken = {i for i, _ in found}
-            waiting = [i for i in waiting if i not in taken]
-        return out
+                kept = [k for k in range(len(indices))
+                        if self._decodes(shape, prediction, [(column[k],) for column in fields])]
+                if not kept:
+                    continue
+                indices = [indices[k] for k in kept]
+                fields = [tuple(column[k] for k in kept) for column in fields]
+                texts = self._texts_of(shape, prediction, fields)
+            yield shape, indices, fields, texts
+            if not waiting:
+                break
 
-    def _decodes(self, shape: _OneRowShape, prediction: bool, groups: tuple[bytes, ...]) -> bool:
-        """Whether one matched body's texts are valid UTF-8 (its record is built, and dropped)."""
+    def _decodes(self, shape: _OneRowShape, prediction: bool, fields: _Fields) -> bool:
+        """Whether one matched body's texts are valid UTF-8."""
         try:
-            self._records(shape, prediction, [groups])
+            self._texts_of(shape, prediction, fields)
         except UnicodeDecodeError:
             return False
         return True
 
-    def _records(self, shape: _OneRowShape, prediction: bool,
-                 groups: list[tuple[bytes, ...]]) -> list[dict[str, Any]]:
-        columns = list(zip(*groups, strict=True))
+    def _texts_of(self, shape: _OneRowShape, prediction: bool, fields: _Fields) -> _Decoded:
+        """Models, versions, request ids and category columns of matched bodies (UnicodeDecodeError on a
+        bad text)."""
         decode = self._texts.decode
-        models = decode(columns[0])
         at = 2 if prediction else 1
-        versions = decode(columns[1]) if prediction else None
+        return (decode(fields[0]), decode(fields[1]) if prediction else None,
+                [t[1:].decode() for t in fields[at + 1]],
+                [decode(c) for c in fields[at + 3:at + 3 + shape.texts]])
+
+    def _rows(self, shape: _OneRowShape, prediction: bool, columns: _Fields, texts: _Decoded) -> Rows:
+        models, versions, ids, text_columns = texts
+        at = 2 if prediction else 1
+        n = len(models)
+        width, cat_width = len(shape.numeric_names), shape.texts
+        categorical = np.empty((n, cat_width), dtype=object)
+        for j, column in enumerate(text_columns):
+            categorical[:, j] = column
+        frame = FeatureFrame(n, shape.numeric_names,
+                             np.frombuffer(b"".join(columns[at + 2]), dtype="<f8").reshape(n, width),
+                             np.zeros((n, width), dtype=bool), shape.categorical_names, categorical,
+                             np.zeros((n, cat_width), dtype=bool), [])
+        scores = np.frombuffer(b"".join(columns[-1]), dtype="<f8") if prediction else None
+        return Rows.one_row_each(PREDICTION if prediction else FEATURES, models, versions or [""] * n,
+                                 varints(columns[at]), ids, frame, scores)
+
+    def _records(self, shape: _OneRowShape, prediction: bool, columns: _Fields,
+                 texts: _Decoded) -> list[dict[str, Any]]:
+        models, versions, ids, text_columns = texts
+        at = 2 if prediction else 1
         times = varints(columns[at]).tolist()
-        ids = [t[1:].decode() for t in columns[at + 1]]
         numbers = columns[at + 2]
-        text_columns = [decode(c) for c in columns[at + 3:at + 3 + shape.texts]]
-        texts = [list(row) for row in zip(*text_columns, strict=True)] if text_columns \
-            else [[] for _ in groups]
+        rows = [list(row) for row in zip(*text_columns, strict=True)] if text_columns \
+            else [[] for _ in models]
         numeric_names, categorical_names = shape.numeric_names, shape.categorical_names
         blocks = [{"numeric_names": list(numeric_names), "numeric_values": n, "numeric_nulls": b"",
                    "categorical_names": list(categorical_names), "categorical_values": t,
                    "categorical_nulls": b"", "mismatched": [], "categorical_levels": [],
-                   "categorical_codes": b""} for n, t in zip(numbers, texts, strict=True)]
+                   "categorical_codes": b""} for n, t in zip(numbers, rows, strict=True)]
         if not prediction:
             return [{"model": m, "event_time": e, "request_ids": [r], "segment": None, "columns": c}
                     for m, e, r, c in zip(models, times, ids, blocks, strict=True)]

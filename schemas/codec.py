@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from schemas.batchread import BatchReader
 from schemas.compiled import BodyReader
 from schemas.errors import DecodeError, EncodeError
+from schemas.rows import Rows
 
 
 def parse_record_schema(raw: Any, **options: Any) -> dict[str, Any]:
@@ -293,18 +294,38 @@ class Codec:
         polled batch is mostly such events (:mod:`schemas.batchread`).
         """
         out: list[tuple[str, dict[str, Any]] | None] = [None] * len(values)
-        by_header: dict[bytes, list[int]] = {}
-        for i, value in enumerate(values):  # one pass: each value's header is cut once
-            by_header.setdefault(value[:HEADER_LEN], []).append(i)
-        for name, prediction in (("driftline.Prediction", True), ("driftline.Features", False)):
-            mine = by_header.get(MAGIC + self._fingerprint_of[name])
-            if not mine:
-                continue
+        for name, prediction, mine in self._plain_candidates(values):
             records = self._batch.read([values[i] for i in mine], HEADER_LEN, prediction)
             for i, record in zip(mine, records, strict=True):
                 if record is not None:
                     out[i] = (name, record)
         return out
+
+    def decode_rows(self, values: Sequence[bytes]) -> list[tuple[str, list[int], Rows]]:
+        """The plain one-row Prediction and Features events among ``values`` as columns.
+
+        Per kind and shape found: (schema name, the indices of its events in
+        ``values``, ascending, their :class:`~schemas.rows.Rows`). A value in
+        none is to be decoded alone (:meth:`decode_named`), as with
+        :meth:`decode_batch`.
+        """
+        out = []
+        for name, prediction, mine in self._plain_candidates(values):
+            every = len(mine) == len(values)
+            for found, rows in self._batch.read_rows(values if every else [values[i] for i in mine], HEADER_LEN,
+                                                     prediction):
+                out.append((name, found if every else [mine[k] for k in found], rows))
+        return out
+
+    def _plain_candidates(self, values: Sequence[bytes]) -> Iterator[tuple[str, bool, list[int]]]:
+        """(schema name, is a prediction, indices) of the values headed as Prediction or Features."""
+        by_header: dict[bytes, list[int]] = {}
+        for i, value in enumerate(values):  # one pass: each value's header is cut once
+            by_header.setdefault(value[:HEADER_LEN], []).append(i)
+        for name, prediction in (("driftline.Prediction", True), ("driftline.Features", False)):
+            mine = by_header.get(MAGIC + self._fingerprint_of[name])
+            if mine:
+                yield name, prediction, mine
 
     def decode(self, data: bytes, expect: str | None = None) -> dict[str, Any]:
         """Decode one message into the current shape of its schema.

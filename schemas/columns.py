@@ -83,52 +83,6 @@ def categorical_block(categorical: np.ndarray) -> dict[str, Any]:
     return {"categorical_values": categorical.ravel().tolist(), "categorical_levels": [], "categorical_codes": b""}
 
 
-def merged_record(items: Sequence[tuple[Mapping[str, Any], int]]) -> dict[str, Any]:
-    """One ``Columns`` record holding the rows of several, in order.
-
-    Records of one layout without nulls or mismatched values (one
-    application's events) merge without decoding a text: numbers join as
-    bytes, each record's categories (texts or its own dictionary) join as one
-    dictionary whose codes are remapped with one numpy take. Others go
-    through a :class:`FeatureFrame`.
-    """
-    first = items[0][0]
-    layout = (first["numeric_names"], first["categorical_names"])
-    if any((c["numeric_names"], c["categorical_names"]) != layout or c["numeric_nulls"] or c["categorical_nulls"]
-           or c.get("mismatched") for c, _ in items):
-        return FeatureFrame.from_records(items).to_record()
-    rows = sum(r for _, r in items)
-    width = len(first["categorical_names"])
-    levels: list[str] = []
-    codes: list[np.ndarray | range] = []  # a record of texts is its own levels, in order: a range of them
-    for columns, count in items:
-        if columns.get("categorical_codes"):
-            part = np.frombuffer(columns["categorical_codes"], dtype="<u4")
-            own = columns["categorical_levels"]
-            if part.size != count * width or (part.size and int(part.max()) >= len(own)):
-                return FeatureFrame.from_records(items).to_record()  # a bad record: the frame names it
-            codes.append(part.astype(np.int64) + len(levels))
-        else:
-            own = columns["categorical_values"]
-            if len(own) != count * width:
-                return FeatureFrame.from_records(items).to_record()
-            codes.append(range(len(levels), len(levels) + len(own)))
-        levels.extend(own)
-    merged = {**first, "numeric_values": b"".join(c["numeric_values"] for c, _ in items),
-              "categorical_values": [], "categorical_levels": [], "categorical_codes": b""}
-    if width and levels:
-        distinct, remap = unique_texts(levels)
-        if all(isinstance(c, range) for c in codes):
-            index = remap  # every record held texts: the levels are the cells, in order
-        else:
-            index = remap[np.concatenate([np.asarray(c, dtype=np.int64) for c in codes])]
-        if rows >= DICTIONARY_ROWS:
-            merged.update(categorical_levels=distinct, categorical_codes=index.astype("<u4").tobytes())
-        else:
-            merged["categorical_values"] = np.array(distinct, dtype=object)[index].tolist()
-    return merged
-
-
 _PLAIN = frozenset({float, int, type(None)})
 
 
@@ -533,8 +487,9 @@ class FeatureFrame:
         return self.numeric[:, self.numeric_names.index(name)]
 
     def take(self, rows: np.ndarray) -> FeatureFrame:
-        """The rows selected by a boolean mask, in order (type mismatches renumbered with them)."""
-        kept = np.flatnonzero(rows)
+        """The rows selected by a boolean mask (in order) or by distinct indices (in their order), type
+        mismatches renumbered with them."""
+        kept = np.flatnonzero(rows) if rows.dtype == bool else rows
         new_index = np.full(self.rows, -1)
         new_index[kept] = np.arange(kept.size)
         mismatched = [{**m, "row": int(new_index[m["row"]])} for m in self.mismatched

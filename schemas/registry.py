@@ -22,6 +22,7 @@ from fastavro import schemaless_writer
 
 from schemas.codec import MAGIC, Codec, crc64_fingerprint, parse_record_schema, read_record
 from schemas.errors import DecodeError, EncodeError, RegistryUnavailable
+from schemas.rows import Rows
 
 CONFLUENT_MAGIC = 0
 log = logging.getLogger(__name__)
@@ -150,6 +151,11 @@ class RegistryCodec:
         """:meth:`Codec.decode_batch` for the single-object events among ``values``; registry-framed ones
         (a 5-byte header) are left to :meth:`decode_named`, one by one."""
         return self.codec.decode_batch(values)
+
+    def decode_rows(self, values: Sequence[bytes]) -> list[tuple[str, list[int], Rows]]:
+        """:meth:`Codec.decode_rows` for the single-object events among ``values`` (registry-framed ones
+        are decoded alone)."""
+        return self.codec.decode_rows(values)
 
     def decode_named(self, data: bytes, expect: str | None = None) -> tuple[str, dict[str, Any]]:
         if data[:2] == MAGIC:

@@ -234,36 +234,71 @@ def _numeric_part(ref: NumericReference | None, name: str, values: np.ndarray, n
                   is_int: bool) -> NumericSummary:
     finite_mask = np.isfinite(values)
     finite = values[finite_mask]
-    skew: dict[str, int] = {}
-    non_finite = int(values.size - finite.size)
-    if non_finite and not allow_nan:
-        skew["nan"] = non_finite
-    if spec_min is not None or spec_max is not None:
-        low = finite < spec_min if spec_min is not None else np.zeros(finite.size, bool)
-        high = finite > spec_max if spec_max is not None else np.zeros(finite.size, bool)
-        out = int((low | high).sum())
-        if out:
-            skew["out_of_range"] = out
-    if is_int and finite.size:
-        wrong = int((finite != np.round(finite)).sum())
-        if wrong:
-            skew["type_mismatch"] = wrong
     count = int(finite.size)
     mean = float(finite.mean()) if count else 0.0
-    summary = NumericSummary(
-        name, count, nulls, mean, float(((finite - mean) ** 2).sum()) if count else 0.0,
-        float(finite.min()) if count else None, float(finite.max()) if count else None,
-        skew=skew,
-    )
+    m2 = float(((finite - mean) ** 2).sum()) if count else 0.0
+    # Sorted once, the bins are a binary search per edge instead of per value: five times faster on a
+    # window's 50,000 values than searching each value among 200 edges.
+    ordered = np.sort(finite) if ref is not None or spec_min is not None or spec_max is not None else finite
+    return _numeric_of_sorted(ref, name, ordered, mean, m2, nulls, int(values.size - count), spec_min, spec_max,
+                              allow_nan, is_int)
+
+
+def _numeric_of_sorted(ref: NumericReference | None, name: str, ordered: np.ndarray, mean: float, m2: float,
+                       nulls: int, non_finite: int, spec_min: float | None, spec_max: float | None,
+                       allow_nan: bool, is_int: bool) -> NumericSummary:
+    """A feature's summary from its finite values (sorted when ``ref`` or a range is given) and moments."""
+    skew: dict[str, int] = {}
+    if non_finite and not allow_nan:
+        skew["nan"] = non_finite
+    out = 0
+    if spec_min is not None:
+        out += int(np.searchsorted(ordered, spec_min, side="left"))  # values < min
+    if spec_max is not None:
+        out += int(ordered.size - np.searchsorted(ordered, spec_max, side="right"))  # values > max
+    if out:
+        skew["out_of_range"] = out
+    if is_int and ordered.size:
+        wrong = int((ordered != np.round(ordered)).sum())
+        if wrong:
+            skew["type_mismatch"] = wrong
+    count = int(ordered.size)
+    summary = NumericSummary(name, count, nulls, mean, m2, float(ordered.min()) if count else None,
+                             float(ordered.max()) if count else None, skew=skew)
     if ref is not None:
-        # Sorted once, the bins are a binary search per edge instead of per value: five times faster on a
-        # window's 50,000 values than searching each value among 200 edges.
-        ordered = np.sort(finite)
         summary.histogram = sorted_bin_counts(ordered, ref.edges)
         if ref.fine_counts.size:  # segment references keep coarse bins only
             summary.fine_counts = sorted_bin_counts(ordered, ref.fine_edges)
             summary.fine_sums = sorted_bin_sums(ordered, ref.fine_edges)
     return summary
+
+
+def _whole_numeric_parts(frame: FeatureFrame, profile: Profile) -> dict[str, NumericSummary]:
+    """The numeric features whose column is whole (no null, every value finite), summarised together.
+
+    A window delta holds a few thousand rows of twenty-odd features, and
+    per feature the summary was a dozen numpy calls on a short column: the
+    calls, not the values, took the time. The whole columns are sorted in
+    one call and their moments taken along the rows; what is left per
+    feature is its bins.
+    """
+    if not frame.rows or not frame.numeric_names:
+        return {}
+    index = {n: j for j, n in enumerate(frame.numeric_names)}
+    whole = np.isfinite(frame.numeric).all(axis=0) & ~frame.numeric_null.any(axis=0)
+    features = [f for f in profile.spec.features if f.kind == "numeric" and f.name in index and whole[index[f.name]]]
+    if not features:
+        return {}
+    columns = [index[f.name] for f in features]
+    ordered = np.sort(frame.numeric[:, columns].T, axis=1)  # one feature per row, each row sorted
+    means = ordered.mean(axis=1)
+    m2s = ((ordered - means[:, None]) ** 2).sum(axis=1)
+    out = {}
+    for f, column, mean, m2 in zip(features, ordered, means.tolist(), m2s.tolist(), strict=True):
+        ref = profile.features.get(f.name)
+        out[f.name] = _numeric_of_sorted(ref if isinstance(ref, NumericReference) else None, f.name, column,
+                                         mean, m2, 0, 0, f.min, f.max, f.allow_nan, f.type == "int")
+    return out
 
 
 def summarize(frame: FeatureFrame, profile: Profile, window_start: int, window_end: int,
@@ -281,11 +316,14 @@ def summarize(frame: FeatureFrame, profile: Profile, window_start: int, window_e
     num_index = {n: j for j, n in enumerate(frame.numeric_names)}
     cat_index = {n: j for j, n in enumerate(frame.categorical_names)}
 
+    whole = _whole_numeric_parts(frame, profile)
     for f in spec.features:
         ref = profile.features.get(f.name)
         wrong_block = 0
         part: NumericSummary | CategoricalSummary
-        if f.kind == "numeric":
+        if f.name in whole:
+            part = whole[f.name]
+        elif f.kind == "numeric":
             if f.name in num_index:
                 j = num_index[f.name]
                 null = frame.numeric_null[:, j]

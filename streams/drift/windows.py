@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from driftline.offsets import held_back
-from schemas import FeatureFrame
+from schemas.columns import unique_texts
+from schemas.rows import Rows
 from streams.drift.profile import Profile
 from streams.drift.summary import WindowSummary, summarize
 from streams.drift.watermarks import SourcePartition, SourceWatermarks
@@ -54,49 +55,50 @@ class PartitionWindows:
     def process(
         self,
         source: SourcePartition,
-        records: list[dict[str, Any]],
+        rows: Rows,
         next_offset: int,
         profiles: dict[str, Profile],
     ) -> StageOneResult:
-        """Window deltas for one partition's batch (records in offset order)."""
+        """Window deltas for one partition's batch (events in offset order)."""
         out = StageOneResult()
-        if not records:
+        if not rows.events:
             return out
-        times = np.array([r["event_time"] for r in records], dtype=np.int64)
-        rows = np.array([len(r["request_ids"]) for r in records], dtype=np.int64)
+        times, counts = rows.times, rows.counts
         previous = self.watermarks.get(source, np.iinfo(np.int64).min)
         running = np.maximum.accumulate(np.concatenate([[previous], times]))
-        before = running[:-1]  # the partition's watermark as each record arrived
+        before = running[:-1]  # the partition's watermark as each event arrived
         starts = window_start(times, self.window_ms)
         late = starts + self.window_ms + self.grace_ms <= before
         self.watermarks[source] = int(running[-1])
 
-        # Grouped with numpy (a batch of single-row events is thousands of records): per model, then per
+        # Grouped with numpy (a batch of single-row events is thousands of events): per model, then per
         # window, rows kept in offset order.
-        names, model_of = np.unique(np.array([r["model"] for r in records], dtype=object), return_inverse=True)
+        names, model_of = unique_texts(rows.models)
+        one_row_each = bool(counts.size) and counts.min() == counts.max() == 1
         per_model: dict[str, dict[str, int]] = {}
-        for m, model in enumerate(names.tolist()):
-            mine = model_of == m
+        for m, model in enumerate(names):
+            mine = model_of == m if len(names) > 1 else np.ones(rows.events, dtype=bool)
             on_time = mine & ~late
-            counts = per_model[model] = {"rows": 0, "late": int(rows[mine & late].sum())}
-            out.late_rows += counts["late"]  # progress for every model seen, profiled or not (the decay stage's clock)
+            # progress for every model seen, profiled or not (the decay stage's clock)
+            counts_of = per_model[model] = {"rows": 0, "late": int(counts[mine & late].sum())}
+            out.late_rows += counts_of["late"]
             if model not in profiles:
-                out.unprofiled_rows += int(rows[on_time].sum())
+                out.unprofiled_rows += int(counts[on_time].sum())
                 continue
-            counts["rows"] = int(rows[on_time].sum())
+            counts_of["rows"] = int(counts[on_time].sum())
             profile = profiles[model]
             for start in np.unique(starts[on_time]).tolist():
-                indices = np.flatnonzero(on_time & (starts == start)).tolist()
-                frame = FeatureFrame.from_records([(records[i]["columns"], int(rows[i])) for i in indices])
-                version = records[indices[-1]].get("model_version", "")
+                events = on_time & (starts == start)
+                frame = rows.frame.take(events if one_row_each else np.repeat(events, counts))
+                version = rows.versions[int(np.flatnonzero(events)[-1])]
                 out.deltas.append(summarize(frame, profile, start, start + self.window_ms,
                                             partition=source[1], model_version=version))
                 out.rows += frame.rows
-        for model, counts in per_model.items():
+        for model, counts_of in per_model.items():
             out.progress.append({
                 "model": model, "source_topic": source[0], "source_partition": source[1],
                 "watermark": self.watermarks[source], "next_offset": next_offset,
-                "rows": counts["rows"], "late_rows": counts["late"], "dead_lettered": 0,
+                "rows": counts_of["rows"], "late_rows": counts_of["late"], "dead_lettered": 0,
             })
         return out
 

@@ -134,6 +134,8 @@ def test_the_monitor_across_a_whole_cluster_outage(on_cluster, tmp_path):
     assert monitor.returncode == 0, "\n".join(lines[-40:])
     assert any("restarting from committed state" in ln for ln in lines), "the outage really hit the monitor"
     assert len(sent) == 160
+    ids = [rid for e in sdk_events(settings, "m") for rid in e["request_ids"]]
+    assert len(ids) == len(set(ids)), "no event twice on the topic (else a window would count it twice)"
     assert_exact_and_alerted_once(settings, expected, got)
 
 

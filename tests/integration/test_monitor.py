@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from driftline import Producer
+from driftline.deadletter import DeadLetter
 from driftline.estimation import calibrate
 from driftline.kafka_clients import make_producer
-from schemas import Codec, Table
+from schemas import Codec, Table, encode_rows
 from streams.drift.profile import Profile
 from streams.drift.summary import WindowSummary, summarize
 from streams.stages.decay import DECAY_GROUP
@@ -277,6 +278,18 @@ def test_bad_events_are_dead_lettered_and_counts_reconcile(profiled):
     raw = make_producer(settings)
     for i in range(7):
         raw.produce(settings.topic("predictions"), key=f"bad{i}".encode(), value=b"not avro")
+    # Decodable, but arrays that disagree with their request ids: a stage that summarised or joined them
+    # would fail on every restart, so stage 1 dead-letters them too.
+    codec = Codec.default()
+    one = encode_rows([{"x": 1.0, "plan": "a"}])
+    inconsistent = {
+        b"short-numbers": {"model": "m", "model_version": "", "event_time": BASE, "request_ids": ["p", "q"],
+                           "columns": one, "prediction": np.zeros(2).tobytes()},
+        b"short-scores": {"model": "m", "model_version": "", "event_time": BASE, "request_ids": ["s"],
+                          "columns": one, "prediction": b""},
+    }
+    for key, record in inconsistent.items():
+        raw.produce(settings.topic("predictions"), key=key, value=codec.encode("driftline.Prediction", record))
     raw.flush()
     monitor = start_monitor(settings, instance="d")
     try:
@@ -296,8 +309,11 @@ def test_bad_events_are_dead_lettered_and_counts_reconcile(profiled):
             time.sleep(0.5)
     finally:
         stop(monitor)
-    dead = read_topic(settings, settings.topic("deadletter"), 7)
-    assert len(dead) == 7
+    dead = read_topic(settings, settings.topic("deadletter"), 9)
+    assert len(dead) == 9
+    reasons = {m.key(): DeadLetter.from_message(m.value(), m.key(), m.headers()).reason for m in dead}
+    assert "numeric block has 8 bytes, 16 expected" in reasons[b"short-numbers"]
+    assert "scores do not match its request ids" in reasons[b"short-scores"]
     rows_in = sum(len(c["x"]) for _, c in sent) + 40 + 30
     aggregated = sum(w.rows for w in got.values())
     assert late_rows == 30

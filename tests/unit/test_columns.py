@@ -155,8 +155,9 @@ def test_codes_that_do_not_fit_their_levels_are_decode_errors():
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 30), st.booleans()), min_size=1, max_size=6),
        st.lists(st.sampled_from(["a", "b\x00", "é", "", "zz"]), min_size=1, max_size=5))
-def test_merged_records_hold_the_rows_of_their_parts_in_order(parts, pool):
-    from schemas.columns import merged_record
+def test_many_records_as_one_block_hold_the_rows_of_their_parts_in_order(parts, pool):
+    """What stage 1 forwards: records of rows and of columns stacked (Rows), written back as one block."""
+    from schemas.rows import FEATURES, Rows
 
     rng = np.random.default_rng(len(parts))
     items, expected_text, expected_x = [], [], []
@@ -169,7 +170,9 @@ def test_merged_records_hold_the_rows_of_their_parts_in_order(parts, pool):
         expected_text += texts
         expected_x += x.tolist()
     total = sum(r for _, r in items)
-    frame = FeatureFrame.from_record(merged_record(items), total)
+    records = [{"model": "m", "event_time": 0, "request_ids": [str(i) for i in range(rows)], "segment": None,
+                "columns": columns} for columns, rows in items]
+    frame = FeatureFrame.from_record(Rows.from_records(FEATURES, records).frame.to_record(), total)
     assert frame.categorical[:, 0].tolist() == expected_text  # a trailing NUL kept, order kept
     assert frame.numeric[:, 0].tolist() == expected_x
 

@@ -154,3 +154,42 @@ def test_with_a_spec_at_the_producer_absent_features_are_nulls():
     kinds = skew_kinds([{"c": 3}] * 10, SPEC)  # the SDK fills spec features: absent means null
     assert kinds["a"] == {"null_rate"}
     assert kinds["c"] == {"type_mismatch"}
+
+
+def test_whole_columns_summarised_together_equal_one_feature_at_a_time():
+    """Columns without a null or a non-finite value are summarised in one pass over the matrix; each must
+    equal the one-feature path (itself checked against numpy above) and numpy's own counts of the skew."""
+    from streams.drift.summary import _numeric_part
+
+    spec = FeatureSpec("m", (FeatureDef("a", "float", min=-1, max=1), FeatureDef("k", "int", min=0, max=8),
+                             FeatureDef("b", "float"), FeatureDef("gap", "float")))
+    rng = np.random.default_rng(12)
+    reference = {"a": rng.normal(size=3000), "k": rng.integers(0, 9, 3000).astype(float),
+                 "b": rng.normal(size=3000), "gap": rng.normal(size=3000)}
+    types = {"a": "float", "k": "int", "b": "float", "gap": "float"}
+    profile = Profile.build(Table(reference, types), "m", spec=spec)
+    rows = 700
+    k = rng.integers(-2, 11, rows).astype(float)
+    k[::37] += 0.5  # not whole numbers: a type mismatch each
+    gap = rng.normal(size=rows)
+    gap[::11] = np.nan  # a null: this column takes the one-feature path
+    columns = {"a": rng.normal(scale=1.5, size=rows), "k": k, "b": rng.normal(size=rows), "gap": gap}
+    rows_frame = Table(columns, types).to_frame()
+    got = summarize(rows_frame, profile, 0, 1).features
+    for f in spec.features:
+        j = rows_frame.numeric_names.index(f.name)
+        null = rows_frame.numeric_null[:, j]
+        want = _numeric_part(profile.features[f.name], f.name, rows_frame.numeric[:, j][~null], int(null.sum()),
+                             f.min, f.max, f.allow_nan, f.type == "int")
+        g = got[f.name]
+        assert (g.count, g.nulls, g.skew, g.min, g.max) == (want.count, want.nulls, want.skew, want.min, want.max)
+        assert g.mean == pytest.approx(want.mean, rel=1e-12, abs=1e-12)
+        assert g.m2 == pytest.approx(want.m2, rel=1e-12)
+        np.testing.assert_array_equal(g.histogram, want.histogram)
+        np.testing.assert_array_equal(g.fine_counts, want.fine_counts)
+        np.testing.assert_allclose(g.fine_sums, want.fine_sums, rtol=1e-12, atol=1e-12)
+    a = columns["a"]
+    assert got["a"].skew["out_of_range"] == int(((a < -1) | (a > 1)).sum()) > 0
+    assert got["k"].skew["type_mismatch"] == int((k != np.round(k)).sum()) > 0
+    assert got["k"].skew["out_of_range"] == int(((k < 0) | (k > 8)).sum()) > 0
+    assert got["gap"].nulls == int(np.isnan(gap).sum()) > 0

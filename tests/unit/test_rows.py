@@ -1,0 +1,154 @@
+"""Events as columns (Rows): decoded from the wire, taken, joined, and windowed by stage 1.
+
+Each is checked against an independent path: the batch decode's records
+(themselves checked against fastavro), the FeatureFrame of the records one
+by one, and :func:`~streams.drift.summary.summarize` over the rows a direct
+numpy reckoning puts in each window.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from schemas import Codec, DecodeError, FeatureFrame, Table, encode_columns
+from schemas.rows import FEATURES, PREDICTION, Rows, inconsistency
+from streams.drift.profile import Profile
+from streams.drift.summary import summarize
+from streams.drift.windows import PartitionWindows
+from tests.unit.test_batch_decode import framed, one_row
+
+
+def assert_same_rows(got: Rows, want: Rows) -> None:
+    assert got.schema == want.schema
+    assert (got.models, got.versions, got.segments) == (want.models, want.versions, want.segments)
+    assert got.times.tolist() == want.times.tolist() and got.counts.tolist() == want.counts.tolist()
+    assert got.request_ids == want.request_ids
+    assert got.frame.numeric_names == want.frame.numeric_names
+    assert np.array_equal(got.frame.numeric, want.frame.numeric)
+    assert got.frame.categorical.tolist() == want.frame.categorical.tolist()
+    if want.scores is None:
+        assert got.scores is None
+    else:
+        assert got.scores is not None and np.array_equal(got.scores, want.scores)
+        assert got.classes == want.classes
+
+
+def test_plain_events_decode_to_the_rows_of_their_records() -> None:
+    codec = Codec(Codec.default()._current)  # a fresh reader: nothing learnt yet
+    rng = random.Random(5)
+    records = [one_row(rng, k % 3, f"m{k % 2}", "v1", 1_700_000_000_000 + k, f"id-{k}", ["free", "pro", "ü"])
+               for k in range(300)]
+    values = [framed(codec, PREDICTION, r) for r in records]
+    values.insert(7, codec.encode("driftline.Label", {"model": "m", "event_time": 1, "request_ids": ["r"],
+                                                       "labels": [1.0]}))
+    values.insert(9, framed(codec, PREDICTION, {**records[0], "segment": "s"}))  # not plain: read alone
+    for layout in range(3):
+        codec.decode(values[layout])  # the reader learns the layouts it then matches together
+    batch = codec.decode_batch(values)
+    found = codec.decode_rows(values)
+    covered = sorted(i for _, indices, _ in found for i in indices)
+    assert covered == [i for i, d in enumerate(batch) if d is not None]
+    assert 7 not in covered and 9 not in covered and len(covered) == 300
+    assert len(found) == 3  # one per layout
+    for schema, indices, rows in found:
+        assert indices == sorted(indices)
+        assert_same_rows(rows, Rows.from_records(schema, [batch[i][1] for i in indices]))  # type: ignore[index]
+    features = [framed(codec, FEATURES, {k: r[k] for k in ("model", "event_time", "request_ids", "segment",
+                                                            "columns")}) for r in records]
+    for schema, indices, rows in codec.decode_rows(features):
+        assert schema == FEATURES and rows.scores is None
+        assert_same_rows(rows, Rows.from_records(FEATURES, [codec.decode(features[i]) for i in indices]))
+
+
+EMPTY_COLUMNS = {"numeric_names": ["x"], "numeric_values": b"", "numeric_nulls": b"", "categorical_names": ["plan"],
+                 "categorical_values": [], "categorical_nulls": b"", "mismatched": [], "categorical_levels": [],
+                 "categorical_codes": b""}  # an event of no rows (an application's empty batch)
+
+
+def prediction_records(rng: np.random.Generator, n: int) -> list[dict]:
+    out = []
+    for k in range(n):
+        rows = int(rng.integers(0, 4))
+        x = rng.normal(size=rows)
+        plans = rng.choice(np.array(["a", "b", "c"], dtype=object), rows).tolist()
+        columns = encode_columns({"x": x, "plan": plans}) if rows else EMPTY_COLUMNS
+        out.append({"model": f"m{k % 3}", "model_version": str(k % 2), "event_time": int(rng.integers(0, 10**6)),
+                    "request_ids": [f"{k}-{i}" for i in range(rows)], "segment": None if k % 4 else "s",
+                    "columns": columns, "prediction": rng.random(rows).tobytes(),
+                    "predicted_class": [f"k{i}" for i in range(rows)] if k % 5 == 0 else None})
+    return out
+
+
+def test_take_and_concat_keep_each_event_with_its_own_rows() -> None:
+    rng = np.random.default_rng(2)
+    records = prediction_records(rng, 60)
+    rows = Rows.from_records(PREDICTION, records)
+    order = rng.permutation(len(records))
+    assert_same_rows(rows.take(order), Rows.from_records(PREDICTION, [records[i] for i in order.tolist()]))
+    halves = Rows.concat([Rows.from_records(PREDICTION, records[:25]), Rows.from_records(PREDICTION, records[25:])])
+    assert_same_rows(halves, rows)
+    assert rows.row_events().tolist() == [k for k, r in enumerate(records) for _ in r["request_ids"]]
+
+
+def test_an_event_whose_arrays_disagree_with_its_ids_is_named() -> None:
+    rng = np.random.default_rng(3)
+    good = prediction_records(rng, 5)[1]
+    good = {**good, "request_ids": ["a", "b"], "columns": encode_columns({"x": [1.0, 2.0]}),
+            "prediction": np.zeros(2).tobytes()}
+    assert inconsistency(PREDICTION, good) is None
+    cases = {"scores do not match": {**good, "prediction": b"\x00" * 8},
+             "classes do not match": {**good, "predicted_class": ["k"]},
+             "numeric block has 16 bytes, 24 expected": {**good, "request_ids": ["a", "b", "c"],
+                                                          "prediction": np.zeros(3).tobytes()}}
+    for reason, record in cases.items():
+        assert reason in (inconsistency(PREDICTION, record) or "")
+        with pytest.raises(DecodeError):
+            Rows.from_records(PREDICTION, [good, record])
+
+
+def test_stage_one_windows_equal_a_direct_summary_of_each_windows_on_time_rows() -> None:
+    """Late rows decided by each partition's own running watermark, the rest summarised per model and window:
+    the deltas of two batches merged equal summarize() over the rows numpy picks directly."""
+    rng = np.random.default_rng(11)
+    window_ms, grace_ms = 1_000, 200
+    reference = {"x": rng.normal(size=2000), "plan": rng.choice(np.array(["a", "b", "c"], dtype=object), 2000)}
+    profiles = {m: Profile.build(Table(reference, {"x": "float", "plan": "string"}), m) for m in ("m0", "m1")}
+    records = prediction_records(rng, 400)
+    for k, record in enumerate(records):  # mostly ascending, some far behind (late)
+        record["event_time"] = k * 20 - (3_000 if k % 17 == 0 else 0) + int(rng.integers(0, 50))
+    windows = PartitionWindows(window_ms, grace_ms)
+    deltas = {}
+    late_rows = 0
+    for part in (records[:170], records[170:]):
+        result = windows.process(("predictions", 0), Rows.from_records(PREDICTION, part), 0, profiles)
+        late_rows += result.late_rows
+        for delta in result.deltas:
+            key = (delta.model, delta.window_start)
+            deltas[key] = deltas[key].merge(delta) if key in deltas else delta
+    times = np.array([r["event_time"] for r in records])
+    watermark_before = np.maximum.accumulate(np.concatenate([[np.iinfo(np.int64).min], times]))[:-1]
+    starts = times // window_ms * window_ms
+    late = starts + window_ms + grace_ms <= watermark_before
+    counts = np.array([len(r["request_ids"]) for r in records])
+    assert late_rows == int(counts[late].sum()) > 0
+    expected = {}
+    for k, record in enumerate(records):
+        if not late[k] and record["model"] in profiles and counts[k]:
+            expected.setdefault((record["model"], int(starts[k])), []).append(k)
+    assert set(deltas) == set(expected)
+    for (model, start), picked in expected.items():
+        frame = FeatureFrame.concat(FeatureFrame.from_record(records[k]["columns"], int(counts[k])) for k in picked)
+        want = summarize(frame, profiles[model], start, start + window_ms)
+        got = deltas[(model, start)]
+        assert got.rows == want.rows
+        for name, w in want.features.items():
+            g = got.features[name]
+            assert (g.count, g.nulls) == (w.count, w.nulls)
+            if w.kind == "numeric":
+                assert np.array_equal(g.histogram, w.histogram)
+                assert g.mean == pytest.approx(w.mean, rel=1e-9, abs=1e-12)
+            else:
+                assert g.categories == w.categories
