@@ -45,20 +45,39 @@ def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 def sorted_bin_counts(ordered: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """:func:`bin_counts` of already sorted values: a binary search per edge instead of per value."""
-    below = np.searchsorted(ordered, edges, side="left")  # values < each edge
-    return np.diff(np.concatenate([[0], below, [ordered.size]]))
+    return _counts_below(np.searchsorted(ordered, edges, side="left"), ordered.size)
+
+
+def _counts_below(below: np.ndarray, size: int) -> np.ndarray:
+    """Bin counts from the number of values below each edge (four small steps: a window's summary makes
+    dozens of these, so ``np.diff`` of a concatenation, a Python function of its own, showed)."""
+    counts = np.empty(below.size + 1, dtype=np.int64)
+    counts[:-1] = below
+    counts[-1] = size
+    counts[1:] -= below
+    return counts
+
+
+def sorted_bin_counts_sums(ordered: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The counts and the sums of the values in each bin of :func:`bin_counts`, of already sorted values.
+
+    Each bin is summed on its own (``np.add.reduceat`` from each non-empty
+    bin's first value to the next one's), not as differences of a running
+    sum, which would lose a small bin's digits to the large totals.
+    """
+    below = np.searchsorted(ordered, edges, side="left")
+    counts = _counts_below(below, ordered.size)
+    sums = np.zeros(counts.size)
+    filled = counts > 0
+    if ordered.size:
+        starts = np.concatenate([[0], below])[filled]  # strictly rising, each below the size
+        sums[filled] = np.add.reduceat(ordered, starts)
+    return counts, sums
 
 
 def sorted_bin_sums(ordered: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """The sum of the values in each bin of :func:`bin_counts`, of already sorted values.
-
-    Each bin is summed on its own (``np.add.reduceat``), not as differences of
-    a running sum, which would lose a small bin's digits to the large totals.
-    """
-    below = np.searchsorted(ordered, edges, side="left")
-    starts = np.concatenate([[0], below])
-    sums = np.add.reduceat(np.append(ordered, 0.0), starts)  # the 0 makes a start at the end valid
-    return np.where(np.diff(np.append(starts, ordered.size)) > 0, sums, 0.0)  # an empty bin sums to 0
+    """The sums of :func:`sorted_bin_counts_sums`."""
+    return sorted_bin_counts_sums(ordered, edges)[1]
 
 
 def bin_sums(values: np.ndarray, edges: np.ndarray) -> np.ndarray:

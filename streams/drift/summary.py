@@ -24,7 +24,7 @@ from streams.drift.profile import (
     category_counts,
     factorize,
     sorted_bin_counts,
-    sorted_bin_sums,
+    sorted_bin_counts_sums,
 )
 from streams.drift.segments import SEGMENT_OTHER, levels_by_column, segment_index
 
@@ -239,7 +239,7 @@ def _numeric_part(ref: NumericReference | None, name: str, values: np.ndarray, n
     m2 = float(((finite - mean) ** 2).sum()) if count else 0.0
     # Sorted once, the bins are a binary search per edge instead of per value: five times faster on a
     # window's 50,000 values than searching each value among 200 edges.
-    ordered = np.sort(finite) if ref is not None or spec_min is not None or spec_max is not None else finite
+    ordered = np.sort(finite)
     return _numeric_of_sorted(ref, name, ordered, mean, m2, nulls, int(values.size - count), spec_min, spec_max,
                               allow_nan, is_int)
 
@@ -247,7 +247,7 @@ def _numeric_part(ref: NumericReference | None, name: str, values: np.ndarray, n
 def _numeric_of_sorted(ref: NumericReference | None, name: str, ordered: np.ndarray, mean: float, m2: float,
                        nulls: int, non_finite: int, spec_min: float | None, spec_max: float | None,
                        allow_nan: bool, is_int: bool) -> NumericSummary:
-    """A feature's summary from its finite values (sorted when ``ref`` or a range is given) and moments."""
+    """A feature's summary from its finite values, sorted, and their moments."""
     skew: dict[str, int] = {}
     if non_finite and not allow_nan:
         skew["nan"] = non_finite
@@ -263,13 +263,12 @@ def _numeric_of_sorted(ref: NumericReference | None, name: str, ordered: np.ndar
         if wrong:
             skew["type_mismatch"] = wrong
     count = int(ordered.size)
-    summary = NumericSummary(name, count, nulls, mean, m2, float(ordered.min()) if count else None,
-                             float(ordered.max()) if count else None, skew=skew)
+    summary = NumericSummary(name, count, nulls, mean, m2, float(ordered[0]) if count else None,
+                             float(ordered[-1]) if count else None, skew=skew)
     if ref is not None:
         summary.histogram = sorted_bin_counts(ordered, ref.edges)
         if ref.fine_counts.size:  # segment references keep coarse bins only
-            summary.fine_counts = sorted_bin_counts(ordered, ref.fine_edges)
-            summary.fine_sums = sorted_bin_sums(ordered, ref.fine_edges)
+            summary.fine_counts, summary.fine_sums = sorted_bin_counts_sums(ordered, ref.fine_edges)
     return summary
 
 
