@@ -25,7 +25,7 @@ join's other side, arrive as events and run through
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -51,8 +51,7 @@ def prediction_messages(rows: Rows, window_ms: int, codec: EventCodec,
     Runs are found with numpy over the events (a key per event from the
     codes of its model, version, window and whether it has classes), in
     order of their first event, rows in event order; a run larger than
-    ``max_bytes`` (bounded from lengths, see :func:`_row_chunks`) goes out as
-    several events.
+    ``max_bytes`` goes out as several events (:func:`_pieces`).
     """
     if not rows.events:
         return []
@@ -69,9 +68,34 @@ def prediction_messages(rows: Rows, window_ms: int, codec: EventCodec,
     for run in np.argsort(first).tolist():  # runs in order of their first event
         events = order[ends[run - 1] if run else 0:ends[run]]
         key_bytes = models[model_of[events[0]]].encode()
-        for chunk in _row_chunks(rows.take(events), max_bytes):
-            messages.append((key_bytes, codec.encode("driftline.Prediction", _run_record(chunk))))
+        run_rows = rows.take(events)
+        for piece in _pieces(run_rows, max_bytes):
+            messages += [(key_bytes, value) for value in _encoded_run(piece, codec, max_bytes)]
     return messages
+
+
+def _pieces(rows: Rows, max_bytes: int) -> list[Rows]:
+    """``rows`` cut by events into as many equal pieces as their estimated size needs (numbers and codes
+    as the bytes they are, ids and the dictionary as their characters); :func:`_encoded_run` makes sure."""
+    frame = rows.frame
+    estimate = rows.rows * (8 * len(frame.numeric_names) + 4 * len(frame.categorical_names) + 10) + \
+        sum(map(len, rows.request_ids))
+    pieces = min(rows.events, -(-estimate * 5 // (4 * max_bytes)))  # a fifth of room for what it misses
+    if pieces <= 1:
+        return [rows]
+    return [rows.take(part) for part in np.array_split(np.arange(rows.events), pieces)]
+
+
+def _encoded_run(rows: Rows, codec: EventCodec, max_bytes: int) -> list[bytes]:
+    """The rows as one Prediction event, or, when that comes out larger than ``max_bytes``, its halves (by
+    events, each split again while too large): the size is exact. A single event is never split (it came
+    in as one message)."""
+    value = codec.encode("driftline.Prediction", _run_record(rows))
+    if len(value) <= max_bytes or rows.events == 1:
+        return [value]
+    half = rows.events // 2
+    return [*_encoded_run(rows.take(np.arange(half)), codec, max_bytes),
+            *_encoded_run(rows.take(np.arange(half, rows.events)), codec, max_bytes)]
 
 
 def _run_record(rows: Rows) -> dict[str, Any]:
@@ -83,36 +107,6 @@ def _run_record(rows: Rows) -> dict[str, Any]:
             "predicted_class": rows.classes if bool(rows.classed[0]) else None}
 
 
-def _row_chunks(rows: Rows, max_bytes: int) -> list[Rows]:
-    """``rows`` in pieces of whole events whose merged event stays under ``max_bytes``.
-
-    The size is an upper bound from lengths alone (no encode): a string is at
-    most 4 bytes per character (UTF-8) plus a 10-byte length; numbers, null
-    maps and codes travel as the bytes they are; the distinct texts (the
-    dictionary) and type mismatches count once per piece. The bound, not a
-    guess, keeps a piece under ``max_bytes`` however long an application's
-    request ids or categories are.
-    """
-    frame = rows.frame
-    texts = set(frame.categorical.ravel().tolist())
-    fixed = 4 * sum(map(len, texts)) + 10 * len(texts) + 200 * len(frame.mismatched) + 200
-    per_row = 8 * len(frame.numeric_names) + 5 * len(frame.categorical_names) + 8 + 1  # numbers, codes, nulls
-    row_bytes = 4 * np.fromiter(map(len, rows.request_ids), dtype=np.int64, count=rows.rows) + 10 + per_row
-    if rows.classes is not None and rows.classed is not None and rows.classed.any():
-        row_bytes += 10 + 4 * np.fromiter((len(c or "") for c in rows.classes), dtype=np.int64, count=rows.rows)
-    if fixed + int(row_bytes.sum()) <= max_bytes:
-        return [rows]
-    event_bytes = np.bincount(rows.row_events(), weights=row_bytes, minlength=rows.events).astype(np.int64)
-    chunks, start, used = [], 0, fixed
-    for i, size in enumerate(event_bytes.tolist()):  # rare (a run of megabytes): a pass per event is fine
-        if i > start and used + size > max_bytes:
-            chunks.append(rows.take(np.arange(start, i)))
-            start, used = i, fixed
-        used += size
-    chunks.append(rows.take(np.arange(start, rows.events)))
-    return chunks
-
-
 def label_messages(events: Sequence[Event], window_ms: int, codec: EventCodec,
                    max_bytes: int = MAX_RUN_BYTES) -> tuple[list[tuple[bytes, bytes]], list[Event]]:
     """(key, value) messages for ``monitor.by-model`` of decoded Label events, and the events left out
@@ -120,28 +114,15 @@ def label_messages(events: Sequence[Event], window_ms: int, codec: EventCodec,
     runs, inconsistent = coalesce(events, window_ms)
     messages = []
     for run in runs:
-        for parts in _label_chunks(run.parts, max_bytes):
-            record = merge_parts(run.kind, parts)
-            messages.append((record["model"].encode(), codec.encode("driftline.Label", record)))
+        key = run.parts[0]["model"].encode()
+        messages += [(key, value) for value in _encoded_labels(run.parts, codec, max_bytes)]
     return messages, inconsistent
 
 
-def _label_size(record: dict[str, Any]) -> int:
-    """An upper bound of the bytes a label record's rows take in a merged event (as :func:`_row_chunks`)."""
-    ids = record["request_ids"]
-    texts = [v for v in record["labels"] if isinstance(v, str)]
-    return 4 * sum(map(len, ids)) + 10 * len(ids) + 11 * len(record["labels"]) + 4 * sum(map(len, texts))
-
-
-def _label_chunks(parts: list[dict[str, Any]], max_bytes: int) -> Iterator[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
-    size = 200
-    for part in parts:
-        part_size = _label_size(part)
-        if chunk and size + part_size > max_bytes:
-            yield chunk
-            chunk, size = [], 200
-        chunk.append(part)
-        size += part_size
-    if chunk:
-        yield chunk
+def _encoded_labels(parts: list[dict[str, Any]], codec: EventCodec, max_bytes: int) -> list[bytes]:
+    """A run of label records as one Label event, halved while too large (as :func:`_encoded_run`)."""
+    value = codec.encode("driftline.Label", merge_parts("label", parts))
+    if len(value) <= max_bytes or len(parts) == 1:
+        return [value]
+    half = len(parts) // 2
+    return [*_encoded_labels(parts[:half], codec, max_bytes), *_encoded_labels(parts[half:], codec, max_bytes)]
