@@ -106,10 +106,12 @@ class Rows:
 
     @classmethod
     def concat(cls, parts: Sequence[Rows]) -> Rows:
-        """The events of ``parts`` one after another."""
+        """The events of ``parts`` (of one kind) one after another."""
         if len(parts) == 1:
             return parts[0]
         first = parts[0]
+        if any(p.schema != first.schema for p in parts):
+            raise ValueError(f"cannot join Rows of {sorted({p.schema for p in parts})}: one kind per source")
         prediction = first.scores is not None
         return cls(first.schema, [m for p in parts for m in p.models], [v for p in parts for v in p.versions],
                    [s for p in parts for s in p.segments], np.concatenate([p.times for p in parts]),

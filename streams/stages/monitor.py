@@ -32,7 +32,7 @@ from collections.abc import Callable
 from confluent_kafka import TopicPartition
 
 from driftline.alerts import alert_message
-from driftline.consumer import Event, EventReader, Polled, SourceRows, static_membership
+from driftline.consumer import Event, EventReader, Polled, static_membership
 from driftline.follow import TopicFollower, read_compacted
 from driftline.settings import Settings
 from schemas import Codec
@@ -201,13 +201,12 @@ class Monitor:
         for source in unreported:  # just assigned: every closing stage hears of it before any window closes
             if source not in heard:
                 self._report(source, self.stage1.consumer.position([TopicPartition(*source)])[0].offset)
+        self._summarise(polled)
+        for source, batch in labels.items():  # only forwarded; their watermarks are the decay stage's clock
+            self._advance_labels(source, batch)
         produce = self.stage1.producer.produce
         for source, next_offset in heard.items():
             self.quiet.saw_records(source)
-            if source in labels:  # only forwarded; its watermark is the decay stage's clock
-                self._advance_labels(source, labels[source])
-            else:
-                self._summarise(source, polled.rows[source])
             watermark = self.windows.watermarks[source]
             produce(self.watermark_topic, key=f"{source[0]}:{source[1]}".encode(),
                     value=json.dumps({"watermark": watermark}).encode())
@@ -230,17 +229,20 @@ class Monitor:
         newest = max(event.record["event_time"] for event in batch)
         self.windows.watermarks[source] = max(self.windows.watermarks.get(source, newest), newest)
 
-    def _summarise(self, source: SourcePartition, found: SourceRows) -> None:
-        """One features or predictions partition's batch: window deltas and per-model progress."""
+    def _summarise(self, polled: Polled) -> None:
+        """The features and predictions partitions' batches: window deltas and per-model progress (after
+        the deltas: stage 2 and the decay stage take a partition's progress as covering what came before)."""
         produce = self.stage1.producer.produce
-        result = self.windows.process(source, found.rows, found.next_offset, self.profiles.profiles)
+        result = self.windows.process_batch(
+            [(source, found.rows, found.next_offset) for source, found in polled.rows.items()],
+            self.profiles.profiles)
         for delta in result.deltas:
             produce(self.partial_topic, key=delta.model.encode(),
                     value=self.codec.encode("driftline.WindowSummary", delta.to_avro("partial")))
         for progress in result.progress:
             encoded = self.codec.encode("driftline.PartitionProgress", progress)
             produce(self.partial_topic, key=progress["model"].encode(), value=encoded)
-            if source[0] == self.predictions_topic:  # the decay stage's clock, after the rows it covers
+            if progress["source_topic"] == self.predictions_topic:  # the decay stage's clock, after its rows
                 produce(self.by_model_topic, key=progress["model"].encode(), value=encoded)
             metrics.ROWS_IN.labels(progress["model"]).inc(progress["rows"])
             metrics.LATE_ROWS.labels(progress["model"]).inc(progress["late_rows"])

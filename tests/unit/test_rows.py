@@ -110,28 +110,39 @@ def test_an_event_whose_arrays_disagree_with_its_ids_is_named() -> None:
 
 
 def test_stage_one_windows_equal_a_direct_summary_of_each_windows_on_time_rows() -> None:
-    """Late rows decided by each partition's own running watermark, the rest summarised per model and window:
-    the deltas of two batches merged equal summarize() over the rows numpy picks directly."""
+    """Late rows decided by each partition's own running watermark, the rest of every partition summarised
+    together per model and window: the deltas of two batches merged equal summarize() over the rows numpy
+    picks directly."""
     rng = np.random.default_rng(11)
     window_ms, grace_ms = 1_000, 200
     reference = {"x": rng.normal(size=2000), "plan": rng.choice(np.array(["a", "b", "c"], dtype=object), 2000)}
     profiles = {m: Profile.build(Table(reference, {"x": "float", "plan": "string"}), m) for m in ("m0", "m1")}
-    records = prediction_records(rng, 400)
-    for k, record in enumerate(records):  # mostly ascending, some far behind (late)
-        record["event_time"] = k * 20 - (3_000 if k % 17 == 0 else 0) + int(rng.integers(0, 50))
+    records = prediction_records(rng, 600)
+    partition_of = rng.integers(0, 2, len(records))
+    for k, record in enumerate(records):  # mostly ascending, some far behind (late), partition 1 behind 0
+        record["event_time"] = k * 20 - (3_000 if k % 17 == 0 else 0) - 600 * int(partition_of[k]) + \
+            int(rng.integers(0, 50))
     windows = PartitionWindows(window_ms, grace_ms)
     deltas = {}
     late_rows = 0
-    for part in (records[:170], records[170:]):
-        result = windows.process(("predictions", 0), Rows.from_records(PREDICTION, part), 0, profiles)
+    for part in (slice(0, 250), slice(250, None)):
+        batch = []
+        for p in (0, 1):
+            mine = [records[k] for k in range(len(records))[part] if partition_of[k] == p]
+            batch.append((("predictions", p), Rows.from_records(PREDICTION, mine), 0))
+        result = windows.process_batch(batch, profiles)
         late_rows += result.late_rows
+        assert len({(d.model, d.window_start) for d in result.deltas}) == len(result.deltas), "one per window"
         for delta in result.deltas:
             key = (delta.model, delta.window_start)
             deltas[key] = deltas[key].merge(delta) if key in deltas else delta
     times = np.array([r["event_time"] for r in records])
-    watermark_before = np.maximum.accumulate(np.concatenate([[np.iinfo(np.int64).min], times]))[:-1]
+    late = np.zeros(len(records), dtype=bool)
     starts = times // window_ms * window_ms
-    late = starts + window_ms + grace_ms <= watermark_before
+    for p in (0, 1):
+        mine = np.flatnonzero(partition_of == p)
+        before = np.maximum.accumulate(np.concatenate([[np.iinfo(np.int64).min], times[mine]]))[:-1]
+        late[mine] = starts[mine] + window_ms + grace_ms <= before
     counts = np.array([len(r["request_ids"]) for r in records])
     assert late_rows == int(counts[late].sum()) > 0
     expected = {}
