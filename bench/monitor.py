@@ -70,8 +70,8 @@ def produce(settings, events, rows, rng, start_ms):
                 producer.predictions(batch_columns(rng, rows), np.zeros(rows), event_time=t)
 
 
-def baseline(settings, topic, events):
-    codec = Codec.default()
+def consume_rate(settings, topic, events, decode):
+    """Events/s of consuming ``topic`` from the start and handing each polled batch's values to ``decode``."""
     consumer = bench_consumer(settings)
     consumer.subscribe([topic])
     seen = 0
@@ -81,40 +81,41 @@ def baseline(settings, topic, events):
         if messages and start is None:
             start = time.perf_counter()
         values = [m.value() for m in messages if not m.error()]
-        # decoded as a worker decodes a polled batch: together (the odd event alone), one frame for all
-        records = [d[1] if d else codec.decode(v, "driftline.Prediction")
-                   for d, v in zip(codec.decode_batch(values), values, strict=True)]
-        if records:
-            FeatureFrame.from_records([(r["columns"], len(r["request_ids"])) for r in records])
-        seen += len(records)
-    elapsed = time.perf_counter() - start
-    consumer.close()
-    return events / elapsed
-
-
-def rows_baseline(settings, topic, events):
-    """Consume + the worker's own decode (plain events straight to columns, in the worker's slices)."""
-    codec = Codec.default()
-    consumer = bench_consumer(settings)
-    consumer.subscribe([topic])
-    seen = 0
-    start = None
-    while seen < events:
-        messages = consumer.consume(5000, 1.0)
-        if messages and start is None:
-            start = time.perf_counter()
-        values = [m.value() for m in messages if not m.error()]
-        taken = np.zeros(len(values), dtype=bool)
-        for at in range(0, len(values), DECODE_SLICE):
-            for _, found, _ in codec.decode_rows(values[at:at + DECODE_SLICE]):
-                taken[at + np.asarray(found)] = True
-        left = np.flatnonzero(~taken).tolist()  # the first of a layout is read alone (and learnt)
-        if left:
-            Rows.from_records("driftline.Prediction", [codec.decode(values[i], "driftline.Prediction") for i in left])
+        if values:
+            decode(values)
         seen += len(values)
     elapsed = time.perf_counter() - start
     consumer.close()
     return events / elapsed
+
+
+def decode_records(codec, values):
+    """As an application reading the topic decodes a polled batch: records (together, the odd one alone),
+    then one frame of all their rows."""
+    records = [d[1] if d else codec.decode(v, "driftline.Prediction")
+               for d, v in zip(codec.decode_batch(values), values, strict=True)]
+    FeatureFrame.from_records([(r["columns"], len(r["request_ids"])) for r in records])
+
+
+def decode_columns(codec, values):
+    """As the worker decodes a polled batch: plain events straight to columns, in its slices."""
+    taken = np.zeros(len(values), dtype=bool)
+    for at in range(0, len(values), DECODE_SLICE):
+        for _, found, _ in codec.decode_rows(values[at:at + DECODE_SLICE]):
+            taken[at + np.asarray(found)] = True
+    left = np.flatnonzero(~taken).tolist()  # the first of a layout is read alone (and learnt)
+    if left:
+        Rows.from_records("driftline.Prediction", [codec.decode(values[i], "driftline.Prediction") for i in left])
+
+
+def baseline(settings, topic, events):
+    codec = Codec.default()
+    return consume_rate(settings, topic, events, lambda values: decode_records(codec, values))
+
+
+def rows_baseline(settings, topic, events):
+    codec = Codec.default()
+    return consume_rate(settings, topic, events, lambda values: decode_columns(codec, values))
 
 
 def drain(monitor, events, half=None):
