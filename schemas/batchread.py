@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -50,8 +51,8 @@ def _pattern(shape: _OneRowShape, prediction: bool) -> re.Pattern[bytes]:
 
 # the matched bodies' fields, one tuple per field (a column of the batch)
 _Fields = Sequence[tuple[bytes, ...]]
-# models, versions (predictions only), request ids and category columns of matched bodies
-_Decoded = tuple[list[str], list[str] | None, list[str], list[list[str]]]
+# models, versions (predictions only), request ids and the categories (levels, codes) of matched bodies
+_Decoded = tuple[list[str], list[str] | None, list[str], tuple[list[str], np.ndarray]]
 
 
 class _Texts:
@@ -70,6 +71,16 @@ class _Texts:
             for t in set(raw) - known.keys():
                 known[t] = t[1:].decode()  # bad UTF-8 raises: the caller reads the batch one at a time
             return [known[t] for t in raw]
+
+    def dictionary(self, columns: Sequence[Sequence[bytes]], rows: int) -> tuple[list[str], np.ndarray]:
+        """Category columns as (levels, rows x columns codes): each distinct text decoded once, each cell
+        a code found in C (what the frame keeps, so counting and writing categories need no text)."""
+        distinct = list(dict.fromkeys(chain.from_iterable(columns)))
+        index = {raw: i for i, raw in enumerate(distinct)}
+        codes = np.empty((rows, len(columns)), dtype=np.int64)
+        for j, column in enumerate(columns):
+            codes[:, j] = np.fromiter(map(index.__getitem__, column), dtype=np.int64, count=rows)
+        return self.decode(distinct), codes
 
 
 def varints(raw: Sequence[bytes]) -> np.ndarray:
@@ -173,32 +184,29 @@ class BatchReader:
         at = 2 if prediction else 1
         return (decode(fields[0]), decode(fields[1]) if prediction else None,
                 [t[1:].decode() for t in fields[at + 1]],
-                [decode(c) for c in fields[at + 3:at + 3 + shape.texts]])
+                self._texts.dictionary(fields[at + 3:at + 3 + shape.texts], len(fields[0])))
 
     def _rows(self, shape: _OneRowShape, prediction: bool, columns: _Fields, texts: _Decoded) -> Rows:
-        models, versions, ids, text_columns = texts
+        models, versions, ids, (levels, codes) = texts
         at = 2 if prediction else 1
         n = len(models)
         width, cat_width = len(shape.numeric_names), shape.texts
-        categorical = np.empty((n, cat_width), dtype=object)
-        for j, column in enumerate(text_columns):
-            categorical[:, j] = column
         frame = FeatureFrame(n, shape.numeric_names,
                              np.frombuffer(b"".join(columns[at + 2]), dtype="<f8").reshape(n, width),
-                             np.zeros((n, width), dtype=bool), shape.categorical_names, categorical,
-                             np.zeros((n, cat_width), dtype=bool), [])
+                             np.zeros((n, width), dtype=bool), shape.categorical_names,
+                             np.array(levels, dtype=object)[codes], np.zeros((n, cat_width), dtype=bool), [],
+                             (levels, codes))
         scores = np.frombuffer(b"".join(columns[-1]), dtype="<f8") if prediction else None
         return Rows.one_row_each(PREDICTION if prediction else FEATURES, models, versions or [""] * n,
                                  varints(columns[at]), ids, frame, scores)
 
     def _records(self, shape: _OneRowShape, prediction: bool, columns: _Fields,
                  texts: _Decoded) -> list[dict[str, Any]]:
-        models, versions, ids, text_columns = texts
+        models, versions, ids, (levels, codes) = texts
         at = 2 if prediction else 1
         times = varints(columns[at]).tolist()
         numbers = columns[at + 2]
-        rows = [list(row) for row in zip(*text_columns, strict=True)] if text_columns \
-            else [[] for _ in models]
+        rows = np.array(levels, dtype=object)[codes].tolist()  # each event's texts, in order
         numeric_names, categorical_names = shape.numeric_names, shape.categorical_names
         blocks = [{"numeric_names": list(numeric_names), "numeric_values": n, "numeric_nulls": b"",
                    "categorical_names": list(categorical_names), "categorical_values": t,

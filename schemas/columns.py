@@ -346,6 +346,12 @@ class FeatureFrame:
 
     ``numeric[i, j]`` is row i of feature ``numeric_names[j]`` (NaN where null;
     ``numeric_null`` tells a null from a NaN value).
+
+    ``dictionary``, when known, is the categorical block as the wire often
+    carries it: (levels, codes) with ``categorical == levels[codes]`` (codes
+    rows x names; a level may repeat or go unused). Counting categories and
+    writing the block back then take numpy over codes instead of a
+    dictionary lookup per cell. Frames built any other way have None.
     """
 
     rows: int
@@ -356,6 +362,7 @@ class FeatureFrame:
     categorical: np.ndarray
     categorical_null: np.ndarray
     mismatched: list[dict[str, Any]] = field(default_factory=list)
+    dictionary: tuple[list[str], np.ndarray] | None = None
 
     @classmethod
     def from_record(cls, columns: Mapping[str, Any], rows: int) -> FeatureFrame:
@@ -386,7 +393,7 @@ class FeatureFrame:
                 raise DecodeError(f"mismatched value for {item['name']!r} names row {item['row']}")
         return cls(
             rows, numeric_names, numeric, numeric_null,
-            categorical_names, categorical, categorical_null, mismatched,
+            categorical_names, categorical, categorical_null, mismatched, _dictionary_of(columns, rows, cat_width),
         )
 
     @classmethod
@@ -420,8 +427,11 @@ class FeatureFrame:
         raw = b"".join(c["numeric_values"] for c, _ in group)
         if len(raw) != 8 * rows * width:
             return cls.concat(cls.from_record(c, r) for c, r in group)  # names the bad event
+        dictionary = None
         if any(c.get("categorical_codes") for c, _ in group):  # batch events: each its own dictionary
             categorical = np.concatenate([_categorical_matrix(c, r, cat_width) for c, r in group])
+            parts = [_dictionary_of(c, r, cat_width) for c, r in group]
+            dictionary = _joined_dictionaries(parts) if all(p is not None for p in parts) else None
         else:
             values: list[str] = []
             for c, _ in group:
@@ -432,7 +442,7 @@ class FeatureFrame:
         return cls(
             rows, numeric_names, np.frombuffer(raw, dtype="<f8").reshape(rows, width),
             np.zeros((rows, width), dtype=bool), categorical_names, categorical,
-            np.zeros((rows, cat_width), dtype=bool), [],
+            np.zeros((rows, cat_width), dtype=bool), [], dictionary,
         )
 
     @classmethod
@@ -462,17 +472,24 @@ class FeatureFrame:
             categorical_null[start:stop, cols] = f.categorical_null
             mismatched.extend({**m, "row": m["row"] + start} for m in f.mismatched)
             start = stop
+        same_layout = all(f.categorical_names == cat_names for f in frames)
+        parts = [f.dictionary for f in frames]
+        dictionary = _joined_dictionaries(parts) if same_layout and all(p is not None for p in parts) else None
         return cls(
             total, num_names, numeric, numeric_null,
-            cat_names, categorical, categorical_null, mismatched,
+            cat_names, categorical, categorical_null, mismatched, dictionary,
         )
 
     def to_record(self) -> dict[str, Any]:
         """Back to a ``driftline.Columns`` record (inverse of :meth:`from_record`; a null's value is
         written as 0.0 or "", as the encoders write it)."""
         numeric = np.where(self.numeric_null, 0.0, self.numeric) if self.numeric_null.any() else self.numeric
-        categorical = np.where(self.categorical_null, "", self.categorical) if self.categorical_null.any() \
-            else self.categorical
+        nulls = self.categorical_null.any()
+        categorical = np.where(self.categorical_null, "", self.categorical) if nulls else self.categorical
+        if self.dictionary is not None and not nulls and self.rows >= DICTIONARY_ROWS and categorical.size:
+            block = _used_levels(*self.dictionary)  # the codes as they are: no text looked at per cell
+        else:
+            block = categorical_block(categorical)
         return {
             "numeric_names": list(self.numeric_names),
             "numeric_values": np.ascontiguousarray(numeric, dtype="<f8").tobytes(),
@@ -480,7 +497,7 @@ class FeatureFrame:
             "categorical_names": list(self.categorical_names),
             "categorical_nulls": pack_mask(self.categorical_null),
             "mismatched": list(self.mismatched),
-            **categorical_block(categorical),
+            **block,
         }
 
     def numeric_column(self, name: str) -> np.ndarray:
@@ -494,9 +511,10 @@ class FeatureFrame:
         new_index[kept] = np.arange(kept.size)
         mismatched = [{**m, "row": int(new_index[m["row"]])} for m in self.mismatched
                       if 0 <= m["row"] < self.rows and new_index[m["row"]] >= 0]
+        dictionary = None if self.dictionary is None else (self.dictionary[0], self.dictionary[1][kept])
         return FeatureFrame(int(kept.size), self.numeric_names, self.numeric[kept], self.numeric_null[kept],
                             self.categorical_names, self.categorical[kept], self.categorical_null[kept],
-                            mismatched)
+                            mismatched, dictionary)
 
     def to_rows(self) -> list[dict[str, Any]]:
         """Back to one dict per row (nulls omitted): what a river model's ``predict_one`` takes."""
@@ -512,6 +530,37 @@ class FeatureFrame:
                 if not nulls[i]:
                     row[name] = column[i]
         return rows
+
+
+def _dictionary_of(columns: Mapping[str, Any], rows: int, width: int) -> tuple[list[str], np.ndarray] | None:
+    """A checked record's dictionary form (levels, rows x width codes), or None when it holds texts."""
+    codes = columns.get("categorical_codes") or b""
+    if not codes:
+        return None
+    return list(columns.get("categorical_levels") or []), \
+        np.frombuffer(codes, dtype="<u4").astype(np.int64).reshape(rows, width)
+
+
+def _joined_dictionaries(parts: Sequence[tuple[list[str], np.ndarray] | None]) -> tuple[list[str], np.ndarray]:
+    """Dictionaries of frames stacked in order: the levels one after another, each frame's codes moved
+    past the levels before it (repeated levels stay: whoever counts adds them up by text)."""
+    levels: list[str] = []
+    codes = []
+    for part in parts:
+        assert part is not None
+        codes.append(part[1] + len(levels))
+        levels.extend(part[0])
+    return levels, np.concatenate(codes)
+
+
+def _used_levels(levels: list[str], codes: np.ndarray) -> dict[str, Any]:
+    """The categorical value fields of a ``Columns`` record from a dictionary: the levels the codes use,
+    once each, and the codes renumbered to them (numpy only)."""
+    used, index = np.unique(codes, return_inverse=True)
+    texts = [levels[i] for i in used.tolist()]
+    distinct, remap = unique_texts(texts)  # a level repeated in the dictionary is written once
+    return {"categorical_values": [], "categorical_levels": distinct,
+            "categorical_codes": remap[index.reshape(-1)].astype("<u4").tobytes()}
 
 
 def _categorical_matrix(columns: Mapping[str, Any], rows: int, width: int) -> np.ndarray:

@@ -335,17 +335,18 @@ def summarize(frame: FeatureFrame, profile: Profile, window_start: int, window_e
             part = _numeric_part(ref if isinstance(ref, NumericReference) else None, f.name, values,
                                  nulls, f.min, f.max, f.allow_nan, f.type == "int")
         else:
+            distinct: tuple[list, list[int]] = ([], [])
             if f.name in cat_index:
                 j = cat_index[f.name]
                 null = frame.categorical_null[:, j]
-                values = frame.categorical[:, j][~null]
+                distinct = _distinct_counts(frame, j, ~null)
                 nulls = int(null.sum())
             else:
-                values, nulls = np.zeros(0, dtype=object), rows
+                nulls = rows
                 if f.name in num_index:
                     wrong_block = int((~frame.numeric_null[:, num_index[f.name]]).sum())
             part = _categorical_part(ref if isinstance(ref, CategoricalReference) else None,
-                                     f.name, values, nulls, f.domain)
+                                     f.name, distinct, nulls, f.domain)
         if f.name not in num_index and f.name not in cat_index and f.required:
             part.skew["missing"] = rows
         part.nulls -= wrong_block  # present, just of the wrong type
@@ -395,22 +396,35 @@ def segment_summaries(frame: FeatureFrame, profile: Profile, window_start: int,
     return out
 
 
-def _categorical_part(ref: CategoricalReference | None, name: str, values: np.ndarray, nulls: int,
+def _distinct_counts(frame: FeatureFrame, column: int, present: np.ndarray) -> tuple[list, list[int]]:
+    """(distinct values, their counts) of a categorical column's present cells: from the frame's codes when
+    it has them (a bincount), else by hashing the values."""
+    if frame.dictionary is not None:
+        levels, codes = frame.dictionary
+        counts = np.bincount(codes[:, column][present], minlength=len(levels))
+        used = np.flatnonzero(counts)
+        return [levels[i] for i in used.tolist()], counts[used].tolist()
+    found, index = factorize(frame.categorical[:, column][present])
+    return found, np.bincount(index, minlength=len(found)).tolist()
+
+
+def _categorical_part(ref: CategoricalReference | None, name: str, distinct: tuple[list, list[int]], nulls: int,
                       domain: tuple[str, ...] | None) -> CategoricalSummary:
     skew: dict[str, int] = {}
     categories: dict[str, int] = {}
-    if values.size:
-        found, codes = factorize(values)
+    found, found_counts = distinct
+    present = sum(found_counts)
+    if present:
         by_text: dict[str, int] = {}
-        for value, count in zip(found, np.bincount(codes, minlength=len(found)).tolist(), strict=True):
+        for value, count in zip(found, found_counts, strict=True):
             text = str(value)
             by_text[text] = by_text.get(text, 0) + count
-        distinct, counts = sorted(by_text), [by_text[t] for t in sorted(by_text)]
+        texts = sorted(by_text)
         known = set(ref.categories) if ref is not None else set(domain or ())
         allowed = set(domain) if domain is not None else None
         unseen_total = 0
         unseen: dict[str, int] = {}
-        for value, count in zip(distinct, counts, strict=True):  # distinct values only
+        for value, count in zip(texts, [by_text[t] for t in texts], strict=True):  # distinct values only
             if value in known:
                 categories[value] = count
             else:
@@ -422,7 +436,7 @@ def _categorical_part(ref: CategoricalReference | None, name: str, values: np.nd
         unseen = _keep_smallest(unseen, MAX_UNSEEN_NAMES, OTHER)
     else:
         unseen = {}
-    return CategoricalSummary(name, int(values.size), nulls, categories, skew, unseen)
+    return CategoricalSummary(name, present, nulls, categories, skew, unseen)
 
 
 def category_vector(summary: CategoricalSummary, ref: CategoricalReference) -> np.ndarray:

@@ -163,3 +163,45 @@ def test_stage_one_windows_equal_a_direct_summary_of_each_windows_on_time_rows()
                 assert g.mean == pytest.approx(w.mean, rel=1e-9, abs=1e-12)
             else:
                 assert g.categories == w.categories
+
+
+def test_a_frame_keeps_its_categories_as_codes_and_every_use_agrees_with_the_texts() -> None:
+    """Frames carry the wire's (levels, codes) through decode, take and concat; summaries counted from the
+    codes and blocks written from them equal those of the same frame with only its texts."""
+    import dataclasses
+
+    rng = np.random.default_rng(21)
+    plans = np.array(["free", "pro", "ünï", "", "free"], dtype=object)  # a repeated level, an empty text
+    sizes = (40, 25, 30)
+    coded = [encode_columns({"x": rng.normal(size=n), "plan": rng.choice(plans, n).tolist(),
+                             "tier": rng.choice(plans[:2], n).tolist()}) for n in sizes]
+    assert all(c["categorical_codes"] for c in coded)
+    frames = [FeatureFrame.from_record(c, n) for c, n in zip(coded, sizes, strict=True)]
+    stacked = FeatureFrame.from_records(list(zip(coded, sizes, strict=True)))
+    joined = FeatureFrame.concat(frames)
+    picked = joined.take(rng.permutation(joined.rows)[:50])
+    codec = Codec(Codec.default()._current)
+    plain = [framed(codec, PREDICTION, one_row(random.Random(k), 2, "m", "1", k, f"r{k}", ["a", "b", "ç"]))
+             for k in range(60)]
+    codec.decode(plain[0])
+    [(_, _, from_wire)] = codec.decode_rows(plain)
+    for frame in (*frames, stacked, joined, picked, from_wire.frame):
+        assert frame.dictionary is not None
+        levels, codes = frame.dictionary
+        assert np.array(levels, dtype=object)[codes].tolist() == frame.categorical.tolist()
+        texts_only = dataclasses.replace(frame, dictionary=None)
+        again = FeatureFrame.from_record(frame.to_record(), frame.rows)
+        assert again.categorical.tolist() == frame.categorical.tolist()
+        assert frame.to_record()["categorical_levels"] == texts_only.to_record()["categorical_levels"]
+        reference = {"x": rng.normal(size=500), **{n: rng.choice(plans, 500) for n in frame.categorical_names}}
+        types = {"x": "float", **{n: "string" for n in frame.categorical_names}}
+        if "x" not in frame.numeric_names:
+            continue
+        profile = Profile.build(Table(reference, types), "m")
+        with_codes, with_texts = summarize(frame, profile, 0, 1), summarize(texts_only, profile, 0, 1)
+        for name in frame.categorical_names:
+            got, want = with_codes.features[name], with_texts.features[name]
+            assert (got.count, got.nulls, got.categories, got.unseen, got.skew) == \
+                (want.count, want.nulls, want.categories, want.unseen, want.skew)
+    mixed = FeatureFrame.concat([frames[0], dataclasses.replace(frames[1], dictionary=None)])
+    assert mixed.dictionary is None  # texts only on one side: no codes claimed
