@@ -451,6 +451,10 @@ class FeatureFrame:
         frames = list(frames)
         if len(frames) == 1:
             return frames[0]
+        first = frames[0]
+        if all(f.numeric_names == first.numeric_names and f.categorical_names == first.categorical_names
+               for f in frames):  # one layout (one application's events): the arrays stack as they are
+            return cls._stacked(frames)
         num_names = tuple(dict.fromkeys(n for f in frames for n in f.numeric_names))
         cat_names = tuple(dict.fromkeys(n for f in frames for n in f.categorical_names))
         total = sum(f.rows for f in frames)
@@ -479,6 +483,22 @@ class FeatureFrame:
             total, num_names, numeric, numeric_null,
             cat_names, categorical, categorical_null, mismatched, dictionary,
         )
+
+    @classmethod
+    def _stacked(cls, frames: list[FeatureFrame]) -> FeatureFrame:
+        """Frames of one layout one after another (:meth:`concat` without aligning names)."""
+        mismatched: list[dict[str, Any]] = []
+        start = 0
+        for f in frames:
+            mismatched.extend({**m, "row": m["row"] + start} for m in f.mismatched)
+            start += f.rows
+        parts = [f.dictionary for f in frames]
+        first = frames[0]
+        return cls(start, first.numeric_names, np.concatenate([f.numeric for f in frames]),
+                   np.concatenate([f.numeric_null for f in frames]), first.categorical_names,
+                   np.concatenate([f.categorical for f in frames]),
+                   np.concatenate([f.categorical_null for f in frames]), mismatched,
+                   _joined_dictionaries(parts) if all(p is not None for p in parts) else None)
 
     def to_record(self) -> dict[str, Any]:
         """Back to a ``driftline.Columns`` record (inverse of :meth:`from_record`; a null's value is

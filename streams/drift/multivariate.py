@@ -85,10 +85,13 @@ class MultivariateReference:
     def errors(self, numeric: np.ndarray, names: Sequence[str]) -> np.ndarray:
         """Errors of a batch's numeric matrix whose columns are ``names`` (absent features: missing)."""
         index = {n: j for j, n in enumerate(names)}
+        columns = [index.get(name, -1) for name in self.features]
+        if min(columns, default=0) >= 0:  # every feature present: one gather (no copy when in order)
+            return self.errors_of(numeric if columns == list(range(numeric.shape[1])) else numeric[:, columns])
         matrix = np.full((len(numeric), len(self.features)), np.nan)
-        for j, name in enumerate(self.features):
-            if name in index:
-                matrix[:, j] = numeric[:, index[name]]
+        for j, column in enumerate(columns):
+            if column >= 0:
+                matrix[:, j] = numeric[:, column]
         return self.errors_of(matrix)
 
     def counts(self, errors: np.ndarray) -> np.ndarray:

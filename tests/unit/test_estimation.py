@@ -151,6 +151,24 @@ def test_pca_reconstruction_error_keeps_the_false_alarm_promise_on_stable_data()
     assert 50 <= alarms <= 160, f"{alarms} alarms in {windows} windows at alpha {alpha}"
 
 
+def test_errors_align_a_batch_by_feature_name_in_any_order_and_missing_ones_count_as_missing() -> None:
+    rng = np.random.default_rng(9)
+    reference = MultivariateReference.fit(correlated(rng, 4_000, 0.8))
+    assert reference is not None
+    current = correlated(rng, 300, 0.8)
+    aligned = np.column_stack([current[n] for n in reference.features])
+    want = reference.errors_of(aligned)
+    shuffled = list(reversed(reference.features))
+    np.testing.assert_allclose(reference.errors(np.column_stack([current[n] for n in shuffled]), shuffled), want,
+                               rtol=1e-12, atol=1e-12)  # BLAS may round a gathered copy's product differently
+    assert np.array_equal(reference.errors(aligned, list(reference.features)), want)
+    partial = [n for n in reference.features if n != reference.features[0]]
+    missing = aligned.copy()
+    missing[:, 0] = np.nan
+    np.testing.assert_allclose(reference.errors(np.column_stack([current[n] for n in partial]), partial),
+                               reference.errors_of(missing), rtol=1e-12, atol=1e-12)
+
+
 def test_a_correlation_flip_with_unchanged_marginals_is_flagged_by_pca_and_the_domain_classifier() -> None:
     import driftline
 
