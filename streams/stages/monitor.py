@@ -61,7 +61,7 @@ STATS_REPLAY_MS = 24 * 3600 * 1000
 # through a whole worker in batches of 20,000 than of 5,000. The bytes bound batches of wide events
 # (20,000 events of 100 rows would be 2 million rows).
 STAGE1_BATCH_EVENTS = 20_000
-STAGE1_BATCH_BYTES = 4 * 1024 * 1024
+STAGE1_BATCH_BYTES = 8 * 1024 * 1024
 
 
 class ProfileFollower(TopicFollower[Profile]):
