@@ -158,6 +158,15 @@ def _packed_floats(values: list[float]) -> bytes:
         raise EncodeError(f"a numeric feature value does not fit a float64: {exc}") from None
 
 
+def _float_column(name: str, values: Sequence[Any]) -> np.ndarray:
+    """Numbers as float64, or an EncodeError naming the feature whose value does not fit (an int past
+    float64's range would otherwise escape as a bare OverflowError)."""
+    try:
+        return np.array(values, dtype=np.float64)
+    except OverflowError:
+        raise EncodeError(f"a value of numeric feature {name!r} does not fit a float64") from None
+
+
 def _bitmap(null_positions: list[int], size: int) -> bytes:
     if not null_positions:
         return b""
@@ -284,7 +293,7 @@ def encode_columns(
             kind = _kind_of_values(values)
         if kind == NUMERIC and _plain_numbers(values):
             # the common case (an SDK list, a serving node's parsed tensor): numpy converts it in C
-            column = np.array(values, dtype=np.float64)
+            column = _float_column(name, values)
             nulls = np.array([v is None for v in values], dtype=bool) if None in values else np.zeros(rows, bool)
             column[nulls] = 0.0
             numeric_names.append(name)
@@ -297,7 +306,7 @@ def encode_columns(
                 if value is None:
                     nulls[i] = True
                 elif _is_number(value):
-                    column[i] = value
+                    column[i] = _float_column(name, [value])[0]
                 else:
                     nulls[i] = True
                     mismatched.append(_mismatch(i, name, value))

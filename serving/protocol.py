@@ -81,6 +81,8 @@ def parse_infer(body: Any, spec: FeatureSpec) -> InferRequest:
                     and tensor.get("datatype") in NUMERIC_TYPES and name not in columns
                     and (type(data[0]) in _PLAIN_NUMBER_TYPES if len(data) == 1  # one row: no set to build
                          else set(map(type, data)) <= _PLAIN_NUMBER_TYPES)):
+                if int in (set(map(type, data)) if len(data) > 1 else {type(data[0])}):
+                    _check_range(data, name)
                 columns[name] = data
                 rows = shape[0]
                 continue
@@ -159,6 +161,7 @@ def _numbers(data: list, name: str, datatype: str) -> list[float | None]:
         if type(v) not in _PLAIN_NUMBERS:
             break
     else:
+        _check_range(data, name)
         return data  # the common case: every value is already a plain number
     out: list[float | None] = []
     for v in data:
@@ -168,7 +171,19 @@ def _numbers(data: list, name: str, datatype: str) -> list[float | None]:
             out.append(v)
         else:
             raise ProtocolError(f"input {name!r}: data must be numbers for datatype {datatype}, got {v!r}")
+    _check_range([v for v in out if v is not None], name)
     return out
+
+
+_FLOAT64_LIMIT = 2**1024  # the first integer a float64 cannot hold (JSON allows any)
+
+
+def _check_range(data: list, name: str) -> None:
+    """Refuse an integer past float64's range: the model would fail on it (a 500) and no event could
+    carry it; it is the request's fault, so it is a 400 that says which input."""
+    numbers = [v for v in data if type(v) is int]
+    if numbers and (max(numbers) >= _FLOAT64_LIMIT or min(numbers) <= -_FLOAT64_LIMIT):
+        raise ProtocolError(f"input {name!r}: a value does not fit a float64")
 
 
 def output_tensors(task: str, scores: np.ndarray, classes: np.ndarray | None) -> list[dict[str, Any]]:

@@ -191,6 +191,18 @@ def column_groups(draw: st.DrawFn) -> tuple[dict, int]:
     return {k: draw(st.lists(cell[kind], min_size=rows, max_size=rows)) for k, kind in zip(keys, kinds, strict=True)}, rows
 
 
+def test_an_int_beyond_float64_is_left_to_the_general_path_which_names_the_feature() -> None:
+    """The direct writer steps aside; the general encoders refuse with an EncodeError, not an OverflowError."""
+    from schemas import EncodeError
+
+    for column in ([2**1100], [1.5, 2**1100], [3, None, -(2**1100)]):
+        assert plain_columns({"age": column}, len(column)) is None
+        with pytest.raises(EncodeError, match="'age' does not fit a float64"):
+            encode_rows_columns({"age": column})
+    with pytest.raises(EncodeError, match="does not fit a float64"):
+        encode_rows([{"age": 2**1100}])
+
+
 @settings(max_examples=200, deadline=None)
 @given(column_groups(), st.integers(-2**63, 2**63 - 1), texts, st.booleans())
 def test_whole_columns_written_directly_equal_the_general_encoding(group: tuple[dict, int], event_time: int,
