@@ -105,24 +105,31 @@ class RiverModel:
     def __post_init__(self) -> None:
         if self.estimator is None:
             self.estimator = build_estimator(self.pipeline, self.numeric, self.categorical, self.params)
-        self._scorer: LinearScorer | bool | None = False  # False: not compiled since the last learn
+        self._forget_scorer()
 
     def __getstate__(self) -> dict[str, Any]:
         """The pickled state (artifacts, deep copies) leaves the compiled scorer out: it is rebuilt."""
         state = dict(self.__dict__)
         state.pop("_scorer", None)
+        state.pop("_compiled", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._scorer = False
+        self._forget_scorer()
+
+    def _forget_scorer(self) -> None:
+        """The weights (may) have changed: the linear form is compiled again on the next predict."""
+        self._scorer: LinearScorer | None = None
+        self._compiled = False  # whether _scorer (None: not a linear pipeline) reflects the current weights
 
     def _linear(self) -> LinearScorer | None:
         """The frozen linear form of a linear pipeline (:mod:`driftline.linear`), built on first use."""
-        if self._scorer is False:
+        if not self._compiled:
             task_ok = self.task == "regression" or self.binary
             self._scorer = LinearScorer.compile(self.estimator, self.numeric, self.categorical) if task_ok else None
-        return self._scorer if isinstance(self._scorer, LinearScorer) else None
+            self._compiled = True
+        return self._scorer
 
     @property
     def binary(self) -> bool:
@@ -138,7 +145,7 @@ class RiverModel:
 
     def learn(self, rows: Rows, labels: Sequence[Any]) -> None:
         """Learn rows in the order given (river learns online: one row after the other)."""
-        self._scorer = False  # the weights change: compiled again on the next predict
+        self._forget_scorer()  # the weights change
         learn = self.estimator.learn_one
         if self.task == "regression":
             for x, y in zip(rows, labels, strict=True):
