@@ -81,7 +81,7 @@ def parse_infer(body: Any, spec: FeatureSpec) -> InferRequest:
                     and tensor.get("datatype") in NUMERIC_TYPES and name not in columns
                     and (type(data[0]) in _PLAIN_NUMBER_TYPES if len(data) == 1  # one row: no set to build
                          else set(map(type, data)) <= _PLAIN_NUMBER_TYPES)):
-                if int in (set(map(type, data)) if len(data) > 1 else {type(data[0])}):
+                if int in ({type(data[0])} if len(data) == 1 else set(map(type, data))):
                     _check_range(data, name)
                 columns[name] = data
                 rows = shape[0]

@@ -47,6 +47,7 @@ def test_single_row_takes_the_request_id_and_batches_get_fresh_ones() -> None:
     ({"inputs": [tensor("age", "FP64", [1, 2], [1, 2])]}, "[N] or [N, 1]"),
     ({"inputs": [tensor("age", "FP64", [1, 2], [3])]}, "shape says 3 values but data has 2"),
     ({"inputs": [tensor("age", "FP64", ["x"])]}, "must be numbers"),
+    ({"inputs": [tensor("age", "FP64", [], [0]), tensor("plan", "BYTES", [], [0])]}, "no rows"),
     ({"inputs": [tensor("age", "INT64", [10**400]), tensor("plan", "BYTES", ["a"])]}, "does not fit a float64"),
     ({"inputs": [tensor("age", "INT64", [1, -(10**400)]), tensor("plan", "BYTES", ["a", "b"])]},
      "does not fit a float64"),
