@@ -68,10 +68,9 @@ CONSUME_SLICE = 2048  # a batch bounded in bytes is consumed this many messages 
 
 
 class SourceRows(NamedTuple):
-    """A partition's Prediction or Features events of one poll, as columns, in offset order."""
+    """A partition's Prediction or Features events of one poll, as columns, in offset order (the
+    partition is its key in :class:`Polled`)."""
 
-    topic: str
-    partition: int
     offsets: np.ndarray
     rows: Rows
 
@@ -87,13 +86,13 @@ class Polled(NamedTuple):
     events: list[Event]
 
 
-def _in_offset_order(source: SourcePartition, parts: list[tuple[np.ndarray, Rows]]) -> SourceRows:
+def _in_offset_order(parts: list[tuple[np.ndarray, Rows]]) -> SourceRows:
     offsets = np.concatenate([o for o, _ in parts]) if len(parts) > 1 else parts[0][0]
     rows = Rows.concat([r for _, r in parts])
     if offsets.size > 1 and bool((offsets[1:] < offsets[:-1]).any()):  # the plain and the others interleaved
         order = np.argsort(offsets, kind="stable")
         offsets, rows = offsets[order], rows.take(order)
-    return SourceRows(source[0], source[1], offsets, rows)
+    return SourceRows(offsets, rows)
 
 
 class EventReader:
@@ -264,7 +263,7 @@ class EventReader:
             built = self._rows_of(decoded)
             if built is not None:
                 parts.setdefault(source, []).append(built)
-        return Polled({source: _in_offset_order(source, found) for source, found in parts.items()}, events)
+        return Polled({source: _in_offset_order(found) for source, found in parts.items()}, events)
 
     def _plain_rows(self, messages: list[Message], parts: dict[SourcePartition, list[tuple[np.ndarray, Rows]]]
                     ) -> np.ndarray:

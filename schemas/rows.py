@@ -62,10 +62,6 @@ class Rows:
     def rows(self) -> int:
         return len(self.request_ids)
 
-    def row_events(self) -> np.ndarray:
-        """The event each row belongs to."""
-        return np.repeat(np.arange(self.events), self.counts)
-
     @classmethod
     def one_row_each(cls, schema: str, models: list[str], versions: list[str], times: np.ndarray,
                      request_ids: list[str], frame: FeatureFrame, scores: np.ndarray | None) -> Rows:

@@ -79,9 +79,9 @@ def parse_infer(body: Any, spec: FeatureSpec) -> InferRequest:
                     and len(data) == shape[0] and (rows is None or rows == shape[0])
                     and type(name) is str and kinds.get(name) == "numeric"
                     and tensor.get("datatype") in NUMERIC_TYPES and name not in columns
-                    and (type(data[0]) in _PLAIN_NUMBER_TYPES if len(data) == 1  # one row: no set to build
-                         else set(map(type, data)) <= _PLAIN_NUMBER_TYPES)):
-                if int in ({type(data[0])} if len(data) == 1 else set(map(type, data))):
+                    and (types := {type(data[0])} if len(data) == 1 else set(map(type, data)))  # one pass
+                    <= _PLAIN_NUMBER_TYPES):
+                if int in types:
                     _check_range(data, name)
                 columns[name] = data
                 rows = shape[0]
