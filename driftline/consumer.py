@@ -69,10 +69,12 @@ CONSUME_SLICE = 2048  # a batch bounded in bytes is consumed this many messages 
 
 class SourceRows(NamedTuple):
     """A partition's Prediction or Features events of one poll, as columns, in offset order (the
-    partition is its key in :class:`Polled`)."""
+    partition is its key in :class:`Polled`), and the bytes of those that were decoded alone, by offset
+    (a stage can pass such an event on as it came: see :mod:`streams.stages.forward`)."""
 
     offsets: np.ndarray
     rows: Rows
+    originals: dict[int, bytes]
 
     @property
     def next_offset(self) -> int:
@@ -86,13 +88,13 @@ class Polled(NamedTuple):
     events: list[Event]
 
 
-def _in_offset_order(parts: list[tuple[np.ndarray, Rows]]) -> SourceRows:
+def _in_offset_order(parts: list[tuple[np.ndarray, Rows]], originals: dict[int, bytes]) -> SourceRows:
     offsets = np.concatenate([o for o, _ in parts]) if len(parts) > 1 else parts[0][0]
     rows = Rows.concat([r for _, r in parts])
     if offsets.size > 1 and bool((offsets[1:] < offsets[:-1]).any()):  # the plain and the others interleaved
         order = np.argsort(offsets, kind="stable")
         offsets, rows = offsets[order], rows.take(order)
-    return SourceRows(offsets, rows)
+    return SourceRows(offsets, rows, originals)
 
 
 class EventReader:
@@ -259,11 +261,14 @@ class EventReader:
                 alone.setdefault((event.topic, event.partition), []).append((messages[i], event))
             else:
                 events.append(event)
+        originals: dict[SourcePartition, dict[int, bytes]] = {}
         for source, decoded in alone.items():
             built = self._rows_of(decoded)
             if built is not None:
                 parts.setdefault(source, []).append(built)
-        return Polled({source: _in_offset_order(found) for source, found in parts.items()}, events)
+                originals[source] = {e.offset: m.value() or b"" for m, e in decoded}
+        return Polled({source: _in_offset_order(found, originals.get(source, {})) for source, found in parts.items()},
+                      events)
 
     def _plain_rows(self, messages: list[Message], parts: dict[SourcePartition, list[tuple[np.ndarray, Rows]]]
                     ) -> np.ndarray:

@@ -536,10 +536,12 @@ class FeatureFrame:
         """The rows selected by a boolean mask (in order) or by distinct indices (in their order), type
         mismatches renumbered with them."""
         kept = np.flatnonzero(rows) if rows.dtype == bool else rows
-        new_index = np.full(self.rows, -1)
-        new_index[kept] = np.arange(kept.size)
-        mismatched = [{**m, "row": int(new_index[m["row"]])} for m in self.mismatched
-                      if 0 <= m["row"] < self.rows and new_index[m["row"]] >= 0]
+        mismatched = []
+        if self.mismatched:
+            new_index = np.full(self.rows, -1)
+            new_index[kept] = np.arange(kept.size)
+            mismatched = [{**m, "row": int(new_index[m["row"]])} for m in self.mismatched
+                          if 0 <= m["row"] < self.rows and new_index[m["row"]] >= 0]
         dictionary = None if self.dictionary is None else (self.dictionary[0], self.dictionary[1][kept])
         return FeatureFrame(int(kept.size), self.numeric_names, self.numeric[kept], self.numeric_null[kept],
                             self.categorical_names, self.categorical[kept], self.categorical_null[kept],

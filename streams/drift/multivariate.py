@@ -76,8 +76,11 @@ class MultivariateReference:
 
     def errors_of(self, matrix: np.ndarray) -> np.ndarray:
         """Squared reconstruction error of each row (columns in ``features`` order, NaN = missing)."""
-        standard = (matrix - self.means) / self.scales
-        standard[~np.isfinite(standard)] = 0.0
+        standard = matrix - self.means
+        standard /= self.scales  # in place: a window's matrix is large, and a temporary costs its pages again
+        finite = np.isfinite(standard)
+        if not finite.all():
+            standard[~finite] = 0.0
         projected = standard @ self.components.T
         # the axes are orthonormal: |x - x_hat|^2 = |x|^2 - |projection|^2
         return np.maximum(np.einsum("ij,ij->i", standard, standard) - np.einsum("ij,ij->i", projected, projected), 0.0)

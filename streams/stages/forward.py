@@ -21,6 +21,11 @@ run. Predictions arrive here as columns (:class:`~schemas.rows.Rows`), so a
 run is found with numpy and merged with one take of its rows; labels, a
 join's other side, arrive as events and run through
 :func:`~streams.decay.coalesce.coalesce` as the decay stage does.
+
+An event of ``WHOLE_EVENT_ROWS`` rows or more is already a run: it goes out
+as the bytes it came in (one model, version and time; at most the size the
+broker took once), so batch traffic costs no merge and no encode here, and
+the decay stage decodes it at the per-row speed of a run.
 """
 
 from __future__ import annotations
@@ -42,16 +47,22 @@ BY_MODEL_TOPIC = "monitor.by-model"
 # A forwarded run is split so no event nears the broker's message limit (16 MiB by default): a batch
 # of wide 100-row events merged whole could pass it, and a refused produce aborts the transaction.
 MAX_RUN_BYTES = 2 * 1024 * 1024
+# An event of this many rows is forwarded as it came: the decay stage's cost per event (a decode, a block in
+# its join) is then a small part of the cost of its rows, so merging it into a run would save nothing there.
+WHOLE_EVENT_ROWS = 32
 
 
-def prediction_messages(rows: Rows, window_ms: int, codec: EventCodec,
-                        max_bytes: int = MAX_RUN_BYTES) -> list[tuple[bytes, bytes]]:
+def prediction_messages(rows: Rows, window_ms: int, codec: EventCodec, max_bytes: int = MAX_RUN_BYTES,
+                        originals: Sequence[bytes | None] | None = None) -> list[tuple[bytes, bytes]]:
     """(key, value) messages for ``monitor.by-model`` of one partition's polled predictions.
 
     Runs are found with numpy over the events (a key per event from the
     codes of its model, version, window and whether it has classes), in
     order of their first event, rows in event order; a run larger than
     ``max_bytes`` goes out as several events (:func:`_pieces`).
+    ``originals``, aligned with the events, holds the bytes an event came
+    in as where the caller kept them: such an event of ``WHOLE_EVENT_ROWS``
+    rows or more is a run of its own, sent as those bytes.
     """
     if not rows.events:
         return []
@@ -61,6 +72,9 @@ def prediction_messages(rows: Rows, window_ms: int, codec: EventCodec,
     window_of = windows - windows.min()
     classed = rows.classed if rows.classed is not None else np.zeros(rows.events, dtype=bool)
     key = ((model_of * len(versions) + version_of) * (int(window_of.max()) + 1) + window_of) * 2 + classed
+    whole = _whole_events(rows, originals)
+    if whole.any():  # each its own run: a key no other event has
+        key = np.where(whole, -1 - np.arange(rows.events), key)
     _, first, run_of = np.unique(key, return_index=True, return_inverse=True)
     order = np.argsort(run_of, kind="stable")  # the events of each run together, in offset order
     ends = np.cumsum(np.bincount(run_of))
@@ -68,10 +82,25 @@ def prediction_messages(rows: Rows, window_ms: int, codec: EventCodec,
     for run in np.argsort(first).tolist():  # runs in order of their first event
         events = order[ends[run - 1] if run else 0:ends[run]]
         key_bytes = models[model_of[events[0]]].encode()
+        if whole[events[0]]:
+            assert originals is not None
+            original = originals[int(events[0])]
+            assert original is not None
+            messages.append((key_bytes, original))
+            continue
         run_rows = rows.take(events)
         for piece in _pieces(run_rows, max_bytes):
             messages += [(key_bytes, value) for value in _encoded_run(piece, codec, max_bytes)]
     return messages
+
+
+def _whole_events(rows: Rows, originals: Sequence[bytes | None] | None) -> np.ndarray:
+    """Which events go out as the bytes they came in (see ``WHOLE_EVENT_ROWS``)."""
+    whole = rows.counts >= WHOLE_EVENT_ROWS
+    if originals is None or not whole.any():
+        return np.zeros(rows.events, dtype=bool)
+    kept = np.fromiter((o is not None for o in originals), dtype=bool, count=rows.events)
+    return whole & kept
 
 
 def _pieces(rows: Rows, max_bytes: int) -> list[Rows]:

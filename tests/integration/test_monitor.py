@@ -20,7 +20,7 @@ from schemas import Codec, Table, encode_rows
 from streams.drift.profile import Profile
 from streams.drift.summary import WindowSummary, summarize
 from streams.stages.decay import DECAY_GROUP
-from streams.stages.forward import BY_MODEL_TOPIC
+from streams.stages.forward import BY_MODEL_TOPIC, WHOLE_EVENT_ROWS
 from tests.integration.helpers import group_members, read_topic, service_env, wait_for_members
 
 pytestmark = pytest.mark.integration
@@ -344,7 +344,8 @@ def test_decay_quality_windows_are_exact_across_sigkill_and_raise_decay_alerts(p
     publisher.produce(settings.topic("profiles"), key=b"m", value=with_metrics.to_bytes())
     publisher.flush()
     rng = np.random.default_rng(3)
-    windows, per_window, rows = 10, 20, 20
+    windows, per_window = 10, 20
+    assert 20 < WHOLE_EVENT_ROWS <= 40  # events of 40 rows are forwarded as they came, those of 20 merged into runs
     truth_by_window: dict[int, list[np.ndarray]] = collections.defaultdict(list)
     correct_by_window: dict[int, list[np.ndarray]] = collections.defaultdict(list)
     predictions_by_window: dict[int, int] = collections.defaultdict(int)
@@ -357,6 +358,7 @@ def test_decay_quality_windows_are_exact_across_sigkill_and_raise_decay_alerts(p
     def send(first: int, last: int) -> None:
         with Producer(model="m", settings=settings, model_version="7") as producer:
             for i in range(first, last):
+                rows = 40 if i % 2 else 20
                 t = BASE + i * (WINDOW_MS // per_window)
                 window = (t + 300 - BASE) // WINDOW_MS
                 truth = rng.random(rows) < 0.5

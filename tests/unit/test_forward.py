@@ -13,7 +13,7 @@ from driftline.consumer import Event
 from schemas import Codec, FeatureFrame, encode_columns, encode_rows
 from schemas.rows import PREDICTION, Rows
 from streams.decay.coalesce import coalesce
-from streams.stages.forward import label_messages, prediction_messages
+from streams.stages.forward import WHOLE_EVENT_ROWS, label_messages, prediction_messages
 
 CODEC = Codec.default()
 WINDOW_MS = 60_000
@@ -85,6 +85,23 @@ def test_runs_are_the_ones_the_per_event_grouping_finds() -> None:
         frame = FeatureFrame.from_record(record["columns"], len(record["request_ids"]))
         assert frame.numeric[:, 0].tolist() == [
             v for p in parts for v in np.frombuffer(p["columns"]["numeric_values"]).tolist()]
+
+
+def test_an_event_of_many_rows_goes_out_as_the_bytes_it_came_in() -> None:
+    """Batch events kept as they came (no merge, no encode); the smaller ones, and one whose bytes were not
+    kept, still merged into their run; messages in order of their first event, every row once."""
+    rng = np.random.default_rng(5)
+    sizes = [1, 1, WHOLE_EVENT_ROWS, 1, 100, 3, 2, WHOLE_EVENT_ROWS - 1, 1, 100]
+    events = [prediction_event(i, rows, rng) for i, rows in enumerate(sizes)]
+    originals = [CODEC.encode("driftline.Prediction", e.record) for e in events]
+    kept = [o if i != 9 else None for i, o in enumerate(originals)]  # the last one's bytes were not kept
+    messages = prediction_messages(as_rows(events), WINDOW_MS, CODEC, originals=kept)
+    values = [value for _, value in messages]
+    assert len(values) == 3 and values[1] is originals[2] and values[2] is originals[4]  # not re-encoded
+    merged = [0, 1, 3, 5, 6, 7, 8, 9]
+    assert CODEC.decode(values[0])["request_ids"] == [i for k in merged for i in events[k].record["request_ids"]]
+    assert {key for key, _ in messages} == {b"churn"}
+    assert len(prediction_messages(as_rows(events), WINDOW_MS, CODEC)) == 1  # without originals: one run
 
 
 def test_labels_run_by_model_and_one_that_disagrees_with_its_ids_is_returned() -> None:
