@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,10 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from schemas.batchread import BatchReader
+from schemas.batchread import BatchReader, plain_records
 from schemas.compiled import BodyReader
 from schemas.errors import DecodeError, EncodeError
+from schemas.plainscan import Joined
 from schemas.rows import Rows
 
 
@@ -294,11 +295,9 @@ class Codec:
         polled batch is mostly such events (:mod:`schemas.batchread`).
         """
         out: list[tuple[str, dict[str, Any]] | None] = [None] * len(values)
-        for name, prediction, mine in self._plain_candidates(values):
-            records = self._batch.read([values[i] for i in mine], HEADER_LEN, prediction)
-            for i, record in zip(mine, records, strict=True):
-                if record is not None:
-                    out[i] = (name, record)
+        for name, found, rows in self.decode_rows(values):
+            for i, record in zip(found, plain_records(rows), strict=True):
+                out[i] = (name, record)
         return out
 
     def decode_rows(self, values: Sequence[bytes]) -> list[tuple[str, list[int], Rows]]:
@@ -307,25 +306,17 @@ class Codec:
         Per kind and shape found: (schema name, the indices of its events in
         ``values``, ascending, their :class:`~schemas.rows.Rows`). A value in
         none is to be decoded alone (:meth:`decode_named`), as with
-        :meth:`decode_batch`.
+        :meth:`decode_batch`. The batch is read as one buffer
+        (:mod:`schemas.plainscan`): no Python per event but its request id.
         """
+        joined = Joined(values)
         out = []
-        for name, prediction, mine in self._plain_candidates(values):
-            every = len(mine) == len(values)
-            for found, rows in self._batch.read_rows(values if every else [values[i] for i in mine], HEADER_LEN,
-                                                     prediction):
-                out.append((name, found if every else [mine[k] for k in found], rows))
-        return out
-
-    def _plain_candidates(self, values: Sequence[bytes]) -> Iterator[tuple[str, bool, list[int]]]:
-        """(schema name, is a prediction, indices) of the values headed as Prediction or Features."""
-        by_header: dict[bytes, list[int]] = {}
-        for i, value in enumerate(values):  # one pass: each value's header is cut once
-            by_header.setdefault(value[:HEADER_LEN], []).append(i)
         for name, prediction in (("driftline.Prediction", True), ("driftline.Features", False)):
-            mine = by_header.get(MAGIC + self._fingerprint_of[name])
-            if mine:
-                yield name, prediction, mine
+            mine = joined.headed(MAGIC + self._fingerprint_of[name])
+            if mine.size:
+                out += [(name, found.tolist(), rows) for found, rows in self._batch.read_rows(joined, mine, HEADER_LEN,
+                                                                                              prediction)]
+        return out
 
     def decode(self, data: bytes, expect: str | None = None) -> dict[str, Any]:
         """Decode one message into the current shape of its schema.

@@ -16,9 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import Codec, DecodeError, encode_rows
-from schemas.batchread import varints
 from schemas.codec import HEADER_LEN
-from schemas.compiled import avro_long
 
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=70)
 
@@ -116,9 +114,3 @@ def test_bad_text_and_other_kinds_are_left_to_be_read_alone() -> None:
     mixed = codec.decode_batch([good, broken, good])
     assert mixed[1] is None
     assert mixed[0] == mixed[2] == ("driftline.Prediction", fastavro_read(codec, "driftline.Prediction", good))
-
-
-@given(st.lists(st.integers(-2**62, 2**62 - 1), max_size=50))
-def test_varints_decode_as_avro_longs(numbers: list[int]) -> None:
-    encoded = [avro_long(n) for n in numbers]
-    assert varints(encoded).tolist() == numbers
