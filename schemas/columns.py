@@ -413,14 +413,24 @@ class FeatureFrame:
         blocks, as one application's events do) are stacked with one
         ``b"".join`` and one ``np.frombuffer`` instead of a frame per event.
         """
-        groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[tuple[Mapping[str, Any], int]]] = {}
-        for columns, rows in items:
+        items = list(items)
+        groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
+        for i, (columns, _) in enumerate(items):
             layout = (tuple(columns["numeric_names"]), tuple(columns["categorical_names"]))
-            groups.setdefault(layout, []).append((columns, rows))
-        frames = [cls._stack(layout, group) for layout, group in groups.items()]
+            groups.setdefault(layout, []).append(i)
+        frames = [cls._stack(layout, [items[i] for i in group]) for layout, group in groups.items()]
         if not frames:
             raise DecodeError("no events to decode")
-        return cls.concat(frames)
+        if len(frames) == 1:
+            return frames[0]
+        # Stacked by layout, the rows are grouped by layout: put them back in event order (a reader pairs
+        # them with request ids, scores and times in event order).
+        counts = np.fromiter((rows for _, rows in items), dtype=np.int64, count=len(items))
+        stacked = np.concatenate([np.asarray(group, dtype=np.int64) for group in groups.values()])
+        start_of = np.empty(len(items), dtype=np.int64)
+        start_of[stacked] = np.cumsum(counts[stacked]) - counts[stacked]  # each event's first row, stacked
+        order = np.repeat(start_of - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
+        return cls.concat(frames).take(order)
 
     @classmethod
     def _stack(cls, layout: tuple[tuple[str, ...], tuple[str, ...]],
@@ -531,6 +541,15 @@ class FeatureFrame:
 
     def numeric_column(self, name: str) -> np.ndarray:
         return self.numeric[:, self.numeric_names.index(name)]
+
+    def span(self, start: int, stop: int) -> FeatureFrame:
+        """Rows ``start`` to ``stop - 1``, as views of this frame's arrays (no copy; frames are not written
+        to), type mismatches renumbered with them."""
+        mismatched = [{**m, "row": m["row"] - start} for m in self.mismatched if start <= m["row"] < stop]
+        dictionary = None if self.dictionary is None else (self.dictionary[0], self.dictionary[1][start:stop])
+        return FeatureFrame(stop - start, self.numeric_names, self.numeric[start:stop], self.numeric_null[start:stop],
+                            self.categorical_names, self.categorical[start:stop], self.categorical_null[start:stop],
+                            mismatched, dictionary)
 
     def take(self, rows: np.ndarray) -> FeatureFrame:
         """The rows selected by a boolean mask (in order) or by distinct indices (in their order), type

@@ -119,6 +119,8 @@ class Rows:
 
     def take(self, events: np.ndarray) -> Rows:
         """The events at the indices ``events`` (distinct, in any order) with their rows, in that order."""
+        if events.size > 1 and bool((np.diff(events) == 1).all()):  # a run of neighbours, the common take
+            return self._span(int(events[0]), int(events[-1]) + 1)
         counts = self.counts[events]
         if self.counts.size and self.counts.min() == self.counts.max() == 1:
             rows = events  # one row each: a row is its event
@@ -133,6 +135,18 @@ class Rows:
                     None if self.scores is None else self.scores[rows],
                     None if self.classes is None else [self.classes[i] for i in row_list],
                     None if self.classed is None else self.classed[events])
+
+    def _span(self, start: int, stop: int) -> Rows:
+        """Events ``start`` to ``stop - 1``: slices and views, no gather."""
+        first_row = int(self.counts[:start].sum())
+        last_row = first_row + int(self.counts[start:stop].sum())
+        return Rows(self.schema, self.models[start:stop], self.versions[start:stop], self.segments[start:stop],
+                    self.times[start:stop], self.counts[start:stop], self.request_ids[first_row:last_row],
+                    self.frame.span(first_row, last_row),
+                    None if self.scores is None else self.scores[first_row:last_row],
+                    None if self.classes is None else self.classes[first_row:last_row],
+                    None if self.classed is None else self.classed[start:stop])
+
 
 def inconsistency(schema: str, record: Mapping[str, Any]) -> str | None:
     """What makes one decoded record unfit for :meth:`Rows.from_records`, or None."""

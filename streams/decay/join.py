@@ -3,9 +3,10 @@
 Labels arrive late (minutes to days) and sometimes before the prediction
 they belong to, so both sides wait in state until their partner or their
 TTL comes. State is organised by *block* (one consumed event: its arrays and
-where it came from) with a request-id index pointing at (block, row): every
-insert and lookup is a C-level ``dict``/``map`` pass, and the per-row values
-stay numpy arrays.
+where it came from) with a request-id index pointing at (block, row),
+packed into one int (``block << 32 | row``: no tuple per waiting row):
+every insert and lookup is a C-level ``dict``/``map`` pass, and the
+per-row values stay numpy arrays.
 
 Durability without a changelog: a block stays alive while any of its rows is
 waiting or sits in a quality window that has not been published yet, and
@@ -27,6 +28,9 @@ import numpy as np
 
 from driftline.quality import canonical_labels, label_numbers
 from schemas.columns import read_float_buffer
+
+ROW_BITS = 32  # a waiting row's index entry: its block << ROW_BITS | its row in the block
+ROW_MASK = (1 << ROW_BITS) - 1
 
 
 @dataclass
@@ -94,7 +98,8 @@ class LabelJoin:
         self.ttl_ms = ttl_ms
         self.blocks: dict[int, Block] = {}
         self._next_block = 0
-        self.waiting: dict[str, dict[str, tuple[int, int]]] = {"prediction": {}, "label": {}}
+        # request id -> block << ROW_BITS | row, per side
+        self.waiting: dict[str, dict[str, int]] = {"prediction": {}, "label": {}}
         self.windows: dict[tuple[str, str, int], Pairs] = {}
         self.published: set[tuple[str, str, int]] = set()  # restored from the quality topic
         self.clock = np.iinfo(np.int64).min  # largest event time of either stream: the TTL's "now"
@@ -121,30 +126,32 @@ class LabelJoin:
         self._next_block += 1
         self.blocks[block_id] = block
         other = "label" if block.kind == "prediction" else "prediction"
-        partners = list(map(self.waiting[other].pop, block.request_ids, repeat(None)))
-        found = np.fromiter((p is not None for p in partners), dtype=bool, count=len(partners))
+        partners = np.fromiter(map(self.waiting[other].pop, block.request_ids, repeat(-1)), dtype=np.int64,
+                               count=len(block.request_ids))
+        found = partners >= 0
         rows = np.arange(len(partners))
-        if (~found).any():
+        if not found.all():
             unmatched = rows[~found]
-            ids = [block.request_ids[i] for i in unmatched.tolist()]
-            self.waiting[block.kind].update(zip(ids, zip(repeat(block_id), unmatched.tolist()), strict=True))
+            ids = block.request_ids if unmatched.size == len(rows) else \
+                [block.request_ids[i] for i in unmatched.tolist()]
+            self.waiting[block.kind].update(zip(ids, ((block_id << ROW_BITS) + unmatched).tolist(), strict=True))
             block.waiting += len(ids)
         result = JoinResult()
         if found.any():
-            matched = [p for p in partners if p is not None]
-            self._pair(block_id, rows[found], matched, result)
+            self._pair(block_id, rows[found], partners[found], result)
         if not block.alive:
             del self.blocks[block_id]
         return result
 
-    def _pair(self, block_id: int, rows: np.ndarray, partners: list[tuple[int, int]], result: JoinResult) -> None:
-        """Put matched rows into windows, grouped per partner block (one numpy gather each).
+    def _pair(self, block_id: int, rows: np.ndarray, partners: np.ndarray, result: JoinResult) -> None:
+        """Put matched rows into windows, grouped per partner block (one numpy gather each); ``partners`` are
+        their partners' packed (block, row).
 
         A pair whose window was already published (a replay after a restart, or a
         label later than the window's close) is counted as late, not added twice.
         """
-        partner_ids = np.fromiter((p[0] for p in partners), dtype=np.int64, count=len(partners))
-        partner_rows = np.fromiter((p[1] for p in partners), dtype=np.int64, count=len(partners))
+        partner_ids = partners >> ROW_BITS
+        partner_rows = partners & ROW_MASK
         block = self.blocks[block_id]
         for partner_id in np.unique(partner_ids).tolist():
             mine = rows[partner_ids == partner_id]
@@ -189,7 +196,7 @@ class LabelJoin:
                 continue
             if block.waiting > 0:
                 index = self.waiting[block.kind]
-                mine = [rid for rid in block.request_ids if index.get(rid, (None,))[0] == block_id]
+                mine = [rid for rid in block.request_ids if index.get(rid, -1) >> ROW_BITS == block_id]
                 for rid in mine:
                     del index[rid]
                 waiting -= len(mine)

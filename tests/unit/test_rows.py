@@ -90,6 +90,36 @@ def test_take_and_concat_keep_each_event_with_its_own_rows() -> None:
     assert_same_rows(rows.take(order), Rows.from_records(PREDICTION, [records[i] for i in order.tolist()]))
     halves = Rows.concat([Rows.from_records(PREDICTION, records[:25]), Rows.from_records(PREDICTION, records[25:])])
     assert_same_rows(halves, rows)
+    for start, stop in ((0, 60), (7, 31), (59, 60), (12, 14)):  # neighbours: taken as slices, not gathered
+        assert_same_rows(rows.take(np.arange(start, stop)), Rows.from_records(PREDICTION, records[start:stop]))
+    mismatched = {**records[3], "request_ids": ["a", "b"], "prediction": np.zeros(2).tobytes(),
+                  "predicted_class": None,
+                  "columns": encode_columns({"x": [1.0, 2.0]}) | {"mismatched": [{"name": "x", "row": 1, "value": "?"}]}}
+    both = Rows.from_records(PREDICTION, [records[0], mismatched, records[1]])
+    assert both.take(np.arange(1, 3)).frame.mismatched == \
+        Rows.from_records(PREDICTION, [mismatched, records[1]]).frame.mismatched == [{"name": "x", "row": 1, "value": "?"}]
+
+
+def test_events_of_several_layouts_keep_their_rows_in_event_order() -> None:
+    """Two models (other features) interleaved on one partition: every row stays beside its request id.
+    (The frame used to stack each layout's events together, so a row's features belonged to another event.)"""
+    records = []
+    for k in range(12):
+        rows = 1 + k % 3
+        columns = encode_columns({"x": [100.0 * k + r for r in range(rows)], "plan": ["a"] * rows}) if k % 2 else \
+            encode_columns({"y": [-100.0 * k - r for r in range(rows)]})
+        columns["mismatched"] = [{"name": "z", "row": rows - 1, "value": f"{k}"}]
+        records.append({"model": f"m{k % 2}", "model_version": "1", "event_time": k, "request_ids":
+                        [f"{k}-{r}" for r in range(rows)], "segment": None, "columns": columns,
+                        "prediction": np.zeros(rows).tobytes(), "predicted_class": None})
+    rows = Rows.from_records(PREDICTION, records)
+    x, y = rows.frame.numeric_column("x"), rows.frame.numeric_column("y")
+    for i, request_id in enumerate(rows.request_ids):
+        k, r = map(int, request_id.split("-"))
+        assert (x[i], np.isnan(y[i])) == (100.0 * k + r, True) if k % 2 else (np.isnan(x[i]), y[i]) == (True, -100.0 * k - r)
+        assert rows.frame.categorical_null[i, 0] == (k % 2 == 0)
+    ends = np.cumsum(rows.counts) - 1
+    assert sorted((m["row"], m["value"]) for m in rows.frame.mismatched) == [(int(ends[k]), f"{k}") for k in range(12)]
 
 
 def test_an_event_whose_arrays_disagree_with_its_ids_is_named() -> None:
