@@ -412,6 +412,8 @@ class FeatureFrame:
         Events that share a layout (the same feature names in the same
         blocks, as one application's events do) are stacked with one
         ``b"".join`` and one ``np.frombuffer`` instead of a frame per event.
+        The rows come out in event order whatever the layouts: readers pair
+        them with request ids, scores and labels in that order.
         """
         items = list(items)
         groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
@@ -555,6 +557,8 @@ class FeatureFrame:
         """The rows selected by a boolean mask (in order) or by distinct indices (in their order), type
         mismatches renumbered with them."""
         kept = np.flatnonzero(rows) if rows.dtype == bool else rows
+        if kept.size > 1 and bool((np.diff(kept) == 1).all()):  # neighbours (a window of ordered events): views
+            return self.span(int(kept[0]), int(kept[-1]) + 1)
         mismatched = []
         if self.mismatched:
             new_index = np.full(self.rows, -1)
