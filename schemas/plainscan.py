@@ -147,12 +147,19 @@ def _texts(walk: _Walk, field: tuple[np.ndarray, np.ndarray], taken: np.ndarray)
 
 
 def _distinct(texts: _Texts) -> tuple[np.ndarray, np.ndarray]:
-    """(a row holding each distinct text, each row's distinct index): by a 64-bit hash of the bytes and the
-    size, then checked byte for byte (a collision falls back to sorting the bytes themselves)."""
+    """(a row holding each distinct text, each row's distinct index): short texts by their bytes as one 64-bit
+    key, longer ones by a 64-bit hash of the bytes and the size, then checked byte for byte (a collision falls
+    back to sorting the bytes themselves)."""
     matrix, sizes = texts
     if (sizes == sizes[0]).all() and (matrix == matrix[0]).all():  # the common column: one value
         return np.zeros(1, dtype=np.int64), np.zeros(len(sizes), dtype=np.int64)
     width = matrix.shape[1]
+    if width < 8:  # short texts (most categories): bytes and size in one 64-bit key, exact as it is
+        keys = np.zeros((len(sizes), 8), dtype=np.uint8)
+        keys[:, :width] = matrix
+        keys[:, 7] = sizes
+        _, first, inverse = np.unique(keys.view(np.uint64).ravel(), return_index=True, return_inverse=True)
+        return first, inverse
     words = -(-width // 8)
     padded = np.zeros((len(sizes), 8 * words), dtype=np.uint8)
     padded[:, :width] = matrix
