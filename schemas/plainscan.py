@@ -40,7 +40,8 @@ from schemas.rows import FEATURES, PREDICTION, Rows
 _PADDING = bytes(64)
 _NINE = np.arange(9)
 _SEVENS = np.arange(0, 63, 7, dtype=np.uint64)
-# Odd 64-bit multipliers per byte position (a fixed seed: the same on every run) for hashing short texts.
+# Odd 64-bit multipliers, one per 8-byte word of a text and one for its size (a fixed seed: the same hash on
+# every run), for finding distinct texts of more than seven bytes.
 _WEIGHTS = np.random.default_rng(0x5EED).integers(1, 2**63, size=65, dtype=np.uint64) | np.uint64(1)
 
 
