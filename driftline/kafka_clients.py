@@ -102,10 +102,18 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+# librdkafka stops fetching a partition while its local queue is over its thresholds, then waits this long
+# before asking again (default 1000 ms). Reading a backlog (a worker catching up after an outage, a trainer
+# reading its offset ranges), the consumer drained its queue long before that wait ended: sustained consume
+# here went from 173,000 to 712,000-762,000 single-row events/s at 10 ms. The queue's bounds are unchanged.
+FETCH_QUEUE_BACKOFF_MS = 10
+
+
 def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
     """Consumer that commits only what the caller says is done (no auto-commit)."""
     config = common_config(settings)
     config.update({
+        "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         "group.id": group_id,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
@@ -153,6 +161,7 @@ def throwaway_consumer(settings: Settings, purpose: str, **overrides: Any) -> Co
     """
     return Consumer({**common_config(settings), "group.id": f"driftline-{purpose}-{uuid.uuid4().hex[:8]}",
                      "enable.auto.commit": False, "isolation.level": "read_committed",
+                     "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
                      "fetch.message.max.bytes": max(settings.max_message_bytes, 1048576), **overrides})
 
 
