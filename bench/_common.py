@@ -50,16 +50,12 @@ def bench_settings(partitions: int = 4) -> Settings:
 
 
 def bench_consumer(settings: Settings, **overrides: Any) -> Any:
-    """A throwaway consumer group reading from the beginning, committing nothing."""
-    from confluent_kafka import Consumer
+    """A throwaway consumer group reading from the beginning, committing nothing, configured as
+    driftline's own consumers are (``consumer_config``): a baseline fetching any other way would make our
+    readers look faster or slower than they are."""
+    from driftline.kafka_clients import make_consumer
 
-    from driftline.kafka_clients import FETCH_QUEUE_BACKOFF_MS, common_config
-
-    # fetched as driftline's own consumers fetch: a baseline that waits a second whenever its queue was full
-    # would make any reader of ours look fast beside it
-    return Consumer({**common_config(settings), "group.id": f"bench-{uuid.uuid4().hex}",
-                     "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                     "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS, **overrides})
+    return make_consumer(settings, f"bench-{uuid.uuid4().hex}", **overrides)
 
 
 def produce_all(producer: Any, topic: str, values: Iterable[bytes], keys: Iterable[bytes] | None = None) -> None:

@@ -69,8 +69,8 @@ CONSUME_SLICE = 2048  # a batch bounded in bytes is consumed this many messages 
 
 class SourceRows(NamedTuple):
     """A partition's Prediction or Features events of one poll, as columns, in offset order (the
-    partition is its key in :class:`Polled`), and the bytes of those that were decoded alone, by offset
-    (a stage can pass such an event on as it came: see :mod:`streams.stages.forward`)."""
+    partition is its key in :class:`Polled`), and the bytes of those that were decoded alone, by their
+    index among the events (a stage can pass such an event on as it came: see :mod:`streams.stages.forward`)."""
 
     offsets: np.ndarray
     rows: Rows
@@ -89,12 +89,14 @@ class Polled(NamedTuple):
 
 
 def _in_offset_order(parts: list[tuple[np.ndarray, Rows]], originals: dict[int, bytes]) -> SourceRows:
+    """One partition's Rows in offset order; ``originals`` (by offset) re-keyed by event index."""
     offsets = np.concatenate([o for o, _ in parts]) if len(parts) > 1 else parts[0][0]
     rows = Rows.concat([r for _, r in parts])
     if offsets.size > 1 and bool((offsets[1:] < offsets[:-1]).any()):  # the plain and the others interleaved
         order = np.argsort(offsets, kind="stable")
         offsets, rows = offsets[order], rows.take(order)
-    return SourceRows(offsets, rows, originals)
+    at = np.searchsorted(offsets, np.fromiter(originals, dtype=np.int64, count=len(originals)))
+    return SourceRows(offsets, rows, dict(zip(at.tolist(), originals.values(), strict=True)))
 
 
 class EventReader:
@@ -265,8 +267,8 @@ class EventReader:
         for source, decoded in alone.items():
             built = self._rows_of(decoded)
             if built is not None:
-                parts.setdefault(source, []).append(built)
-                originals[source] = {e.offset: m.value() or b"" for m, e in decoded}
+                offsets, rows, originals[source] = built
+                parts.setdefault(source, []).append((offsets, rows))
         return Polled({source: _in_offset_order(found, originals.get(source, {})) for source, found in parts.items()},
                       events)
 
@@ -298,8 +300,9 @@ class EventReader:
                     parts.setdefault(source, []).append((offsets[mine], rows.take(mine)))
         return taken
 
-    def _rows_of(self, decoded: list[tuple[Message, Event]]) -> tuple[np.ndarray, Rows] | None:
-        """One partition's events decoded alone as Rows; the inconsistent ones dead-lettered."""
+    def _rows_of(self, decoded: list[tuple[Message, Event]]) -> tuple[np.ndarray, Rows, dict[int, bytes]] | None:
+        """One partition's events decoded alone as (offsets, Rows, their bytes by offset); the inconsistent
+        ones dead-lettered."""
         schema = decoded[0][1].schema
         try:
             rows = Rows.from_records(schema, [e.record for _, e in decoded])
@@ -317,7 +320,7 @@ class EventReader:
             decoded = kept
             rows = Rows.from_records(schema, [e.record for _, e in decoded])
         offsets = np.fromiter((e.offset for _, e in decoded), dtype=np.int64, count=len(decoded))
-        return offsets, rows
+        return offsets, rows, {e.offset: m.value() or b"" for m, e in decoded}
 
     def poll_messages(self, max_messages: int = 500, timeout: float = 1.0,
                       max_bytes: int | None = None) -> list[Message]:

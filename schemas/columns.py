@@ -158,6 +158,11 @@ def _packed_floats(values: list[float]) -> bytes:
         raise EncodeError(f"a numeric feature value does not fit a float64: {exc}") from None
 
 
+def neighbours(indices: np.ndarray) -> bool:
+    """Whether ``indices`` are consecutive and ascending (more than one): a take of them is a slice."""
+    return indices.size > 1 and bool((np.diff(indices) == 1).all())
+
+
 def _float_column(name: str, values: Sequence[Any]) -> np.ndarray:
     """Numbers as float64, or an EncodeError naming the feature whose value does not fit (an int past
     float64's range would otherwise escape as a bare OverflowError)."""
@@ -557,7 +562,7 @@ class FeatureFrame:
         """The rows selected by a boolean mask (in order) or by distinct indices (in their order), type
         mismatches renumbered with them."""
         kept = np.flatnonzero(rows) if rows.dtype == bool else rows
-        if kept.size > 1 and bool((np.diff(kept) == 1).all()):  # neighbours (a window of ordered events): views
+        if neighbours(kept):  # a window of time-ordered events, the whole batch: views
             return self.span(int(kept[0]), int(kept[-1]) + 1)
         mismatched = []
         if self.mismatched:

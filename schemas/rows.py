@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas.columns import FeatureFrame
+from schemas.columns import FeatureFrame, neighbours
 from schemas.errors import DecodeError
 
 PREDICTION = "driftline.Prediction"
@@ -119,7 +119,7 @@ class Rows:
 
     def take(self, events: np.ndarray) -> Rows:
         """The events at the indices ``events`` (distinct, in any order) with their rows, in that order."""
-        if events.size > 1 and bool((np.diff(events) == 1).all()):  # a run of neighbours, the common take
+        if neighbours(events):  # a run of neighbouring events, the common take
             return self._span(int(events[0]), int(events[-1]) + 1)
         counts = self.counts[events]
         if self.counts.size and self.counts.min() == self.counts.max() == 1:

@@ -113,8 +113,7 @@ class PartitionWindows:
             else:
                 for start in np.unique(starts[on_time]).tolist():
                     events = on_time & (starts == start)
-                    frame = rows.frame if events.all() else \
-                        rows.frame.take(events if one_row_each else np.repeat(events, counts))  # copies
+                    frame = rows.frame.take(events if one_row_each else np.repeat(events, counts))
                     version = rows.versions[int(np.flatnonzero(events)[-1])]
                     pieces.setdefault((model, start), []).append((source, frame, version))
             out.progress.append({

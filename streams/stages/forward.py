@@ -30,7 +30,7 @@ the decay stage decodes it at the per-row speed of a run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -53,16 +53,16 @@ WHOLE_EVENT_ROWS = 32
 
 
 def prediction_messages(rows: Rows, window_ms: int, codec: EventCodec, max_bytes: int = MAX_RUN_BYTES,
-                        originals: Sequence[bytes | None] | None = None) -> list[tuple[bytes, bytes]]:
+                        originals: Mapping[int, bytes] | None = None) -> list[tuple[bytes, bytes]]:
     """(key, value) messages for ``monitor.by-model`` of one partition's polled predictions.
 
     Runs are found with numpy over the events (a key per event from the
     codes of its model, version, window and whether it has classes), in
     order of their first event, rows in event order; a run larger than
     ``max_bytes`` goes out as several events (:func:`_pieces`).
-    ``originals``, aligned with the events, holds the bytes an event came
-    in as where the caller kept them: such an event of ``WHOLE_EVENT_ROWS``
-    rows or more is a run of its own, sent as those bytes.
+    ``originals`` holds, by event index, the bytes an event came in as
+    where the caller kept them: such an event of ``WHOLE_EVENT_ROWS`` rows
+    or more is a run of its own, sent as those bytes.
     """
     if not rows.events:
         return []
@@ -84,9 +84,7 @@ def prediction_messages(rows: Rows, window_ms: int, codec: EventCodec, max_bytes
         key_bytes = models[model_of[events[0]]].encode()
         if whole[events[0]]:
             assert originals is not None
-            original = originals[int(events[0])]
-            assert original is not None
-            messages.append((key_bytes, original))
+            messages.append((key_bytes, originals[int(events[0])]))
             continue
         run_rows = rows.take(events)
         for piece in _pieces(run_rows, max_bytes):
@@ -94,13 +92,14 @@ def prediction_messages(rows: Rows, window_ms: int, codec: EventCodec, max_bytes
     return messages
 
 
-def _whole_events(rows: Rows, originals: Sequence[bytes | None] | None) -> np.ndarray:
-    """Which events go out as the bytes they came in (see ``WHOLE_EVENT_ROWS``)."""
-    whole = rows.counts >= WHOLE_EVENT_ROWS
-    if originals is None or not whole.any():
-        return np.zeros(rows.events, dtype=bool)
-    kept = np.fromiter((o is not None for o in originals), dtype=bool, count=rows.events)
-    return whole & kept
+def _whole_events(rows: Rows, originals: Mapping[int, bytes] | None) -> np.ndarray:
+    """Which events go out as the bytes they came in (see ``WHOLE_EVENT_ROWS``): only the large ones are
+    looked up."""
+    out = np.zeros(rows.events, dtype=bool)
+    if originals:
+        large = np.flatnonzero(rows.counts >= WHOLE_EVENT_ROWS).tolist()
+        out[[i for i in large if i in originals]] = True
+    return out
 
 
 def _pieces(rows: Rows, max_bytes: int) -> list[Rows]:

@@ -285,8 +285,7 @@ class Monitor:
                         event.topic, event.partition, event.offset)
         for source, found in polled.rows.items():
             if source[0] == self.predictions_topic:
-                originals = [found.originals.get(o) for o in found.offsets.tolist()] if found.originals else None
-                messages += prediction_messages(found.rows, self.window_ms, self.codec, originals=originals)
+                messages += prediction_messages(found.rows, self.window_ms, self.codec, originals=found.originals)
         produce = self.stage1.producer.produce
         for key, value in messages:
             produce(self.by_model_topic, key=key, value=value)

@@ -94,7 +94,7 @@ def test_an_event_of_many_rows_goes_out_as_the_bytes_it_came_in() -> None:
     sizes = [1, 1, WHOLE_EVENT_ROWS, 1, 100, 3, 2, WHOLE_EVENT_ROWS - 1, 1, 100]
     events = [prediction_event(i, rows, rng) for i, rows in enumerate(sizes)]
     originals = [CODEC.encode("driftline.Prediction", e.record) for e in events]
-    kept = [o if i != 9 else None for i, o in enumerate(originals)]  # the last one's bytes were not kept
+    kept = {i: o for i, o in enumerate(originals) if i != 9}  # the last one's bytes were not kept
     messages = prediction_messages(as_rows(events), WINDOW_MS, CODEC, originals=kept)
     values = [value for _, value in messages]
     assert len(values) == 3 and values[1] is originals[2] and values[2] is originals[4]  # not re-encoded
