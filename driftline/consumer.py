@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from driftline.contract import EventCodec, codec_for
 from driftline.deadletter import DeadLetterQueue
+from driftline.deadline import GRACE_S, within
 from driftline.kafka_clients import make_consumer, make_producer, position_of
 from driftline.producer import ROLE_HEADER, SHADOW_ROLE
 from driftline.settings import Settings
@@ -158,7 +159,7 @@ class EventReader:
             producer = make_producer(settings, **{"transactional.id": transactional_id,
                                                   "transaction.timeout.ms": 10_000,
                                                   "delivery.timeout.ms": 10_000})
-            producer.init_transactions(30)
+            within(30 + GRACE_S, lambda: producer.init_transactions(30), "init_transactions")
         self.producer = producer or make_producer(settings)
         self._in_transaction = False
         subscribe_args: dict[str, Any] = {}
@@ -370,10 +371,11 @@ class EventReader:
             if offsets is None:
                 offsets = self.consumer.position(self.consumer.assignment())
             positions = [tp for tp in offsets if tp.offset >= 0]
-            if positions:
-                self.producer.send_offsets_to_transaction(
-                    positions, self.consumer.consumer_group_metadata(), timeout)
-            self.producer.commit_transaction(timeout)
+            if positions:  # the call librdkafka#5456 can leave waiting forever: see driftline.deadline
+                group = self.consumer.consumer_group_metadata()
+                within(timeout + GRACE_S, lambda: self.producer.send_offsets_to_transaction(positions, group, timeout),
+                       "send_offsets_to_transaction")
+            within(timeout + GRACE_S, lambda: self.producer.commit_transaction(timeout), "commit_transaction")
             self._in_transaction = False
             return
         remaining = self.producer.flush(timeout)
@@ -388,7 +390,7 @@ class EventReader:
     def close(self) -> None:
         try:
             if self._in_transaction:
-                self.producer.abort_transaction(30)
+                within(30 + GRACE_S, lambda: self.producer.abort_transaction(30), "abort_transaction")
             else:
                 self.producer.flush(30)
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -32,10 +33,16 @@ def serve_metrics(port: int) -> None:
 
 
 def stop_event() -> threading.Event:
-    """Set on SIGTERM or SIGINT: the service finishes its current step and closes cleanly."""
+    """Set on SIGTERM or SIGINT: the service finishes its current step and closes cleanly.
+
+    SIGUSR1 writes every thread's stack to stderr without stopping anything:
+    a service that does not answer SIGTERM (a client library call that does
+    not return) says where it is waiting, as ``jstack`` would for the JVM.
+    """
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     return stopping
 
 

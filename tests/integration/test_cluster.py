@@ -107,9 +107,15 @@ def test_a_broker_crash_loses_and_duplicates_nothing(on_cluster):
 
 @pytest.mark.timeout(600)
 def test_the_monitor_across_a_whole_cluster_outage(on_cluster, tmp_path):
-    """Every node SIGKILLed for 20 s mid-stream and mid-window, then restarted: the monitor's failed
-    transaction re-executes it from committed state, it waits for the cluster, and every window equals
-    the offline computation, with no alert twice."""
+    """Every node SIGKILLed for 20 s mid-stream and mid-window, then restarted: every window equals the
+    offline computation, with no alert twice, and the monitor stops on SIGTERM.
+
+    Whether the outage fails one of its transactions is a race: usually one is open (or a fetched batch
+    is still to be processed) and the monitor re-executes itself from committed state; sometimes (1 run
+    in 8 here) the kill falls between two transactions and its consumers simply wait for the cluster.
+    The windows must be exact either way. The restart path itself, and the deadline on the librdkafka
+    call that can hang when the group coordinator dies (``driftline.deadline``), are tested in
+    ``tests/unit/test_outages.py``."""
     local, settings, profile = on_cluster
     log = (tmp_path / "monitor.log").open("w")  # not a pipe: nobody reads it during the outage's errors
     monitor = start_monitor(settings, instance="outage", stderr=log)
@@ -128,11 +134,14 @@ def test_the_monitor_across_a_whole_cluster_outage(on_cluster, tmp_path):
     try:
         sent, expected, got = stream_through_a_failure(settings, profile, outage, timeout=240)
     finally:
-        stop(monitor)
+        log.flush()
+        stop(monitor, tmp_path / "monitor.log")
         log.close()
-    lines = [ln for ln in (tmp_path / "monitor.log").read_text().splitlines() if not ln.startswith("%")]
+    everything = (tmp_path / "monitor.log").read_text().splitlines()
+    lines = [ln for ln in everything if not ln.startswith("%")]  # librdkafka's own log lines start with %
     assert monitor.returncode == 0, "\n".join(lines[-40:])
-    assert any("restarting from committed state" in ln for ln in lines), "the outage really hit the monitor"
+    assert any(ln.startswith("%") and "Connection refused" in ln for ln in everything), \
+        "the monitor's clients lost the cluster"
     assert len(sent) == 160
     ids = [rid for e in sdk_events(settings, "m") for rid in e["request_ids"]]
     assert len(ids) == len(set(ids)), "no event twice on the topic (else a window would count it twice)"

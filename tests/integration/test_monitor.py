@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,13 +129,19 @@ def assert_same_window(got: WindowSummary, want: WindowSummary) -> None:
         np.testing.assert_array_equal(got.segments[key].features["x"].histogram, part.features["x"].histogram)
 
 
-def stop(process):
+def stop(process, log: Path | None = None):
+    """SIGTERM and wait; a process that does not stop dumps its threads' stacks (SIGUSR1) into the failure."""
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(2)
         process.kill()
-        pytest.fail("monitor did not stop on SIGTERM")
+        process.wait()
+        output = log.read_text() if log is not None else process.stderr.read() if process.stderr else ""
+        pytest.fail("monitor did not stop on SIGTERM; the end of its stderr (with its stacks):\n"
+                    + output[-6000:])
 
 
 def test_monitor_summarises_windows_exactly_and_alerts_on_drift(profiled):
