@@ -34,6 +34,7 @@ import numpy as np
 BINS = 10
 VARIANCE = 0.65
 MIN_ROWS = 100
+ERROR_BLOCK_ROWS = 4096
 
 
 @dataclass
@@ -75,9 +76,26 @@ class MultivariateReference:
         return reference
 
     def errors_of(self, matrix: np.ndarray) -> np.ndarray:
-        """Squared reconstruction error of each row (columns in ``features`` order, NaN = missing)."""
-        standard = matrix - self.means
-        standard /= self.scales  # in place: a window's matrix is large, and a temporary costs its pages again
+        """Squared reconstruction error of each row (columns in ``features`` order, NaN = missing).
+
+        In blocks of ``ERROR_BLOCK_ROWS``: a window's matrix is large (200,000 rows of 16 features is
+        25 MB), and whole-matrix temporaries (the standardised copy, its projection) were fresh pages
+        every time, written once and read once from memory; a block's stay in the cache.
+        """
+        return self._errors_in_blocks(matrix, None)
+
+    def _errors_in_blocks(self, matrix: np.ndarray, columns: list[int] | None) -> np.ndarray:
+        """Errors of ``matrix`` (its ``columns``, in ``features`` order, gathered a block at a time)."""
+        errors = np.empty(len(matrix))
+        for start in range(0, len(matrix), ERROR_BLOCK_ROWS):
+            stop = start + ERROR_BLOCK_ROWS
+            block = matrix[start:stop]
+            errors[start:stop] = self._block_errors(block if columns is None else block[:, columns])
+        return errors
+
+    def _block_errors(self, block: np.ndarray) -> np.ndarray:
+        standard = block - self.means
+        standard /= self.scales
         finite = np.isfinite(standard)
         if not finite.all():
             standard[~finite] = 0.0
@@ -89,8 +107,8 @@ class MultivariateReference:
         """Errors of a batch's numeric matrix whose columns are ``names`` (absent features: missing)."""
         index = {n: j for j, n in enumerate(names)}
         columns = [index.get(name, -1) for name in self.features]
-        if min(columns, default=0) >= 0:  # every feature present: one gather (no copy when in order)
-            return self.errors_of(numeric if columns == list(range(numeric.shape[1])) else numeric[:, columns])
+        if min(columns, default=0) >= 0:  # every feature present: gathered per block (none when in order)
+            return self._errors_in_blocks(numeric, None if columns == list(range(numeric.shape[1])) else columns)
         matrix = np.full((len(numeric), len(self.features)), np.nan)
         for j, column in enumerate(columns):
             if column >= 0:

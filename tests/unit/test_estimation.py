@@ -169,6 +169,26 @@ def test_errors_align_a_batch_by_feature_name_in_any_order_and_missing_ones_coun
                                reference.errors_of(missing), rtol=1e-12, atol=1e-12)
 
 
+def test_errors_over_several_blocks_equal_an_explicit_reconstruction() -> None:
+    """Blocked errors (two whole blocks and a part, missing values scattered) equal |s - s C'C|^2 computed
+    directly: standardise, impute missing at the mean, reconstruct from the axes, subtract."""
+    from streams.drift.multivariate import ERROR_BLOCK_ROWS
+
+    rng = np.random.default_rng(10)
+    reference = MultivariateReference.fit(correlated(rng, 4_000, 0.8))
+    assert reference is not None
+    rows = 2 * ERROR_BLOCK_ROWS + 123
+    current = correlated(rng, rows, 0.3)
+    matrix = np.column_stack([current[n] for n in reference.features])
+    matrix[rng.random(matrix.shape) < 0.01] = np.nan
+    standard = np.nan_to_num((matrix - reference.means) / reference.scales, nan=0.0)
+    residual = standard - standard @ reference.components.T @ reference.components
+    np.testing.assert_allclose(reference.errors_of(matrix), (residual**2).sum(axis=1), rtol=1e-9, atol=1e-9)
+    shuffled = list(reversed(reference.features))
+    np.testing.assert_allclose(reference.errors(matrix[:, ::-1], shuffled), (residual**2).sum(axis=1),
+                               rtol=1e-9, atol=1e-9)
+
+
 def test_a_correlation_flip_with_unchanged_marginals_is_flagged_by_pca_and_the_domain_classifier() -> None:
     import driftline
 
