@@ -183,12 +183,15 @@ def make_admin(settings: Settings) -> AdminClient:
 
 def check_reachable(settings: Settings, timeout: float = 10.0) -> int:
     """Number of brokers that answer, or a BrokerError naming the address."""
-    address = bootstrap_servers(settings)
     try:
         metadata = make_admin(settings).list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise BrokerError(refusal() or
-            f"no Kafka broker answers at {address} ({exc.args[0].str()}); "
-            "start one with 'driftline broker up' or set KAFKA_BOOTSTRAP_SERVERS"
-        ) from None
+        raise unreachable(settings, exc) from None
     return len(metadata.brokers)
+
+
+def unreachable(settings: Settings, exc: KafkaException) -> BrokerError:
+    """The one sentence for a cluster that did not answer: our refused credentials, or where we looked."""
+    return BrokerError(refusal() or
+        f"no Kafka broker answers at {bootstrap_servers(settings)} ({exc.args[0].str()}); "
+        "start one with 'driftline broker up' or set KAFKA_BOOTSTRAP_SERVERS")

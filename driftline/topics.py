@@ -14,7 +14,7 @@ from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic, OffsetSpec
 
 from driftline.errors import BrokerError
-from driftline.kafka_clients import make_admin
+from driftline.kafka_clients import make_admin, unreachable
 from driftline.settings import Settings
 
 EVENT_TOPICS = ("features", "predictions", "labels")
@@ -63,7 +63,7 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
-        raise BrokerError(f"cannot list topics: {exc.args[0].str()}") from None
+        raise unreachable(settings, exc) from None
     wanted = [s for s in topic_specs(settings) if s.name not in existing]
     result = {s.name: "exists" for s in topic_specs(settings) if s.name in existing}
     if not wanted:

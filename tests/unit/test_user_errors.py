@@ -52,3 +52,21 @@ def test_serving_options_are_settings_validated_with_the_field_named():
         load_settings(env={"DRIFTLINE_SERVE_MAX_BODY_BYTES": "lots"})
     with pytest.raises(ConfigError, match="serve_emit must be async or ack"):
         load_settings(env={"DRIFTLINE_SERVE_EMIT": "later"})
+
+
+def test_a_cluster_that_does_not_answer_is_named_with_its_address(tmp_path):
+    """A service's first start (create_topics) against an address nobody listens on: where we looked, and
+    what to do, in one sentence (it said "cannot list topics: Failed to get metadata")."""
+    import socket
+
+    from driftline.errors import BrokerError
+    from driftline.topics import create_topics
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    settings = load_settings(env={}, state_dir=str(tmp_path), bootstrap_servers=address)
+    with pytest.raises(BrokerError) as refused:
+        create_topics(settings, timeout=1.0)
+    assert str(refused.value).startswith(f"no Kafka broker answers at {address} (")
+    assert "driftline broker up" in str(refused.value)
