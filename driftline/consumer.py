@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from driftline.contract import EventCodec, codec_for
 from driftline.deadletter import DeadLetterQueue
-from driftline.deadline import GRACE_S, within
+from driftline.deadline import within
 from driftline.kafka_clients import make_consumer, make_producer, position_of
 from driftline.producer import ROLE_HEADER, SHADOW_ROLE
 from driftline.settings import Settings
@@ -159,7 +159,7 @@ class EventReader:
             producer = make_producer(settings, **{"transactional.id": transactional_id,
                                                   "transaction.timeout.ms": 10_000,
                                                   "delivery.timeout.ms": 10_000})
-            within(30 + GRACE_S, lambda: producer.init_transactions(30), "init_transactions")
+            within(30, lambda: producer.init_transactions(30), "init_transactions")
         self.producer = producer or make_producer(settings)
         self._in_transaction = False
         subscribe_args: dict[str, Any] = {}
@@ -373,9 +373,9 @@ class EventReader:
             positions = [tp for tp in offsets if tp.offset >= 0]
             if positions:  # the call librdkafka#5456 can leave waiting forever: see driftline.deadline
                 group = self.consumer.consumer_group_metadata()
-                within(timeout + GRACE_S, lambda: self.producer.send_offsets_to_transaction(positions, group, timeout),
+                within(timeout, lambda: self.producer.send_offsets_to_transaction(positions, group, timeout),
                        "send_offsets_to_transaction")
-            within(timeout + GRACE_S, lambda: self.producer.commit_transaction(timeout), "commit_transaction")
+            within(timeout, lambda: self.producer.commit_transaction(timeout), "commit_transaction")
             self._in_transaction = False
             return
         remaining = self.producer.flush(timeout)
@@ -390,7 +390,7 @@ class EventReader:
     def close(self) -> None:
         try:
             if self._in_transaction:
-                within(30 + GRACE_S, lambda: self.producer.abort_transaction(30), "abort_transaction")
+                within(30, lambda: self.producer.abort_transaction(30), "abort_transaction")
             else:
                 self.producer.flush(30)
         finally:

@@ -30,8 +30,10 @@ T = TypeVar("T")
 GRACE_S = 5.0  # beyond the call's own timeout: librdkafka's own timeouts run a little late (10.1 s for 10 s)
 
 
-def within(seconds: float, call: Callable[[], T], what: str) -> T:
-    """``call()``'s result or exception, or a ``_TIMED_OUT`` KafkaException once ``seconds`` have passed."""
+def within(timeout: float, call: Callable[[], T], what: str, grace: float = GRACE_S) -> T:
+    """``call()``'s result or exception, or a ``_TIMED_OUT`` KafkaException once the ``timeout`` the call
+    was given and ``grace`` have passed."""
+    seconds = timeout + grace
     outcome: list[tuple[bool, object]] = []
 
     def run() -> None:

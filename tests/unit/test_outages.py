@@ -43,7 +43,7 @@ def test_a_librdkafka_call_past_its_deadline_raises_a_kafka_timeout():
     producer = unreachable_producer()
     started = time.monotonic()
     with pytest.raises(KafkaException) as raised:
-        within(0.5, lambda: producer.flush(600), "flush")
+        within(0.5, lambda: producer.flush(600), "flush", grace=0.0)
     assert raised.value.args[0].code() == KafkaError._TIMED_OUT
     assert "flush did not return within 0.5 s" in raised.value.args[0].str()
     assert time.monotonic() - started < 300, "it gave up instead of waiting out the 600 s call"
@@ -58,7 +58,7 @@ def test_a_process_exits_though_an_abandoned_call_still_waits():
         from driftline.deadline import within
         producer = unreachable_producer()
         try:
-            within(0.5, lambda: producer.flush(600), "flush")
+            within(0.5, lambda: producer.flush(600), "flush", grace=0.0)
         except Exception as exc:
             print("gave up:", exc.args[0].code())
     """)
@@ -115,7 +115,7 @@ def test_a_failed_transaction_re_executes_the_process_without_closing_its_client
 
 def test_a_call_stuck_past_its_deadline_takes_the_same_path(execv):
     producer = unreachable_producer()
-    worker = FailingWorker(lambda: within(0.3, lambda: producer.flush(600), "send_offsets_to_transaction"))
+    worker = FailingWorker(lambda: within(0.3, lambda: producer.flush(600), "send_offsets_to_transaction", grace=0.0))
     with pytest.raises(Reexecuted):
         service.run_through_outages("monitor", lambda: worker, threading.Event())
     assert len(execv) == 1
