@@ -100,6 +100,49 @@ def _in_offset_order(parts: list[tuple[np.ndarray, Rows]], originals: dict[int, 
     return SourceRows(offsets, rows, dict(zip(at.tolist(), originals.values(), strict=True)))
 
 
+def plain_rows(codec: EventCodec, wanted: Callable[[str, str], bool], messages: list[Message],
+           parts: dict[SourcePartition, list[tuple[np.ndarray, Rows]]]) -> np.ndarray:
+    """The plain one-row events of ``messages`` as (offsets, Rows) per source partition, added to
+    ``parts``; which messages they were (the others are decoded alone, and ``decode`` says what is
+    wrong with one of a kind its topic does not carry: ``wanted(topic, schema)`` is false)."""
+    values = [m.value() or b"" for m in messages]
+    count = len(messages)
+    # Every message's position as arrays, read by the C accessors themselves (no Python call per message);
+    # a source is its topic's index in ``names`` << 32 | its partition.
+    topics = list(map(Message.topic, messages))
+    names = [name for name in dict.fromkeys(topics) if name is not None]
+    if len(names) < len(set(topics)):  # as position_of: a record without an error always has its position
+        raise ValueError("a consumed record without a topic")
+    code_of: dict[str | None, int] = {name: k for k, name in enumerate(names)}
+    topic_codes = np.zeros(count, dtype=np.int64) if len(names) < 2 else \
+        np.fromiter(map(code_of.__getitem__, topics), dtype=np.int64, count=count)
+    partitions = np.fromiter(map(Message.partition, messages), dtype=np.int64, count=count)
+    offsets = np.fromiter(map(Message.offset, messages), dtype=np.int64, count=count)
+    sources = topic_codes << 32 | partitions
+    taken = np.zeros(count, dtype=bool)
+    for at in range(0, count, DECODE_SLICE):
+        for schema, found, rows in codec.decode_rows(values[at:at + DECODE_SLICE]):
+            index = at + np.asarray(found, dtype=np.int64)
+            keep = np.array([wanted(name, schema) for name in names])[topic_codes[index]]
+            if not keep.all():  # decode() names what is wrong with the others
+                kept = np.flatnonzero(keep)
+                index, rows = index[kept], rows.take(kept)
+            if not index.size:
+                continue
+            taken[index] = True
+            keys = sources[index]
+            distinct = np.unique(keys).tolist()
+            if len(distinct) == 1:
+                parts.setdefault((names[distinct[0] >> 32], distinct[0] & 0xFFFFFFFF), []).append(
+                    (offsets[index], rows))
+                continue
+            for key in distinct:
+                mine = np.flatnonzero(keys == key)
+                parts.setdefault((names[key >> 32], key & 0xFFFFFFFF), []).append(
+                    (offsets[index[mine]], rows.take(mine)))
+    return taken
+
+
 class EventReader:
     """Consume driftline events from topics as one consumer-group member.
 
@@ -253,7 +296,7 @@ class EventReader:
             raise ValueError("poll_rows reads without a per-record validator; use poll")
         messages = self.poll_messages(max_messages, timeout, max_bytes)
         parts: dict[SourcePartition, list[tuple[np.ndarray, Rows]]] = {}
-        taken = self._plain_rows(messages, parts)
+        taken = plain_rows(self.codec, self._wanted, messages, parts)
         events: list[Event] = []
         alone: dict[SourcePartition, list[tuple[Message, Event]]] = {}
         for i in np.flatnonzero(~taken).tolist():
@@ -272,34 +315,6 @@ class EventReader:
                 parts.setdefault(source, []).append((offsets, rows))
         return Polled({source: _in_offset_order(found, originals.get(source, {})) for source, found in parts.items()},
                       events)
-
-    def _plain_rows(self, messages: list[Message], parts: dict[SourcePartition, list[tuple[np.ndarray, Rows]]]
-                    ) -> np.ndarray:
-        """The plain one-row events of ``messages`` as (offsets, Rows) per source partition, added to
-        ``parts``; which messages they were (the others are decoded alone)."""
-        values = [m.value() or b"" for m in messages]
-        taken = np.zeros(len(messages), dtype=bool)
-        for at in range(0, len(values), DECODE_SLICE):
-            for schema, found, rows in self.codec.decode_rows(values[at:at + DECODE_SLICE]):
-                positions = [position_of(messages[at + i]) for i in found]
-                if not all(self._wanted(topic, schema) for topic in {p[0] for p in positions}):
-                    keep = [k for k, p in enumerate(positions) if self._wanted(p[0], schema)]  # decode() names the rest
-                    found, positions = [found[k] for k in keep], [positions[k] for k in keep]
-                    rows = rows.take(np.asarray(keep, dtype=np.int64))
-                if not found:
-                    continue
-                taken[[at + i for i in found]] = True
-                offsets = np.fromiter((p[2] for p in positions), dtype=np.int64, count=len(found))
-                sources = [(p[0], p[1]) for p in positions]
-                index = {source: k for k, source in enumerate(dict.fromkeys(sources))}
-                if len(index) == 1:
-                    parts.setdefault(sources[0], []).append((offsets, rows))
-                    continue
-                codes = np.fromiter(map(index.__getitem__, sources), dtype=np.int64, count=len(sources))
-                for source, k in index.items():
-                    mine = np.flatnonzero(codes == k)
-                    parts.setdefault(source, []).append((offsets[mine], rows.take(mine)))
-        return taken
 
     def _rows_of(self, decoded: list[tuple[Message, Event]]) -> tuple[np.ndarray, Rows, dict[int, bytes]] | None:
         """One partition's events decoded alone as (offsets, Rows, their bytes by offset); the inconsistent
