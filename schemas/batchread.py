@@ -22,17 +22,23 @@ from typing import Any
 
 import numpy as np
 
-from schemas.compiled import BodyReader
+from schemas.compiled import BodyReader, _OneRowShape
 from schemas.plainscan import Joined, scan
 from schemas.rows import FEATURES, Rows
+
+NEW_SHAPES_PER_BATCH = 4  # layouts one batch may teach
+LEARNING_READS = 6  # bodies of no known shape read alone to learn from, per batch (each a few µs, plain or not)
 
 
 class BatchReader:
     """Reads the plain one-row bodies of a batch, one scan per known shape.
 
     The shapes are the ones its :class:`~schemas.compiled.BodyReader` learnt
-    from bodies it read alone, so the first body of a new layout is read
-    alone and the rest of its kind in batches.
+    from bodies it read alone. A batch whose bodies fit none (a worker's
+    first batch, a new layout) teaches it from its first such body, read
+    alone here, and the rest are scanned with what it learnt: a worker's
+    first batch of up to 20,000 one-row events used to be read one by one
+    (10 % of a 200,000-event bench run).
     """
 
     def __init__(self, bodies: BodyReader) -> None:
@@ -43,15 +49,29 @@ class BatchReader:
         """Those of ``bodies`` (indices into ``joined``) that are plain, as columns: per shape found, (their
         indices, ascending; their :class:`~schemas.rows.Rows`). A body in none is to be read alone."""
         out = []
-        for shape in self._bodies.shapes():
-            taken, rows = scan(joined, bodies, start, shape, prediction)
-            if rows is None:
-                continue
-            out.append((taken, rows))
-            if taken.size == bodies.size:
-                break
-            bodies = np.setdiff1d(bodies, taken, assume_unique=True)
-        return out
+        scanned: list[_OneRowShape] = []
+        known = len(self._bodies.shapes())
+        read_alone = self._bodies.prediction if prediction else self._bodies.features
+        tried: set[int] = set()
+        while True:
+            for shape in self._bodies.shapes():
+                if any(shape is seen for seen in scanned):
+                    continue
+                scanned.append(shape)
+                taken, rows = scan(joined, bodies, start, shape, prediction)
+                if rows is None:
+                    continue
+                out.append((taken, rows))
+                bodies = np.setdiff1d(bodies, taken, assume_unique=True)
+                if not bodies.size:
+                    return out
+            untried = [int(b) for b in bodies[:len(tried) + 1].tolist() if b not in tried]
+            if len(tried) == LEARNING_READS or len(scanned) - known >= NEW_SHAPES_PER_BATCH or not untried:
+                return out
+            # A layout not learnt yet (a worker's first batch, a new application): learnt from this body if it
+            # is a plain one-row one, as reading it alone would, and then scanned for in the rest.
+            tried.add(untried[0])
+            read_alone(joined.buffer[joined.begins[untried[0]]:joined.ends[untried[0]]].tobytes(), start)
 
 
 def plain_records(rows: Rows) -> list[dict[str, Any]]:

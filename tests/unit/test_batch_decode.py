@@ -93,6 +93,31 @@ def test_a_batch_of_one_layout_is_decoded_together_and_exactly() -> None:
         [fastavro_read(codec, "driftline.Features", v) for v in features]
 
 
+def test_a_reader_that_learnt_nothing_learns_a_batchs_layouts_from_the_batch() -> None:
+    """A worker's first batch: nothing learnt, three layouts interleaved and a two-row event first. Each
+    layout is learnt from one of its bodies and the batch is taken whole but for the two-row event; a batch
+    of more new layouts than one batch may teach leaves the rest to be read alone (and learnt then)."""
+    from schemas.batchread import NEW_SHAPES_PER_BATCH
+
+    rng = random.Random(4)
+    codec = Codec(Codec.default()._current)
+    two_rows = one_row(rng, 0, "m", "v", 1, "pair", ["a"])
+    two_rows["columns"] = encode_rows([{"n0_0": 1.0, "n0_1": 2.0, "n0_2": 3.0}] * 2)
+    two_rows["request_ids"], two_rows["prediction"] = ["p1", "p2"], np.zeros(2).tobytes()
+    records = [two_rows] + [one_row(rng, i % 3, "m", "v", i, f"r{i}", ["a", "b"]) for i in range(300)]
+    decoded = codec.decode_batch([framed(codec, "driftline.Prediction", r) for r in records])
+    assert decoded[0] is None, "the two-row event is read alone"
+    assert [d[1] for d in decoded[1:] if d is not None] == records[1:]
+
+    fresh = Codec(Codec.default()._current)
+    layouts = NEW_SHAPES_PER_BATCH + 2
+    many = [one_row(rng, i % layouts, "m", "v", i, f"r{i}", ["a"]) for i in range(10 * layouts)]
+    decoded = fresh.decode_batch([framed(fresh, "driftline.Prediction", r) for r in many])
+    learnt = {len(r["columns"]["numeric_names"]) for r, d in zip(many, decoded, strict=True) if d is not None}
+    assert len(learnt) == NEW_SHAPES_PER_BATCH, "the first layouts are learnt and scanned, the rest left"
+    assert all(d is None or d[1] == r for r, d in zip(many, decoded, strict=True))
+
+
 def test_bad_text_and_other_kinds_are_left_to_be_read_alone() -> None:
     codec = Codec(Codec.default()._current)
     rng = random.Random(2)
