@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from itertools import repeat
+from operator import is_not
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -39,6 +41,30 @@ def static_membership(instance: str, session_timeout_ms: int = 15000) -> dict[st
     partitions of a worker that is gone for good stay unserved.
     """
     return {"group.instance.id": instance, "session.timeout.ms": session_timeout_ms}
+
+
+def records_of(messages: list[Message]) -> list[Message]:
+    """The records of a consumed batch: end-of-partition events dropped, any other error raised.
+
+    The common batch has none: one C-level pass says so, not a Python step per message.
+    """
+    errors = list(map(Message.error, messages))
+    if not any(map(is_not, errors, repeat(None))):  # identity: a KafkaError's == refuses None
+        return messages
+    records = []
+    for message, error in zip(messages, errors, strict=True):
+        if error is None:
+            records.append(message)
+        elif error.code() != KafkaError._PARTITION_EOF:
+            raise KafkaException(error)
+    return records
+
+
+def answered_records(records: list[Message]) -> list[Message]:
+    """The records that are not a rollout's shadow predictions (most batches have no headers at all)."""
+    if not any(map(is_not, map(Message.headers, records), repeat(None))):
+        return records
+    return [message for message in records if not is_shadow(message)]
 
 
 def is_shadow(message: Message) -> bool:
@@ -355,22 +381,16 @@ class EventReader:
                 wanted = min(CONSUME_SLICE, max_messages - len(messages))
                 got = self.consumer.consume(wanted, 0.0 if messages else timeout)
                 messages += got
-                size += sum(len(m.value() or b"") for m in got)
+                size += sum(map(len, filter(None, map(Message.value, got))))
                 if len(got) < wanted:  # nothing more waiting
                     break
         if messages:
             self.begin()
-        records: list[Message] = []
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(error)
-            if self.answered_only and is_shadow(message):
-                self.shadows += 1
-                continue
-            records.append(message)
+        records = records_of(messages)
+        if self.answered_only:
+            answered = answered_records(records)
+            self.shadows += len(records) - len(answered)
+            records = answered
         self.consumed += len(records)
         return records
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 from confluent_kafka import Message
 
 from driftline.consumer import DECODE_SLICE, plain_rows
@@ -64,3 +65,20 @@ def test_plain_events_are_grouped_by_source_in_offset_order_and_the_wrong_kind_i
             record = fastavro_read(codec, CARRIES[source[0]], message.value())
             assert ids[k] == record["request_ids"][0]
             assert numbers[k].tobytes() == record["columns"]["numeric_values"]
+
+
+def test_a_batch_drops_end_of_partition_events_raises_other_errors_and_skips_shadows() -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from driftline.consumer import answered_records, records_of
+
+    plain = [Message(topic="t", partition=0, offset=i, value=b"x") for i in range(3)]
+    assert records_of(plain) is plain, "the common batch passes as it is"
+    end = Message(error=KafkaError(KafkaError._PARTITION_EOF))
+    assert records_of([plain[0], end, plain[1]]) == [plain[0], plain[1]]
+    with pytest.raises(KafkaException):
+        records_of([plain[0], Message(error=KafkaError(KafkaError._TRANSPORT))])
+    shadow = Message(topic="t", partition=0, offset=9, value=b"x", headers=[("driftline.role", b"shadow")])
+    champion = Message(topic="t", partition=0, offset=10, value=b"x", headers=[("driftline.role", b"champion")])
+    assert answered_records(plain) is plain
+    assert answered_records([plain[0], shadow, champion, plain[1]]) == [plain[0], champion, plain[1]]
