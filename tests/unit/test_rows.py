@@ -8,6 +8,7 @@ numpy reckoning puts in each window.
 
 from __future__ import annotations
 
+import collections
 import random
 
 import numpy as np
@@ -138,10 +139,14 @@ def test_an_event_whose_arrays_disagree_with_its_ids_is_named() -> None:
             Rows.from_records(PREDICTION, [good, record])
 
 
-def test_stage_one_windows_equal_a_direct_summary_of_each_windows_on_time_rows() -> None:
+@pytest.mark.parametrize("alone_from", [20_000, 20])
+def test_stage_one_windows_equal_a_direct_summary_of_each_windows_on_time_rows(alone_from, monkeypatch) -> None:
     """Late rows decided by each partition's own running watermark, the rest of every partition summarised
-    together per model and window: the deltas of two batches merged equal summarize() over the rows numpy
-    picks directly."""
+    together per model and window (or, from ``alone_from`` rows, a partition's piece alone): the deltas of
+    two batches merged equal summarize() over the rows numpy picks directly."""
+    import streams.drift.windows
+
+    monkeypatch.setattr(streams.drift.windows, "SUMMARISED_ALONE_ROWS", alone_from)
     rng = np.random.default_rng(11)
     window_ms, grace_ms = 1_000, 200
     reference = {"x": rng.normal(size=2000), "plan": rng.choice(np.array(["a", "b", "c"], dtype=object), 2000)}
@@ -154,6 +159,7 @@ def test_stage_one_windows_equal_a_direct_summary_of_each_windows_on_time_rows()
     windows = PartitionWindows(window_ms, grace_ms)
     deltas = {}
     late_rows = 0
+    alone = 0  # deltas of one partition's large piece
     for part in (slice(0, 250), slice(250, None)):
         batch = []
         for p in (0, 1):
@@ -161,10 +167,16 @@ def test_stage_one_windows_equal_a_direct_summary_of_each_windows_on_time_rows()
             batch.append((("predictions", p), Rows.from_records(PREDICTION, mine), 0))
         result = windows.process_batch(batch, profiles)
         late_rows += result.late_rows
-        assert len({(d.model, d.window_start) for d in result.deltas}) == len(result.deltas), "one per window"
+        per_window = collections.Counter((d.model, d.window_start) for d in result.deltas)
+        if alone_from > len(records):
+            assert set(per_window.values()) == {1}, "one per window"
+        else:
+            alone += sum(d.partition in (0, 1) and d.rows >= alone_from for d in result.deltas)
+            assert max(per_window.values()) <= 3, "at most each partition alone and the small ones together"
         for delta in result.deltas:
             key = (delta.model, delta.window_start)
             deltas[key] = deltas[key].merge(delta) if key in deltas else delta
+    assert alone or alone_from > len(records), "some piece was large enough to be summarised alone"
     times = np.array([r["event_time"] for r in records])
     late = np.zeros(len(records), dtype=bool)
     starts = times // window_ms * window_ms
