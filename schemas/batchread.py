@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas.compiled import BodyReader, _OneRowShape
+from schemas.compiled import BodyReader
 from schemas.plainscan import Joined, scan
 from schemas.rows import FEATURES, Rows
 
@@ -35,7 +35,7 @@ class BatchReader:
 
     The shapes are the ones its :class:`~schemas.compiled.BodyReader` learnt
     from bodies it read alone. A batch whose bodies fit none (a worker's
-    first batch, a new layout) teaches it from its first such body, read
+    first batch, a new layout) teaches it from its first such bodies, read
     alone here, and the rest are scanned with what it learnt: a worker's
     first batch of up to 20,000 one-row events used to be read one by one
     (10 % of a 200,000-event bench run).
@@ -49,7 +49,7 @@ class BatchReader:
         """Those of ``bodies`` (indices into ``joined``) that are plain, as columns: per shape found, (their
         indices, ascending; their :class:`~schemas.rows.Rows`). A body in none is to be read alone."""
         out = []
-        scanned: list[_OneRowShape] = []
+        scanned: list[object] = []  # the shapes scanned for, by identity
         known = len(self._bodies.shapes())
         read_alone = self._bodies.prediction if prediction else self._bodies.features
         tried: set[int] = set()
