@@ -35,6 +35,11 @@ def _on_client_error(error: KafkaError) -> None:
         _refusals[:] = [error]
 
 
+def forget_refusal() -> None:
+    """Start a new command's account: a refusal met by an earlier one in this process is not this one's."""
+    _refusals.clear()
+
+
 def refusal() -> str | None:
     """The cluster's refusal of our credentials or certificates, in one sentence, if there was one."""
     if not _refusals:

@@ -33,8 +33,8 @@ from driftline.cli import (
     trainer_cmd,
     ui_cmd,
 )
-from driftline.errors import DriftlineError
-from driftline.kafka_clients import refusal
+from driftline.errors import BrokerError, DriftlineError
+from driftline.kafka_clients import forget_refusal, refusal
 from driftline.processes import die_with_parent_from_env
 from driftline.settings import load_settings
 from schemas.errors import ContractError, RegistryUnavailable
@@ -61,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     die_with_parent_from_env()  # a service started by the demo or a test never outlives its owner
     parser = build_parser()
     args = parser.parse_args(argv)
+    forget_refusal()  # a refusal of an earlier command in this process (a test's, a notebook's) is not this one's
     try:
         settings = load_settings(args.config, log_level=args.log_level)
         logging.basicConfig(
@@ -69,7 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return int(args.handler(args, settings) or 0)
     except (DriftlineError, ContractError) as exc:
-        print(f"driftline: error: {refusal() or exc}", file=sys.stderr)
+        # Only a failure to reach the cluster is explained by a refusal of our credentials: a bad config
+        # value or file is itself the error, whatever a client met before.
+        blamed = refusal() if isinstance(exc, BrokerError) else None
+        print(f"driftline: error: {blamed or exc}", file=sys.stderr)
         return EXIT_USAGE
     except RegistryUnavailable as exc:  # nothing was committed past it: a restart resumes where it stopped
         print(f"driftline: error: {exc}", file=sys.stderr)

@@ -60,7 +60,10 @@ def test_a_cluster_that_does_not_answer_is_named_with_its_address(tmp_path):
     import socket
 
     from driftline.errors import BrokerError
+    from driftline.kafka_clients import forget_refusal
     from driftline.topics import create_topics
+
+    forget_refusal()  # as a command starts: nothing refused us yet
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -70,3 +73,19 @@ def test_a_cluster_that_does_not_answer_is_named_with_its_address(tmp_path):
         create_topics(settings, timeout=1.0)
     assert str(refused.value).startswith(f"no Kafka broker answers at {address} (")
     assert "driftline broker up" in str(refused.value)
+
+
+def test_a_refusal_met_before_is_not_blamed_for_a_later_error(capsys):
+    """A refusal of our credentials is process state; an earlier command's (a test's, a notebook's) must not
+    explain this command's error, and a bad config value is never a credentials problem (CI saw both)."""
+    from confluent_kafka import KafkaError
+
+    from driftline.kafka_clients import _on_client_error, refusal
+
+    _on_client_error(KafkaError(KafkaError._AUTHENTICATION, "SASL authentication failed"))
+    assert refusal() is not None
+    assert main(["--log-level", "foo", "config", "show"]) == 2
+    assert "log_level 'foo'" in one_sentence(capsys)
+    _on_client_error(KafkaError(KafkaError._AUTHENTICATION, "SASL authentication failed"))
+    assert main(["config", "show"]) == 0
+    assert refusal() is None, "each command starts with none"
