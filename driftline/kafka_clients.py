@@ -31,7 +31,10 @@ REFUSAL_CODES = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL, KafkaErr
 
 
 def _on_client_error(error: KafkaError) -> None:
-    if error.code() in REFUSAL_CODES:
+    # librdkafka reports a connection lost during the SASL handshake (a broker going down, a port nobody
+    # listens on any more) as an _AUTHENTICATION error too: "SASL ... mechanism handshake failed: Local:
+    # Broker transport failure". Nothing refused us then; counting it blamed an outage on our credentials.
+    if error.code() in REFUSAL_CODES and "Broker transport failure" not in error.str():
         _refusals[:] = [error]
 
 

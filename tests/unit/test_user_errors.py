@@ -89,3 +89,21 @@ def test_a_refusal_met_before_is_not_blamed_for_a_later_error(capsys):
     _on_client_error(KafkaError(KafkaError._AUTHENTICATION, "SASL authentication failed"))
     assert main(["config", "show"]) == 0
     assert refusal() is None, "each command starts with none"
+
+
+def test_a_connection_lost_during_the_sasl_handshake_is_no_refusal():
+    """librdkafka's words when a SASL client's broker goes away mid-handshake (seen in CI): an outage, not a
+    refusal of our credentials; a real refusal still is one."""
+    from confluent_kafka import KafkaError
+
+    from driftline.kafka_clients import _on_client_error, forget_refusal, refusal
+
+    forget_refusal()
+    _on_client_error(KafkaError(KafkaError._AUTHENTICATION, "GroupCoordinator: SASL SCRAM-SHA-256 mechanism "
+                                "handshake failed: Local: Broker transport failure: broker's supported mechanisms: "
+                                "(n/a) (after 0ms in state DOWN)"))
+    assert refusal() is None
+    _on_client_error(KafkaError(KafkaError._AUTHENTICATION, "SASL authentication error: Authentication failed "
+                                "during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256"))
+    assert "refused our credentials" in (refusal() or "")
+    forget_refusal()
