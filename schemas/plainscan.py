@@ -45,6 +45,11 @@ _SEVENS = np.arange(0, 63, 7, dtype=np.uint64)
 _WEIGHTS = np.random.default_rng(0x5EED).integers(1, 2**63, size=65, dtype=np.uint64) | np.uint64(1)
 
 
+def _as_matrix(items: np.ndarray, width: int) -> np.ndarray:
+    """``width``-byte opaque items as the rows of a uint8 matrix (a view)."""
+    return items.view(np.uint8).reshape(items.size, width)
+
+
 class Joined:
     """A batch of bodies as one buffer, with where each begins and ends: what every scan reads."""
 
@@ -67,7 +72,7 @@ class Joined:
 
     def bytes_at(self, at: np.ndarray, width: int) -> np.ndarray:
         """The same bytes as rows of a matrix."""
-        return self.items_at(at, width).view(np.uint8).reshape(at.size, width)
+        return _as_matrix(self.items_at(at, width), width)
 
     def headed(self, header: bytes) -> np.ndarray:
         """The indices of the bodies that begin with ``header``."""
@@ -90,7 +95,7 @@ class _Walk:
         return self.joined.items_at(at, width)
 
     def bytes_at(self, at: np.ndarray, width: int) -> np.ndarray:
-        return self.items_at(at, width).view(np.uint8).reshape(at.size, width)
+        return _as_matrix(self.items_at(at, width), width)
 
     def short(self) -> tuple[np.ndarray, np.ndarray]:
         """A string under 64 bytes: (where its bytes start, how many)."""

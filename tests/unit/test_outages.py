@@ -8,7 +8,6 @@ the restart is :func:`run_through_outages` with ``os.execv`` intercepted.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,16 +17,14 @@ import time
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from driftline.broker import free_port
 from driftline.cli import service
 from driftline.deadline import within
 
 
 def unreachable_producer() -> Producer:
     """A producer holding one message for a port nobody listens on: its flush waits out its timeout."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    producer = Producer({"bootstrap.servers": f"127.0.0.1:{port}", "message.timeout.ms": 600_000,
+    producer = Producer({"bootstrap.servers": f"127.0.0.1:{free_port()}", "message.timeout.ms": 600_000,
                          "log_level": 0})
     producer.produce("t", b"x")
     return producer

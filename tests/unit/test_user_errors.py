@@ -57,17 +57,14 @@ def test_serving_options_are_settings_validated_with_the_field_named():
 def test_a_cluster_that_does_not_answer_is_named_with_its_address(tmp_path):
     """A service's first start (create_topics) against an address nobody listens on: where we looked, and
     what to do, in one sentence (it said "cannot list topics: Failed to get metadata")."""
-    import socket
-
+    from driftline.broker import free_port
     from driftline.errors import BrokerError
     from driftline.kafka_clients import forget_refusal
     from driftline.topics import create_topics
 
     forget_refusal()  # as a command starts: nothing refused us yet
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    address = f"127.0.0.1:{free_port()}"
     settings = load_settings(env={}, state_dir=str(tmp_path), bootstrap_servers=address)
     with pytest.raises(BrokerError) as refused:
         create_topics(settings, timeout=1.0)
