@@ -21,8 +21,9 @@ with the process image, and nothing waits for it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -30,26 +31,43 @@ T = TypeVar("T")
 GRACE_S = 5.0  # beyond the call's own timeout: librdkafka's own timeouts run a little late (10.1 s for 10 s)
 
 
+class Pending(Generic[T]):
+    """A call running in a daemon helper thread, with a deadline fixed when it started.
+
+    The worker commits a stage's transaction this way and gets on with the
+    other stages while the broker answers (:meth:`EventReader.commit
+    <driftline.consumer.EventReader.commit>` with ``wait=False``); the stage
+    asks for the result before it touches Kafka again.
+    """
+
+    def __init__(self, timeout: float, call: Callable[[], T], what: str, grace: float = GRACE_S) -> None:
+        self.what = what
+        self.seconds = timeout + grace
+        self._deadline = time.monotonic() + self.seconds
+        self._outcome: list[tuple[bool, object]] = []
+        self._helper = threading.Thread(target=self._run, args=(call,), name=f"kafka {what}", daemon=True)
+        self._helper.start()
+
+    def _run(self, call: Callable[[], T]) -> None:
+        try:
+            self._outcome.append((True, call()))
+        except BaseException as exc:  # handed to the caller's thread as is
+            self._outcome.append((False, exc))
+
+    def result(self) -> T:
+        """``call()``'s result or exception, or a ``_TIMED_OUT`` KafkaException once the deadline passed."""
+        self._helper.join(max(0.0, self._deadline - time.monotonic()))
+        if not self._outcome:
+            raise KafkaException(KafkaError(
+                KafkaError._TIMED_OUT, f"{self.what} did not return within {self.seconds:g} s (a librdkafka call "
+                "past its own timeout: the cluster or its group coordinator went away)"))
+        returned, value = self._outcome[0]
+        if not returned:
+            raise value  # type: ignore[misc]  # the BaseException the call raised
+        return value  # type: ignore[return-value]
+
+
 def within(timeout: float, call: Callable[[], T], what: str, grace: float = GRACE_S) -> T:
     """``call()``'s result or exception, or a ``_TIMED_OUT`` KafkaException once the ``timeout`` the call
     was given and ``grace`` have passed."""
-    seconds = timeout + grace
-    outcome: list[tuple[bool, object]] = []
-
-    def run() -> None:
-        try:
-            outcome.append((True, call()))
-        except BaseException as exc:  # handed to the caller's thread as is
-            outcome.append((False, exc))
-
-    helper = threading.Thread(target=run, name=f"kafka {what}", daemon=True)
-    helper.start()
-    helper.join(seconds)
-    if not outcome:
-        raise KafkaException(KafkaError(
-            KafkaError._TIMED_OUT, f"{what} did not return within {seconds:g} s (a librdkafka call past its "
-            "own timeout: the cluster or its group coordinator went away)"))
-    returned, value = outcome[0]
-    if not returned:
-        raise value  # type: ignore[misc]  # the BaseException the call raised
-    return value  # type: ignore[return-value]
+    return Pending(timeout, call, what, grace).result()

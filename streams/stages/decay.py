@@ -187,7 +187,7 @@ class DecayStage:
             positions = {(tp.topic, tp.partition): tp.offset for tp in assignment if tp.offset >= 0}
             safe = held_back(positions, chain(self.join.holding(), self.estimated.holding(), self.scores.holding(),
                                               self.watermarks.holding(), self.label_watermarks.holding()))
-            self.reader.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in safe.items()])
+            self.reader.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in safe.items()], wait=False)
         return len(polled)
 
     def _progress(self, event: Event) -> None:

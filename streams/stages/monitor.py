@@ -219,7 +219,7 @@ class Monitor:
                 self._broadcast(source, idle=True, next_offset=max(position, 0))
                 log.debug("%s[%d] idle", source[0], source[1])
         dead = self.stage1.deadletters.count
-        self.stage1.commit()
+        self.stage1.commit(wait=False)  # the broker answers while stages 2 and decay work
         metrics.DEAD_LETTERED.inc(dead - getattr(self, "_dead_seen", 0))
         self._dead_seen = dead
         return len(polled.events) + sum(found.rows.events for found in polled.rows.values())
@@ -345,7 +345,8 @@ class Monitor:
         if self.stage2.in_transaction:
             assignment = self.stage2.consumer.position(self.stage2.consumer.assignment())
             safe = self.merger.commit_offsets({tp.partition: tp.offset for tp in assignment if tp.offset >= 0})
-            self.stage2.commit(offsets=[TopicPartition(self.partial_topic, p, o) for p, o in safe.items()])
+            self.stage2.commit(offsets=[TopicPartition(self.partial_topic, p, o) for p, o in safe.items()],
+                               wait=False)
         return len(events)
 
     # ------------------------------------------------------------ service

@@ -1,0 +1,78 @@
+"""A stage's transaction committed without waiting (``commit(wait=False)``), against the real broker.
+
+The monitor's stages start their commit and get on with the other stages;
+these tests hold the promise that makes that safe: the outputs and offsets
+are committed together once the reader next touches Kafka (or closes), and a
+commit that failed is raised there, never lost.
+"""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import KafkaException
+
+from driftline import Producer
+from driftline.consumer import EventReader
+from driftline.kafka_clients import make_producer
+from driftline.settings import Settings
+from tests.integration.helpers import read_topic
+
+pytestmark = pytest.mark.integration
+
+
+def predictions(settings: Settings, count: int) -> None:
+    with Producer(model="m", settings=settings) as producer:
+        for i in range(count):
+            producer.prediction({"age": float(i)}, 0.5, request_id=f"r{i}")
+
+
+def reader(settings: Settings, transactional_id: str) -> EventReader:
+    topic = settings.topic("predictions")
+    return EventReader(settings, "tx-test", [topic], expect={topic: "driftline.Prediction"}, stage="test",
+                       transactional_id=settings.group(transactional_id))
+
+
+def read_all(reader: EventReader, count: int) -> None:
+    for _ in range(60):
+        if reader.consumed >= count:
+            return
+        reader.poll(100, 0.5)
+    raise AssertionError(f"read {reader.consumed} of {count} events")
+
+
+def test_a_commit_not_waited_for_is_whole_once_the_reader_closes(settings):
+    """Outputs and offsets of a commit started with wait=False: both there after close(), and a second
+    reader of the group starts after them."""
+    predictions(settings, 5)
+    out = settings.topic("alerts")
+    first = reader(settings, "tx-a")
+    read_all(first, 5)
+    first.begin()
+    first.producer.produce(out, key=b"k", value=b"the batch's result")
+    first.commit(wait=False)
+    first.close()  # settles the commit
+    assert [m.value() for m in read_topic(settings, out, 1)] == [b"the batch's result"]
+    second = reader(settings, "tx-b")
+    assert second.poll(100, 3.0) == [] and second.consumed == 0, "the offsets were committed with the output"
+    second.close()
+
+
+def test_a_failed_commit_not_waited_for_is_raised_at_the_next_poll(settings):
+    """A producer fenced by a newer one with its transactional id: its commit fails, and the reader says so
+    the next time it reads instead of reading on as if its batch were committed."""
+    predictions(settings, 3)
+    out = settings.topic("alerts")
+    first = reader(settings, "tx-fenced")
+    read_all(first, 3)
+    first.begin()
+    first.producer.produce(out, key=b"k", value=b"never committed")
+    newer = make_producer(settings, **{"transactional.id": settings.group("tx-fenced"),
+                                       "transaction.timeout.ms": 10_000, "delivery.timeout.ms": 10_000})
+    newer.init_transactions(30)  # fences the first
+    first.commit(wait=False)
+    with pytest.raises(KafkaException):
+        first.poll(100, 0.5)
+    first.consumer.close()
+    newer.flush(10)
+    del newer, first  # librdkafka clients close when collected, before the session's broker stops
+    assert read_topic(settings, out, timeout=5) == [], "nothing of the fenced transaction is visible"
