@@ -28,6 +28,8 @@ from schemas import ContractError, DecodeError
 from schemas.rows import FEATURES, PREDICTION, Rows, inconsistency
 
 log = logging.getLogger(__name__)
+# A stage's transaction: the broker aborts one open longer, and the calls that commit or abort it wait as long.
+TRANSACTION_TIMEOUT_S = 10.0
 
 Validator = Callable[[dict[str, Any]], None]
 
@@ -226,8 +228,8 @@ class EventReader:
         self.consumer: Consumer = make_consumer(settings, group_id, **consumer_config)
         if self.transactional:
             producer = make_producer(settings, **{"transactional.id": transactional_id,
-                                                  "transaction.timeout.ms": 10_000,
-                                                  "delivery.timeout.ms": 10_000})
+                                                  "transaction.timeout.ms": int(TRANSACTION_TIMEOUT_S * 1000),
+                                                  "delivery.timeout.ms": int(TRANSACTION_TIMEOUT_S * 1000)})
             within(30, lambda: producer.init_transactions(30), "init_transactions")
         self.producer = producer or make_producer(settings)
         self._in_transaction = False
@@ -397,7 +399,7 @@ class EventReader:
         self.consumed += len(records)
         return records
 
-    def commit(self, timeout: float = 30.0, offsets: list[TopicPartition] | None = None, *,
+    def commit(self, timeout: float | None = None, offsets: list[TopicPartition] | None = None, *,
                wait: bool = True) -> None:
         """Make dead letters and produced results durable, then commit the consumed offsets.
 
@@ -409,9 +411,16 @@ class EventReader:
         stages' in turn) then overlap the worker's other stages. Anything
         this reader does next with Kafka (:meth:`begin`, a poll, :meth:`close`)
         first waits for that commit and raises what it raised.
+
+        ``timeout`` (each of the two transactional calls; the flush
+        otherwise) defaults to the transaction timeout: past it the
+        coordinator aborts the transaction, so waiting longer could only
+        delay the restart and a stop (both calls and their grace fit in a
+        Kubernetes pod's default 30 s termination grace).
         """
         self.settle()
         if self.transactional:
+            timeout = TRANSACTION_TIMEOUT_S if timeout is None else timeout
             if not self._in_transaction:
                 return
             if offsets is None:
@@ -424,7 +433,7 @@ class EventReader:
             if wait:
                 self.settle()
             return
-        remaining = self.producer.flush(timeout)
+        remaining = self.producer.flush(30.0 if timeout is None else timeout)
         if remaining:
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"{remaining} records unflushed"))
         try:
@@ -451,11 +460,15 @@ class EventReader:
         try:
             try:
                 self.settle()
-            except KafkaException as exc:  # nothing of it committed; closing still matters
-                log.warning("the last commit failed: %s", exc)
-                self._in_transaction = True  # librdkafka wants a failed commit aborted
+            except KafkaException as exc:
+                # Nothing of that transaction is committed: the coordinator aborts it (past the transaction
+                # timeout), or the next incarnation's init_transactions does. Aborting it here could only
+                # wait on whatever failed the commit.
+                log.warning("the last commit did not complete: %s", exc)
+                return
             if self._in_transaction:
-                within(30, lambda: self.producer.abort_transaction(30), "abort_transaction")
+                within(TRANSACTION_TIMEOUT_S, lambda: self.producer.abort_transaction(TRANSACTION_TIMEOUT_S),
+                       "abort_transaction")
             else:
                 self.producer.flush(30)
         finally:

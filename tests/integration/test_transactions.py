@@ -76,3 +76,25 @@ def test_a_failed_commit_not_waited_for_is_raised_at_the_next_poll(settings):
     newer.flush(10)
     del newer, first  # librdkafka clients close when collected, before the session's broker stops
     assert read_topic(settings, out, timeout=5) == [], "nothing of the fenced transaction is visible"
+
+
+def test_a_reader_closing_on_a_failed_commit_closes_and_leaves_nothing_committed(settings, caplog):
+    """A stop that meets a failed commit: close() says so and closes (no abort that could wait on the
+    same failure); the batch's output is not visible and its events are read again by the next reader."""
+    predictions(settings, 2)
+    out = settings.topic("alerts")
+    first = reader(settings, "tx-closing")
+    read_all(first, 2)
+    first.begin()
+    first.producer.produce(out, key=b"k", value=b"never committed")
+    newer = make_producer(settings, **{"transactional.id": settings.group("tx-closing"),
+                                       "transaction.timeout.ms": 10_000, "delivery.timeout.ms": 10_000})
+    newer.init_transactions(30)
+    first.commit(wait=False)
+    first.close()
+    assert "the last commit did not complete" in caplog.text
+    del newer, first
+    assert read_topic(settings, out, timeout=5) == []
+    again = reader(settings, "tx-closing-2")
+    read_all(again, 2)
+    again.close()
