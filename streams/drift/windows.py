@@ -40,7 +40,6 @@ class StageOneResult:
     progress: list[dict[str, Any]] = field(default_factory=list)
     late_rows: int = 0
     unprofiled_rows: int = 0
-    rows: int = 0
 
 
 def window_start(event_time_ms: np.ndarray, window_ms: int) -> np.ndarray:
@@ -93,7 +92,6 @@ class PartitionWindows:
                 partition = group[0][0][1] if len({p[0] for p in group}) == 1 else -1
                 out.deltas.append(summarize(frame, profiles[model], start, start + self.window_ms,
                                             partition=partition, model_version=group[-1][2]))
-                out.rows += frame.rows
         return out
 
     def _assign(self, source: SourcePartition, rows: Rows, next_offset: int, profiles: dict[str, Profile],
