@@ -7,7 +7,7 @@ import logging
 
 from driftline.cli.service import run_through_outages, serve_metrics, stop_event, wait_for_cluster
 from driftline.errors import ConfigError
-from driftline.runtime import tune_gc
+from driftline.runtime import single_threaded_blas, tune_gc
 from driftline.settings import Settings
 
 DEFAULT_METRICS_PORT = 9464
@@ -49,6 +49,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     wait_for_cluster(settings, stopping, "monitor")
     serve_metrics(port)
     tune_gc()
+    single_threaded_blas()
     log.info("monitor started: windows of %ss, grace %ss, metrics on :%s",
              settings.window_seconds, settings.grace_seconds, port or "-")
     run_through_outages("monitor", lambda: Monitor(

@@ -1,0 +1,43 @@
+"""Process settings for services (driftline.runtime), each in a fresh interpreter: they are process-wide."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+
+def run_python(code: str, **env: str) -> str:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          check=True, cwd=os.getcwd(), env={**os.environ, **env}, timeout=120).stdout
+
+
+def test_single_threaded_blas_leaves_numpys_blas_one_thread():
+    """numpy's BLAS starts with a pool of two here (set so, whatever the machine's cores), one after."""
+    out = run_python("""
+        import json
+        import numpy as np
+        from threadpoolctl import threadpool_info
+        from driftline.runtime import single_threaded_blas
+        blas = lambda: [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+        before = blas()
+        single_threaded_blas()
+        np.ones((500, 20)) @ np.ones((20, 8))  # a product as the monitor makes, still correct
+        print(json.dumps({"before": before, "after": blas()}))
+    """, OPENBLAS_NUM_THREADS="2")
+    threads = json.loads(out.strip().splitlines()[-1])
+    assert threads["before"] and all(n == 2 for n in threads["before"])
+    assert threads["after"] == [1] * len(threads["before"])
+
+
+def test_tune_gc_raises_the_young_generations_threshold_and_freezes_what_is_alive():
+    out = run_python("""
+        import gc, json
+        from driftline.runtime import YOUNG_THRESHOLD, tune_gc
+        tune_gc()
+        print(json.dumps({"young": gc.get_threshold()[0], "frozen": gc.get_freeze_count(), "want": YOUNG_THRESHOLD}))
+    """)
+    found = json.loads(out.strip().splitlines()[-1])
+    assert found["young"] == found["want"] and found["frozen"] > 0
