@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 from confluent_kafka import KafkaException
+from confluent_kafka import Producer as KafkaProducer
 
 from driftline import Producer
 from driftline.consumer import EventReader
@@ -28,7 +29,7 @@ def predictions(settings: Settings, count: int) -> None:
 
 def reader(settings: Settings, transactional_id: str) -> EventReader:
     topic = settings.topic("predictions")
-    return EventReader(settings, "tx-test", [topic], expect={topic: "driftline.Prediction"}, stage="test",
+    return EventReader(settings, settings.group("tx-test"), [topic], expect={topic: "driftline.Prediction"}, stage="test",
                        transactional_id=settings.group(transactional_id))
 
 
@@ -57,18 +58,25 @@ def test_a_commit_not_waited_for_is_whole_once_the_reader_closes(settings):
     second.close()
 
 
-def test_a_failed_commit_not_waited_for_is_raised_at_the_next_poll(settings):
-    """A producer fenced by a newer one with its transactional id: its commit fails, and the reader says so
-    the next time it reads instead of reading on as if its batch were committed."""
-    predictions(settings, 3)
+def fenced_batch(settings: Settings, name: str, events: int) -> tuple[EventReader, KafkaProducer, str]:
+    """A reader that read ``events`` and produced its batch's output, then fenced by a newer producer with
+    its transactional id (the reader's commit will fail); with the newer producer and the output topic."""
+    predictions(settings, events)
     out = settings.topic("alerts")
-    first = reader(settings, "tx-fenced")
-    read_all(first, 3)
+    first = reader(settings, name)
+    read_all(first, events)
     first.begin()
     first.producer.produce(out, key=b"k", value=b"never committed")
-    newer = make_producer(settings, **{"transactional.id": settings.group("tx-fenced"),
+    newer = make_producer(settings, **{"transactional.id": settings.group(name),
                                        "transaction.timeout.ms": 10_000, "delivery.timeout.ms": 10_000})
-    newer.init_transactions(30)  # fences the first
+    newer.init_transactions(30)
+    return first, newer, out
+
+
+def test_a_failed_commit_not_waited_for_is_raised_at_the_next_poll(settings):
+    """Its commit fails, and the reader says so the next time it reads instead of reading on as if its
+    batch were committed."""
+    first, newer, out = fenced_batch(settings, "tx-fenced", 3)
     first.commit(wait=False)
     with pytest.raises(KafkaException):
         first.poll(100, 0.5)
@@ -81,15 +89,7 @@ def test_a_failed_commit_not_waited_for_is_raised_at_the_next_poll(settings):
 def test_a_reader_closing_on_a_failed_commit_closes_and_leaves_nothing_committed(settings, caplog):
     """A stop that meets a failed commit: close() says so and closes (no abort that could wait on the
     same failure); the batch's output is not visible and its events are read again by the next reader."""
-    predictions(settings, 2)
-    out = settings.topic("alerts")
-    first = reader(settings, "tx-closing")
-    read_all(first, 2)
-    first.begin()
-    first.producer.produce(out, key=b"k", value=b"never committed")
-    newer = make_producer(settings, **{"transactional.id": settings.group("tx-closing"),
-                                       "transaction.timeout.ms": 10_000, "delivery.timeout.ms": 10_000})
-    newer.init_transactions(30)
+    first, newer, out = fenced_batch(settings, "tx-closing", 2)
     first.commit(wait=False)
     first.close()
     assert "the last commit did not complete" in caplog.text
