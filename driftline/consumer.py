@@ -28,7 +28,7 @@ from schemas import ContractError, DecodeError
 from schemas.rows import FEATURES, PREDICTION, Rows, inconsistency
 
 log = logging.getLogger(__name__)
-# A stage's transaction: the broker aborts one open longer, and the calls that commit or abort it wait as long.
+# A stage's transaction: the broker aborts one open longer (its outputs are then never seen).
 TRANSACTION_TIMEOUT_S = 10.0
 
 Validator = Callable[[dict[str, Any]], None]
@@ -399,7 +399,7 @@ class EventReader:
         self.consumed += len(records)
         return records
 
-    def commit(self, timeout: float | None = None, offsets: list[TopicPartition] | None = None, *,
+    def commit(self, timeout: float = 30.0, offsets: list[TopicPartition] | None = None, *,
                wait: bool = True) -> None:
         """Make dead letters and produced results durable, then commit the consumed offsets.
 
@@ -412,15 +412,13 @@ class EventReader:
         this reader does next with Kafka (:meth:`begin`, a poll, :meth:`close`)
         first waits for that commit and raises what it raised.
 
-        ``timeout`` (each of the two transactional calls; the flush
-        otherwise) defaults to the transaction timeout: past it the
-        coordinator aborts the transaction, so waiting longer could only
-        delay the restart and a stop (both calls and their grace fit in a
-        Kubernetes pod's default 30 s termination grace).
+        ``timeout`` is each call's (the two transactional calls, or the
+        flush): long enough to ride out a broker's failover (its session
+        timeout, then a new coordinator loading its state) without
+        restarting the worker.
         """
         self.settle()
         if self.transactional:
-            timeout = TRANSACTION_TIMEOUT_S if timeout is None else timeout
             if not self._in_transaction:
                 return
             if offsets is None:
@@ -433,7 +431,7 @@ class EventReader:
             if wait:
                 self.settle()
             return
-        remaining = self.producer.flush(30.0 if timeout is None else timeout)
+        remaining = self.producer.flush(timeout)
         if remaining:
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"{remaining} records unflushed"))
         try:
@@ -467,8 +465,7 @@ class EventReader:
                 log.warning("the last commit did not complete: %s", exc)
                 return
             if self._in_transaction:
-                within(TRANSACTION_TIMEOUT_S, lambda: self.producer.abort_transaction(TRANSACTION_TIMEOUT_S),
-                       "abort_transaction")
+                within(30, lambda: self.producer.abort_transaction(30), "abort_transaction")
             else:
                 self.producer.flush(30)
         finally:
