@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import random
 import socket
+import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -61,6 +64,24 @@ def can_bind(port: int) -> bool:
         return True
 
 
+@contextmanager
+def logged_monitor(settings, instance: str, log: Path) -> Iterator[subprocess.Popen]:
+    """A monitor writing its stderr to ``log`` (not a pipe: nobody reads it while a failure makes it talk),
+    stopped on the way out (SIGTERM; its stacks into the failure if it does not stop)."""
+    with log.open("w") as out:
+        monitor = start_monitor(settings, instance=instance, stderr=out)
+        try:
+            yield monitor
+        finally:
+            out.flush()
+            stop(monitor, log)
+
+
+def said(log: Path) -> list[str]:
+    """The monitor's own lines in ``log`` (librdkafka's start with %)."""
+    return [ln for ln in log.read_text().splitlines() if not ln.startswith("%")]
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     broker_port, controller_port = free_port_block(3)
@@ -105,24 +126,19 @@ def test_a_broker_crash_loses_and_duplicates_nothing(on_cluster, tmp_path):
     topic = settings.topic("predictions")
     assert {len(p.replicas) for p in AdminClient({"bootstrap.servers": settings.bootstrap_servers})
             .list_topics(topic, timeout=10).topics[topic].partitions.values()} == {3}
-    log = (tmp_path / "monitor.log").open("w")  # read into any failure below: what the monitor went through
-    monitor = start_monitor(settings, instance="crash", stderr=log)
-    try:
+    log = tmp_path / "monitor.log"  # read into any failure below: what the monitor went through
+    with logged_monitor(settings, "crash", log) as monitor:
         sent, expected, got = stream_through_a_failure(
             settings, profile, lambda: local.kill(leader_of(settings, topic, 0)), timeout=120)
-    finally:
-        log.flush()
-        stop(monitor, tmp_path / "monitor.log")
-        log.close()
-    said = "\n".join(ln for ln in (tmp_path / "monitor.log").read_text().splitlines() if not ln.startswith("%"))
-    assert monitor.returncode == 0, said[-3000:]
+    lines = "\n".join(said(log))
+    assert monitor.returncode == 0, lines[-3000:]
     events = sdk_events(settings, "m")
     ids = [rid for e in events for rid in e["request_ids"]]
     assert len(sent) == 160 and len(events) == 160 + 40, \
         "every event produced is on the topic once (the 40 advance the watermark)"
     assert len(ids) == len(set(ids)), "no event twice"
     assert set(expected) <= set(got), f"{len(got)} of {len(expected)} windows closed; the monitor said:\n" + \
-        said[-4000:]
+        lines[-4000:]
     assert_exact_and_alerted_once(settings, expected, got)
 
 
@@ -138,13 +154,7 @@ def test_the_monitor_across_a_whole_cluster_outage(on_cluster, tmp_path):
     call that can hang when the group coordinator dies (``driftline.deadline``), are tested in
     ``tests/unit/test_outages.py``."""
     local, settings, profile = on_cluster
-    log = (tmp_path / "monitor.log").open("w")  # not a pipe: nobody reads it during the outage's errors
-    monitor = start_monitor(settings, instance="outage", stderr=log)
-    # A first start that finds no cluster is one clear error by design: the outage must come after it.
-    deadline = time.monotonic() + 120
-    while "monitor started" not in (tmp_path / "monitor.log").read_text() and time.monotonic() < deadline:
-        assert monitor.poll() is None, (tmp_path / "monitor.log").read_text()[-3000:]
-        time.sleep(0.2)
+    log = tmp_path / "monitor.log"
 
     def outage() -> None:
         for node in local.nodes:
@@ -152,15 +162,15 @@ def test_the_monitor_across_a_whole_cluster_outage(on_cluster, tmp_path):
         time.sleep(OUTAGE_S)
         local.up(timeout=240, tied=True)
 
-    try:
+    with logged_monitor(settings, "outage", log) as monitor:
+        # A first start that finds no cluster is one clear error by design: the outage must come after it.
+        deadline = time.monotonic() + 120
+        while "monitor started" not in log.read_text() and time.monotonic() < deadline:
+            assert monitor.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.2)
         sent, expected, got = stream_through_a_failure(settings, profile, outage, timeout=240)
-    finally:
-        log.flush()
-        stop(monitor, tmp_path / "monitor.log")
-        log.close()
-    everything = (tmp_path / "monitor.log").read_text().splitlines()
-    lines = [ln for ln in everything if not ln.startswith("%")]  # librdkafka's own log lines start with %
-    assert monitor.returncode == 0, "\n".join(lines[-40:])
+    everything = log.read_text().splitlines()
+    assert monitor.returncode == 0, "\n".join(said(log)[-40:])
     assert any(ln.startswith("%") and "Connection refused" in ln for ln in everything), \
         "the monitor's clients lost the cluster"
     assert len(sent) == 160
