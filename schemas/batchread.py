@@ -28,6 +28,9 @@ from schemas.rows import FEATURES, Rows
 
 NEW_SHAPES_PER_BATCH = 4  # layouts one batch may teach
 LEARNING_READS = 6  # bodies of no known shape read alone to learn from, per batch (each a few µs, plain or not)
+# Bodies scanned while no layout is known: a one-row event of a few hundred features fits; a longer one is read
+# alone (and teaches its layout, and so its own length, for the next batch).
+UNKNOWN_SHAPE_MAX_BYTES = 8192
 
 
 class BatchReader:
@@ -43,6 +46,12 @@ class BatchReader:
 
     def __init__(self, bodies: BodyReader) -> None:
         self._bodies = bodies
+
+    def max_plain_bytes(self) -> int:
+        """The longest a plain one-row body (from its model on) of a known layout can be: longer bodies are
+        not worth joining for a scan (:class:`~schemas.plainscan.Joined`)."""
+        shapes = self._bodies.shapes()
+        return max(shape.max_body_bytes for shape in shapes) if shapes else UNKNOWN_SHAPE_MAX_BYTES
 
     def read_rows(self, joined: Joined, bodies: np.ndarray, start: int, prediction: bool
                   ) -> list[tuple[np.ndarray, Rows]]:

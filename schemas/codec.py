@@ -307,9 +307,11 @@ class Codec:
         ``values``, ascending, their :class:`~schemas.rows.Rows`). A value in
         none is to be decoded alone (:meth:`decode_named`), as with
         :meth:`decode_batch`. The batch is read as one buffer
-        (:mod:`schemas.plainscan`): no Python per event but its request id.
+        (:mod:`schemas.plainscan`): no Python per event but its request id;
+        bodies longer than any plain one of a known layout (batch events) are
+        not copied into it.
         """
-        joined = Joined(values)
+        joined = Joined(values, limit=HEADER_LEN + self._batch.max_plain_bytes())
         out = []
         for name, prediction in (("driftline.Prediction", True), ("driftline.Features", False)):
             mine = joined.headed(MAGIC + self._fingerprint_of[name])

@@ -358,6 +358,11 @@ class _OneRowShape:
             avro_long(len(categorical_names)) if categorical_names else b"")
         self.texts = len(categorical_names)
         self.tail = _PLAIN_TAIL
+        # The longest body of this layout (from the model on): model, version, request id and each category a
+        # short string (a length byte and at most 63 bytes), a time of at most nine bytes, the one-byte array
+        # heads and ends, and a prediction's score and class tag.
+        self.max_body_bytes = (64 * (3 + self.texts) + 9 + 3 + len(self.numeric_head) + self.numeric_bytes +
+                               len(self.categorical_head) + len(self.tail) + 10)
 
 
 def _optional_string(data: bytes, p: int) -> tuple[str | None, int]:

@@ -28,7 +28,7 @@ checks both against fastavro.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import chain
+from itertools import chain, compress
 from typing import NamedTuple
 
 import numpy as np
@@ -51,10 +51,21 @@ def _as_matrix(items: np.ndarray, width: int) -> np.ndarray:
 
 
 class Joined:
-    """A batch of bodies as one buffer, with where each begins and ends: what every scan reads."""
+    """A batch of bodies as one buffer, with where each begins and ends: what every scan reads.
 
-    def __init__(self, values: Sequence[bytes]) -> None:
-        self.lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    Bodies longer than ``limit`` are left out (as if empty: no scan takes
+    them, so they are read alone): no plain one-row body of a known layout
+    is that long, and copying a batch of 100-row events (18 KB each) into
+    the buffer for nothing cost a fifth of a worker's time on them.
+    """
+
+    def __init__(self, values: Sequence[bytes], limit: int | None = None) -> None:
+        lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+        if limit is not None and (lengths > limit).any():
+            kept = lengths <= limit
+            values = list(compress(values, kept.tolist()))
+            lengths = np.where(kept, lengths, 0)
+        self.lengths = lengths
         self.ends = np.cumsum(self.lengths)
         self.begins = self.ends - self.lengths
         # zeros after the last body: a text is read as the widest of its column (up to 63 bytes) and a time
