@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from driftline.estimation import Calibration
 from schemas import Codec, ContractError, FeatureSpec, Table
 from streams.drift import statistics as st
+from streams.drift.bins import EdgeIndex
 from streams.drift.multivariate import VARIANCE, MultivariateReference
 
 COARSE_BINS = 10
@@ -98,6 +100,16 @@ class NumericReference:
     fine_counts: np.ndarray
     fine_sums: np.ndarray
     kind: str = "numeric"
+
+    @cached_property
+    def coarse_bins(self) -> EdgeIndex:
+        """A window's values to the coarse bins, made once per profile (:mod:`streams.drift.bins`)."""
+        return EdgeIndex(self.edges)
+
+    @cached_property
+    def fine_bins(self) -> EdgeIndex:
+        """The same for the fine sketch's bins."""
+        return EdgeIndex(self.fine_edges)
 
 
 @dataclass

@@ -23,8 +23,6 @@ from streams.drift.profile import (
     Profile,
     category_counts,
     factorize,
-    sorted_bin_counts,
-    sorted_bin_counts_sums,
 )
 from streams.drift.segments import SEGMENT_OTHER, levels_by_column, segment_index
 
@@ -237,38 +235,38 @@ def _numeric_part(ref: NumericReference | None, name: str, values: np.ndarray, n
     count = int(finite.size)
     mean = float(finite.mean()) if count else 0.0
     m2 = float(((finite - mean) ** 2).sum()) if count else 0.0
-    # Sorted once, the bins are a binary search per edge instead of per value: five times faster on a
-    # window's 50,000 values than searching each value among 200 edges.
-    ordered = np.sort(finite)
-    return _numeric_of_sorted(ref, name, ordered, mean, m2, nulls, int(values.size - count), spec_min, spec_max,
-                              allow_nan, is_int)
+    low, high = (float(finite.min()), float(finite.max())) if count else (None, None)
+    return _numeric_of_finite(ref, name, finite, mean, m2, low, high, nulls, int(values.size - count), spec_min,
+                              spec_max, allow_nan, is_int)
 
 
-def _numeric_of_sorted(ref: NumericReference | None, name: str, ordered: np.ndarray, mean: float, m2: float,
-                       nulls: int, non_finite: int, spec_min: float | None, spec_max: float | None,
-                       allow_nan: bool, is_int: bool) -> NumericSummary:
-    """A feature's summary from its finite values, sorted, and their moments."""
+def _numeric_of_finite(ref: NumericReference | None, name: str, values: np.ndarray, mean: float, m2: float,
+                       low: float | None, high: float | None, nulls: int, non_finite: int, spec_min: float | None,
+                       spec_max: float | None, allow_nan: bool, is_int: bool) -> NumericSummary:
+    """A feature's summary from its finite values (in any order), their moments and range.
+
+    The bins are the reference's lookup tables (:mod:`streams.drift.bins`):
+    no sort, which cost four to eight times what the tables do.
+    """
     skew: dict[str, int] = {}
     if non_finite and not allow_nan:
         skew["nan"] = non_finite
     out = 0
     if spec_min is not None:
-        out += int(np.searchsorted(ordered, spec_min, side="left"))  # values < min
+        out += int(np.count_nonzero(values < spec_min))
     if spec_max is not None:
-        out += int(ordered.size - np.searchsorted(ordered, spec_max, side="right"))  # values > max
+        out += int(np.count_nonzero(values > spec_max))
     if out:
         skew["out_of_range"] = out
-    if is_int and ordered.size:
-        wrong = int((ordered != np.round(ordered)).sum())
+    if is_int and values.size:
+        wrong = int(np.count_nonzero(values != np.round(values)))
         if wrong:
             skew["type_mismatch"] = wrong
-    count = int(ordered.size)
-    summary = NumericSummary(name, count, nulls, mean, m2, float(ordered[0]) if count else None,
-                             float(ordered[-1]) if count else None, skew=skew)
+    summary = NumericSummary(name, int(values.size), nulls, mean, m2, low, high, skew=skew)
     if ref is not None:
-        summary.histogram = sorted_bin_counts(ordered, ref.edges)
+        summary.histogram = ref.coarse_bins.counts(values)
         if ref.fine_counts.size:  # segment references keep coarse bins only
-            summary.fine_counts, summary.fine_sums = sorted_bin_counts_sums(ordered, ref.fine_edges)
+            summary.fine_counts, summary.fine_sums = ref.fine_bins.counts_sums(values)
     return summary
 
 
@@ -277,9 +275,9 @@ def _whole_numeric_parts(frame: FeatureFrame, profile: Profile) -> dict[str, Num
 
     A window delta holds a few thousand rows of twenty-odd features, and
     per feature the summary was a dozen numpy calls on a short column: the
-    calls, not the values, took the time. The whole columns are sorted in
-    one call and their moments taken along the rows; what is left per
-    feature is its bins.
+    calls, not the values, took the time. The whole columns are copied once
+    into one feature per row and their moments and ranges taken along the
+    rows; what is left per feature is its bins.
     """
     if not frame.rows or not frame.numeric_names:
         return {}
@@ -288,15 +286,15 @@ def _whole_numeric_parts(frame: FeatureFrame, profile: Profile) -> dict[str, Num
     features = [f for f in profile.spec.features if f.kind == "numeric" and f.name in index and whole[index[f.name]]]
     if not features:
         return {}
-    columns = [index[f.name] for f in features]
-    ordered = np.sort(frame.numeric[:, columns].T, axis=1)  # one feature per row, each row sorted
-    means = ordered.mean(axis=1)
-    m2s = ((ordered - means[:, None]) ** 2).sum(axis=1)
+    block = np.ascontiguousarray(frame.numeric[:, [index[f.name] for f in features]].T)  # one feature per row
+    means = block.mean(axis=1)
+    m2s = ((block - means[:, None]) ** 2).sum(axis=1)
     out = {}
-    for f, column, mean, m2 in zip(features, ordered, means.tolist(), m2s.tolist(), strict=True):
+    for f, column, mean, m2, low, high in zip(features, block, means.tolist(), m2s.tolist(),
+                                              block.min(axis=1).tolist(), block.max(axis=1).tolist(), strict=True):
         ref = profile.features.get(f.name)
-        out[f.name] = _numeric_of_sorted(ref if isinstance(ref, NumericReference) else None, f.name, column,
-                                         mean, m2, 0, 0, f.min, f.max, f.allow_nan, f.type == "int")
+        out[f.name] = _numeric_of_finite(ref if isinstance(ref, NumericReference) else None, f.name, column,
+                                         mean, m2, low, high, 0, 0, f.min, f.max, f.allow_nan, f.type == "int")
     return out
 
 

@@ -72,6 +72,37 @@ def test_bins_of_sorted_values_equal_a_search_per_value():
         np.testing.assert_allclose(sorted_bin_sums(ordered, edges), bin_sums(values, edges), rtol=1e-12, atol=1e-12)
 
 
+def test_the_bins_lookup_table_answers_as_a_search_per_value():
+    """streams.drift.bins.EdgeIndex against np.searchsorted: quantile edges of light and heavy tails (a
+    crowded middle makes the table finer), values on, between, below and above the edges, the next float
+    either side of each edge, repeated and single edges, and huge and tiny magnitudes."""
+    from streams.drift.bins import EdgeIndex
+
+    rng = np.random.default_rng(11)
+    shapes = [rng.normal, rng.standard_cauchy, lambda size: rng.lognormal(0, 3, size),
+              lambda size: rng.integers(-3, 3, size).astype(float), lambda size: rng.normal(size=size) * 1e-300,
+              lambda size: rng.standard_cauchy(size) * 1e300]
+    tables = 0
+    for trial in range(600):
+        draw = shapes[trial % len(shapes)]
+        if trial % 5 == 0:
+            edges = np.sort(draw(size=int(rng.integers(0, 6))))
+        else:
+            edges = quantile_edges(draw(size=2000), int(rng.choice([2, 10, 200])))
+        near = np.concatenate([edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf)])
+        values = np.concatenate([draw(size=500), near, [-np.inf, np.inf, np.finfo(float).max, -np.finfo(float).max]])
+        binned = EdgeIndex(edges)
+        tables += binned._table
+        want = np.searchsorted(edges, values, side="right")
+        assert np.array_equal(binned(values), want), (trial, edges)
+        counts, sums = binned.counts_sums(values[np.isfinite(values)])
+        finite = values[np.isfinite(values)]
+        assert np.array_equal(counts, bin_counts(finite, edges))
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.testing.assert_allclose(sums, bin_sums(finite, edges), rtol=1e-12)
+    assert tables > 350, "most trials go through the table, not the search it falls back to"
+
+
 @pytest.mark.parametrize("size", [0, 7, 300, 20_000])
 def test_factorize_gives_first_seen_levels_and_their_codes(size):
     values = np.array([f"level{int(v)}" for v in rng.zipf(1.5, size) % 50], dtype=object)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from schemas import Codec, FeatureDef, FeatureFrame, FeatureSpec, Table, encode_rows
 from streams.drift.decision import compare
-from streams.drift.profile import Profile
+from streams.drift.profile import Profile, bin_counts, bin_sums
 from streams.drift.summary import WindowSummary, summarize
 
 RNG = np.random.default_rng(7)
@@ -188,6 +188,13 @@ def test_whole_columns_summarised_together_equal_one_feature_at_a_time():
         np.testing.assert_array_equal(g.histogram, want.histogram)
         np.testing.assert_array_equal(g.fine_counts, want.fine_counts)
         np.testing.assert_allclose(g.fine_sums, want.fine_sums, rtol=1e-12, atol=1e-12)
+        values = columns[f.name][np.isfinite(columns[f.name])]  # and both against a search per value
+        ref = profile.features[f.name]
+        np.testing.assert_array_equal(g.histogram, bin_counts(values, ref.edges))
+        np.testing.assert_array_equal(g.fine_counts, bin_counts(values, ref.fine_edges))
+        np.testing.assert_allclose(g.fine_sums, bin_sums(values, ref.fine_edges), rtol=1e-12, atol=1e-12)
+        assert (g.min, g.max) == (values.min(), values.max())
+        assert g.m2 == pytest.approx(values.var() * values.size, rel=1e-12)
     a = columns["a"]
     assert got["a"].skew["out_of_range"] == int(((a < -1) | (a > 1)).sum()) > 0
     assert got["k"].skew["type_mismatch"] == int((k != np.round(k)).sum()) > 0
