@@ -177,7 +177,9 @@ def test_many_records_as_one_block_hold_the_rows_of_their_parts_in_order(parts, 
     assert frame.numeric[:, 0].tolist() == expected_x
 
 
-@given(st.lists(st.text(max_size=6), max_size=60))
+@given(st.one_of(st.lists(st.text(max_size=6), max_size=60),
+                 st.builds(lambda text, n: ["".join(text) for _ in range(n)],  # one text, equal but not identical
+                           st.text(max_size=6), st.integers(1, 40))))
 def test_unique_texts_equals_numpy_unique(texts: list[str]) -> None:
     distinct, index = unique_texts(texts)
     expected, inverse = np.unique(np.array(texts, dtype=object), return_inverse=True)
