@@ -269,10 +269,23 @@ class LocalBroker:
 
         ``driftline broker up`` leaves the broker running on its own; a test
         session passes ``tied=True`` so the broker dies with the session
-        however the session ends (see :mod:`driftline.processes`).
+        however the session ends (see :mod:`driftline.processes`). A broker
+        this call started and then gave up on (it did not answer in time, or
+        the caller was interrupted) is stopped before the error is raised: a
+        bench once left one running, untied, behind "did not answer within 90s".
         """
         process = self.start(tied=tied)
-        self.wait_ready(timeout, process)
+        try:
+            self.wait_ready(timeout, process)
+        except BrokerError as exc:
+            if process is None:  # running before this call: not ours to stop
+                raise
+            self.down()  # started here and given up on: not left running behind the error
+            raise BrokerError(f"{exc} (the broker it started is stopped)") from None
+        except BaseException:
+            if process is not None:
+                self.down()
+            raise
         return self.bootstrap
 
     def start(self, *, tied: bool = False) -> subprocess.Popen | None:
