@@ -458,7 +458,12 @@ class FeatureFrame:
         if len(raw) != 8 * rows * width:
             return cls.concat(cls.from_record(c, r) for c, r in group)  # names the bad event
         dictionary = None
-        if any(c.get("categorical_codes") for c, _ in group):  # batch events: each its own dictionary
+        if all(c.get("categorical_codes") and not c["categorical_values"] for c, _ in group):  # batch events
+            joined = _stacked_dictionaries(group, rows, cat_width)
+            if joined is None:
+                return cls.concat(cls.from_record(c, r) for c, r in group)  # names the bad event
+            categorical, dictionary = joined
+        elif any(c.get("categorical_codes") for c, _ in group):  # some batch events: each its own dictionary
             categorical = np.concatenate([_categorical_matrix(c, r, cat_width) for c, r in group])
             parts = [_dictionary_of(c, r, cat_width) for c, r in group]
             dictionary = _joined_dictionaries(parts) if all(p is not None for p in parts) else None
@@ -614,6 +619,26 @@ def _joined_dictionaries(parts: Sequence[tuple[list[str], np.ndarray] | None]) -
         codes.append(part[1] + len(levels))
         levels.extend(part[0])
     return levels, np.concatenate(codes)
+
+
+def _stacked_dictionaries(group: Sequence[tuple[Mapping[str, Any], int]], rows: int, width: int
+                          ) -> tuple[np.ndarray, tuple[list[str], np.ndarray]] | None:
+    """The texts and the joined dictionary of events that each carry their categories as a dictionary, built
+    once for all of them: their levels one after another, every code checked against its own event's levels
+    and moved past the levels before them, and one take for the texts (not an object array per event). None
+    when an event's codes do not fit it (the caller reads the events one by one, which names the bad one)."""
+    codes_bytes = b"".join(c["categorical_codes"] for c, _ in group)
+    if len(codes_bytes) != 4 * rows * width:
+        return None
+    level_lists = [c.get("categorical_levels") or [] for c, _ in group]
+    sizes = np.fromiter(map(len, level_lists), dtype=np.int64, count=len(group))
+    counts = np.fromiter((r for _, r in group), dtype=np.int64, count=len(group))
+    local = np.frombuffer(codes_bytes, dtype="<u4").astype(np.int64).reshape(rows, width)
+    if bool((local >= np.repeat(sizes, counts)[:, None]).any()):
+        return None
+    codes = local + np.repeat(np.cumsum(sizes) - sizes, counts)[:, None]
+    levels = [level for own in level_lists for level in own]
+    return np.array(levels, dtype=object)[codes], (levels, codes)
 
 
 def _used_levels(levels: list[str], codes: np.ndarray) -> dict[str, Any]:

@@ -152,6 +152,22 @@ def test_codes_that_do_not_fit_their_levels_are_decode_errors():
         FeatureFrame.from_record({**columns, "categorical_values": ["a"] * 20}, 20)
 
 
+def test_events_stacked_together_check_each_code_against_its_own_events_levels():
+    """Batch events' dictionaries are joined for the whole batch at once. A code past its own event's levels
+    would still fall inside the joined levels (the next event's): it must be refused, and the event named."""
+    good = encode_columns({"plan": ["a", "b"] * 10})
+    bad = {**good, "categorical_levels": ["a"]}  # its code 1 ("b") has no level of its own
+    wider = encode_columns({"plan": ["c", "d", "e", "f"] * 5})
+    stacked = FeatureFrame.from_records([(good, 20), (wider, 20)])
+    assert stacked.categorical[:, 0].tolist() == ["a", "b"] * 10 + ["c", "d", "e", "f"] * 5
+    levels, codes = stacked.dictionary
+    assert np.array(levels, dtype=object)[codes].tolist() == stacked.categorical.tolist()
+    with pytest.raises(DecodeError, match="a categorical code is 1; there are 1 levels"):
+        FeatureFrame.from_records([(good, 20), (bad, 20), (wider, 20)])
+    with pytest.raises(DecodeError, match="codes have"):
+        FeatureFrame.from_records([(good, 20), (good, 19), (wider, 20)])
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 30), st.booleans()), min_size=1, max_size=6),
        st.lists(st.sampled_from(["a", "b\x00", "é", "", "zz"]), min_size=1, max_size=5))
