@@ -277,14 +277,12 @@ class LocalBroker:
         process = self.start(tied=tied)
         try:
             self.wait_ready(timeout, process)
-        except BrokerError as exc:
+        except BaseException as exc:
             if process is None:  # running before this call: not ours to stop
                 raise
             self.down()  # started here and given up on: not left running behind the error
-            raise BrokerError(f"{exc} (the broker it started is stopped)") from None
-        except BaseException:
-            if process is not None:
-                self.down()
+            if isinstance(exc, BrokerError):
+                raise BrokerError(f"{exc} (the broker it started is stopped)") from None
             raise
         return self.bootstrap
 

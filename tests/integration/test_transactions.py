@@ -13,7 +13,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka import Producer as KafkaProducer
 
 from driftline import Producer
-from driftline.consumer import EventReader
+from driftline.consumer import TRANSACTION_TIMEOUT_S, EventReader
 from driftline.kafka_clients import make_producer
 from driftline.settings import Settings
 from tests.integration.helpers import read_topic
@@ -67,8 +67,9 @@ def fenced_batch(settings: Settings, name: str, events: int) -> tuple[EventReade
     read_all(first, events)
     first.begin()
     first.producer.produce(out, key=b"k", value=b"never committed")
+    timeout_ms = int(TRANSACTION_TIMEOUT_S * 1000)  # as the reader's own producer
     newer = make_producer(settings, **{"transactional.id": settings.group(name),
-                                       "transaction.timeout.ms": 10_000, "delivery.timeout.ms": 10_000})
+                                       "transaction.timeout.ms": timeout_ms, "delivery.timeout.ms": timeout_ms})
     newer.init_transactions(30)
     return first, newer, out
 
