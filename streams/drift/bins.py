@@ -22,6 +22,12 @@ The cells are made finer (up to 64 per edge) while a cell holds more than
 two edges: quantile edges of a skewed or heavy-tailed reference crowd part
 of their range (lognormal: three steps at 4 cells an edge, 11 ns a value;
 one step at 16, 7 ns).
+
+Any monotone cells are exact, so a reference's coarse index is built on its
+fine index's cells (``grid``): a summary finds each value's cell once for
+both (:func:`coarse_and_fine`), and a cell is four passes over the values
+(subtract, scale, clip, truncate). Summaries of 100-row events: 0.51-0.53 to
+0.43-0.45 µs a row, 20 features.
 """
 
 from __future__ import annotations
@@ -37,7 +43,9 @@ class EdgeIndex:
     """``np.searchsorted(edges, values, side="right")`` for many values and fixed sorted ``edges``: the bin
     of each value among ``(-inf, e0), [e0, e1), ..., [e_last, inf)``. Values must not be NaN."""
 
-    def __init__(self, edges: np.ndarray) -> None:
+    def __init__(self, edges: np.ndarray, grid: EdgeIndex | None = None) -> None:
+        """``grid``: another index whose cells this one uses (so one pass of :meth:`cells` serves both; the
+        refinement rounds make any monotone cells exact, however many edges a cell holds)."""
         self.edges = np.asarray(edges, dtype=np.float64)
         self.bins = self.edges.size + 1
         self._padded = np.append(self.edges, np.nan)  # no value, not even +inf, is >= the last bin's "next edge"
@@ -45,40 +53,56 @@ class EdgeIndex:
         # a table needs a finite, non-empty range of edges and a finite scale at its finest (else: the search)
         self._table = bool(np.isfinite(self.edges).all()) and 0.0 < span < np.inf and \
             MAX_CELLS_PER_EDGE * self.edges.size / span < np.inf
+        if grid is not None and grid._table and self.edges.size:
+            self._table = True  # the grid's cells, whatever this index's own edges are
+            self._low, self._scale, self._cells = grid._low, grid._scale, grid._cells
+            self._set_start(self.cells(self.edges))
+            return
         if not self._table:
             return
-        self._low = float(self.edges[0])
         cells = CELLS_PER_EDGE * self.edges.size
         while True:
             self._cells = cells
             self._scale = cells / span
-            edge_cells = self._cell_of(self.edges)
-            self.steps = int(np.bincount(edge_cells, minlength=cells + 2).max())
+            # (v - low) * scale puts the first edge at 1: the cells below it and above the last are 0 and cells + 1
+            self._low = float(self.edges[0]) - 1.0 / self._scale
+            edge_cells = self.cells(self.edges)
+            self._set_start(edge_cells)
             if self.steps <= MAX_EDGES_PER_CELL or cells >= MAX_CELLS_PER_EDGE * self.edges.size:
                 break
             cells *= 4
-        self._start = np.searchsorted(edge_cells, np.arange(cells + 2), side="left")
 
-    def _cell_of(self, values: np.ndarray) -> np.ndarray:
-        """0 below the first edge, ``cells + 1`` at and above the last, the cell between: monotone in the
+    def _set_start(self, edge_cells: np.ndarray) -> None:
+        self.steps = int(np.bincount(edge_cells, minlength=self._cells + 2).max())
+        self._start = np.searchsorted(edge_cells, np.arange(self._cells + 2), side="left")
+
+    def shares_cells(self, other: EdgeIndex) -> bool:
+        """Whether :meth:`cells` of ``other`` are this index's cells too (one was built on the other's grid)."""
+        return self._table and other._table and \
+            (self._low, self._scale, self._cells) == (other._low, other._scale, other._cells)
+
+    def cells(self, values: np.ndarray) -> np.ndarray:
+        """Each value's cell, ``(v - low) * scale`` truncated and clipped to 0 .. cells + 1: monotone in the
         value (each float step rounds monotonically; a difference past the float range is an infinity, and so
-        is its cell before the clip)."""
+        is its cell before the clip). Four passes over the values; only for an index with a table."""
         with np.errstate(over="ignore"):
             cell = values - self._low
             cell *= self._scale
-        np.floor(cell, out=cell)
-        np.clip(cell, -1, self._cells, out=cell)
-        cell += 1
+        np.clip(cell, 0, self._cells + 1, out=cell)
         return cell.astype(np.intp)
+
+    def at(self, values: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        """Each value's bin from its cell (:meth:`cells`, of this index or one sharing its grid)."""
+        index = self._start[cells]
+        for _ in range(self.steps):
+            index += values >= self._padded[index]
+        return index
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
         """Each value's bin (0 .. len(edges))."""
         if not self._table:
             return np.searchsorted(self.edges, values, side="right")
-        index = self._start[self._cell_of(values)]
-        for _ in range(self.steps):
-            index += values >= self._padded[index]
-        return index
+        return self.at(values, self.cells(values))
 
     def counts(self, values: np.ndarray) -> np.ndarray:
         """The number of values in each bin."""
@@ -88,3 +112,15 @@ class EdgeIndex:
         """The number of values in each bin and their sum (each bin summed on its own)."""
         index = self(values)
         return np.bincount(index, minlength=self.bins), np.bincount(index, weights=values, minlength=self.bins)
+
+
+def coarse_and_fine(coarse: EdgeIndex, fine: EdgeIndex, values: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The coarse bins' counts, the fine bins' counts and sums: the cells found once when the coarse index
+    was built on the fine one's grid (a reference's are: ``NumericReference.coarse_bins``)."""
+    if not coarse.shares_cells(fine):
+        return (coarse.counts(values), *fine.counts_sums(values))
+    cells = fine.cells(values)
+    index = fine.at(values, cells)
+    return (np.bincount(coarse.at(values, cells), minlength=coarse.bins),
+            np.bincount(index, minlength=fine.bins), np.bincount(index, weights=values, minlength=fine.bins))

@@ -103,8 +103,10 @@ class NumericReference:
 
     @cached_property
     def coarse_bins(self) -> EdgeIndex:
-        """A window's values to the coarse bins, made once per profile (:mod:`streams.drift.bins`)."""
-        return EdgeIndex(self.edges)
+        """A window's values to the coarse bins, made once per profile (:mod:`streams.drift.bins`), on the
+        fine bins' cells: a summary finds each value's cell once for both
+        (:func:`~streams.drift.bins.coarse_and_fine`)."""
+        return EdgeIndex(self.edges, grid=self.fine_bins)
 
     @cached_property
     def fine_bins(self) -> EdgeIndex:

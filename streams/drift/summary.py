@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from schemas import FeatureFrame
+from streams.drift.bins import coarse_and_fine
 from streams.drift.profile import (
     OTHER,
     CategoricalReference,
@@ -264,9 +265,11 @@ def _numeric_of_finite(ref: NumericReference | None, name: str, values: np.ndarr
             skew["type_mismatch"] = wrong
     summary = NumericSummary(name, int(values.size), nulls, mean, m2, low, high, skew=skew)
     if ref is not None:
-        summary.histogram = ref.coarse_bins.counts(values)
         if ref.fine_counts.size:  # segment references keep coarse bins only
-            summary.fine_counts, summary.fine_sums = ref.fine_bins.counts_sums(values)
+            summary.histogram, summary.fine_counts, summary.fine_sums = coarse_and_fine(
+                ref.coarse_bins, ref.fine_bins, values)
+        else:
+            summary.histogram = ref.coarse_bins.counts(values)
     return summary
 
 

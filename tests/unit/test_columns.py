@@ -162,6 +162,10 @@ def test_events_stacked_together_check_each_code_against_its_own_events_levels()
     assert stacked.categorical[:, 0].tolist() == ["a", "b"] * 10 + ["c", "d", "e", "f"] * 5
     levels, codes = stacked.dictionary
     assert np.array(levels, dtype=object)[codes].tolist() == stacked.categorical.tolist()
+    again = FeatureFrame.from_records([(good, 20), (wider, 20), (good, 20)])  # "a" and "b" twice, counted once
+    assert sorted(again.dictionary[0]) == ["a", "b", "c", "d", "e", "f"]
+    assert np.array(again.dictionary[0], dtype=object)[again.dictionary[1]].tolist() == again.categorical.tolist()
+    assert FeatureFrame.concat([stacked, again]).dictionary[0] == again.dictionary[0]
     with pytest.raises(DecodeError, match="a categorical code is 1; there are 1 levels"):
         FeatureFrame.from_records([(good, 20), (bad, 20), (wider, 20)])
     with pytest.raises(DecodeError, match="codes have"):

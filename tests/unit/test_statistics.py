@@ -76,7 +76,7 @@ def test_the_bins_lookup_table_answers_as_a_search_per_value():
     """streams.drift.bins.EdgeIndex against np.searchsorted: quantile edges of light and heavy tails (a
     crowded middle makes the table finer), values on, between, below and above the edges, the next float
     either side of each edge, repeated and single edges, and huge and tiny magnitudes."""
-    from streams.drift.bins import EdgeIndex
+    from streams.drift.bins import EdgeIndex, coarse_and_fine
 
     rng = np.random.default_rng(11)
     shapes = [rng.normal, rng.standard_cauchy, lambda size: rng.lognormal(0, 3, size),
@@ -95,6 +95,16 @@ def test_the_bins_lookup_table_answers_as_a_search_per_value():
         tables += binned._table
         want = np.searchsorted(edges, values, side="right")
         assert np.array_equal(binned(values), want), (trial, edges)
+        # another index on this one's cells (a reference's coarse bins on its fine bins' grid): still exact,
+        # for edges inside, across or outside the grid's range
+        other = np.sort(np.concatenate([rng.choice(edges, min(3, edges.size)), draw(size=2)])) if edges.size else edges
+        on_grid = EdgeIndex(other, grid=binned)
+        assert on_grid.shares_cells(binned) == (binned._table and other.size > 0)
+        assert np.array_equal(on_grid(values), np.searchsorted(other, values, side="right")), (trial, other)
+        finite_values = values[np.isfinite(values)]
+        both = coarse_and_fine(on_grid, binned, finite_values)
+        assert np.array_equal(both[0], bin_counts(finite_values, other))
+        assert np.array_equal(both[1], bin_counts(finite_values, edges))
         counts, sums = binned.counts_sums(values[np.isfinite(values)])
         finite = values[np.isfinite(values)]
         assert np.array_equal(counts, bin_counts(finite, edges))
