@@ -35,6 +35,7 @@ from confluent_kafka import Consumer
 
 from driftline import Producer
 from driftline.consumer import DECODE_SLICE
+from driftline.estimation import calibrate
 from driftline.kafka_clients import common_config, make_producer
 from driftline.runtime import single_threaded_blas, tune_gc
 from schemas import Codec, FeatureFrame, Table
@@ -53,8 +54,13 @@ def batch_columns(rng, rows, shift=0.0):
 
 
 def publish_profile(settings, rng):
+    """A deployed binary classifier's profile: its reference and, as ``driftline profile`` writes it for a
+    model, its calibration (so the decay stage estimates its quality, and stage 1 knows it needs none of its
+    features)."""
     types = {**{n: "float" for n in NUMERIC}, **{c: "string" for c in CATEGORICAL}}
     profile = Profile.build(Table(batch_columns(rng, 20_000), types), "bench")
+    scores = rng.random(5_000)
+    profile.calibration = calibrate(np.where(rng.random(5_000) < scores, "1", "0"), scores)
     producer = make_producer(settings)
     producer.produce(settings.topic("profiles"), key=b"bench", value=profile.to_bytes())
     producer.flush()

@@ -555,6 +555,12 @@ class FeatureFrame:
             **block,
         }
 
+    @classmethod
+    def no_columns(cls, rows: int) -> FeatureFrame:
+        """``rows`` rows of no feature: what a prediction forwarded without its features carries."""
+        empty = np.zeros((rows, 0))
+        return cls(rows, (), empty, empty.astype(bool), (), empty.astype(object), empty.astype(bool))
+
     def numeric_column(self, name: str) -> np.ndarray:
         return self.numeric[:, self.numeric_names.index(name)]
 

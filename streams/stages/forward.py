@@ -30,7 +30,7 @@ the decay stage decodes it at the per-row speed of a run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,8 @@ import numpy as np
 from driftline.consumer import Event
 from driftline.contract import EventCodec
 from schemas.columns import unique_texts
-from schemas.rows import Rows
+from schemas.compiled import predictions_body
+from schemas.rows import PREDICTION, Rows
 from streams.decay.coalesce import coalesce, merge_parts
 
 BY_MODEL_TOPIC = "monitor.by-model"
@@ -53,7 +54,8 @@ WHOLE_EVENT_ROWS = 32
 
 
 def prediction_messages(rows: Rows, window_ms: int, codec: EventCodec, max_bytes: int = MAX_RUN_BYTES,
-                        originals: Mapping[int, bytes] | None = None) -> list[tuple[bytes, bytes]]:
+                        originals: Mapping[int, bytes] | None = None,
+                        features: Callable[[str], bool] = lambda model: True) -> list[tuple[bytes, bytes]]:
     """(key, value) messages for ``monitor.by-model`` of one partition's polled predictions.
 
     Runs are found with numpy over the events (a key per event from the
@@ -63,16 +65,21 @@ def prediction_messages(rows: Rows, window_ms: int, codec: EventCodec, max_bytes
     ``originals`` holds, by event index, the bytes an event came in as
     where the caller kept them: such an event of ``WHOLE_EVENT_ROWS`` rows
     or more is a run of its own, sent as those bytes.
+    ``features(model)`` says whether the decay stage reads a model's feature
+    columns; a model's runs go without them when it does not (then no event
+    goes as it came: its bytes hold them).
     """
     if not rows.events:
         return []
     models, model_of = unique_texts(rows.models)
+    with_features = np.array([features(model) for model in models], dtype=bool)
+    stripped = None if with_features.all() else rows.without_features()
     versions, version_of = unique_texts(rows.versions)
     windows = rows.times // window_ms
     window_of = windows - windows.min()
     classed = rows.classed if rows.classed is not None else np.zeros(rows.events, dtype=bool)
     key = ((model_of * len(versions) + version_of) * (int(window_of.max()) + 1) + window_of) * 2 + classed
-    whole = _whole_events(rows, originals)
+    whole = _whole_events(rows, originals) & with_features[model_of]
     if whole.any():  # each its own run: a key no other event has
         key = np.where(whole, -1 - np.arange(rows.events), key)
     _, first, run_of = np.unique(key, return_index=True, return_inverse=True)
@@ -86,7 +93,7 @@ def prediction_messages(rows: Rows, window_ms: int, codec: EventCodec, max_bytes
             assert originals is not None
             messages.append((key_bytes, originals[int(events[0])]))
             continue
-        run_rows = rows.take(events)
+        run_rows = (rows if stripped is None or with_features[model_of[events[0]]] else stripped).take(events)
         for piece in _pieces(run_rows, max_bytes):
             messages += [(key_bytes, value) for value in _encoded_run(piece, codec, max_bytes)]
     return messages
@@ -106,8 +113,10 @@ def _pieces(rows: Rows, max_bytes: int) -> list[Rows]:
     """``rows`` cut by events into as many equal pieces as their estimated size needs (numbers and codes
     as the bytes they are, ids and the dictionary as their characters); :func:`_encoded_run` makes sure."""
     frame = rows.frame
+    ids = rows.request_ids
+    sample = ids[::max(1, len(ids) // 64)]  # the ids' length from a sample: a pass over 45,000 cost 1 ms
     estimate = rows.rows * (8 * len(frame.numeric_names) + 4 * len(frame.categorical_names) + 10) + \
-        sum(map(len, rows.request_ids))
+        len(ids) * sum(map(len, sample)) // max(1, len(sample))
     pieces = min(rows.events, -(-estimate * 5 // (4 * max_bytes)))  # a fifth of room for what it misses
     if pieces <= 1:
         return [rows]
@@ -118,12 +127,30 @@ def _encoded_run(rows: Rows, codec: EventCodec, max_bytes: int) -> list[bytes]:
     """The rows as one Prediction event, or, when that comes out larger than ``max_bytes``, its halves (by
     events, each split again while too large): the size is exact. A single event is never split (it came
     in as one message)."""
-    value = codec.encode("driftline.Prediction", _run_record(rows))
+    value = _run_value(rows, codec)
     if len(value) <= max_bytes or rows.events == 1:
         return [value]
     half = rows.events // 2
     return [*_encoded_run(rows.take(np.arange(half)), codec, max_bytes),
             *_encoded_run(rows.take(np.arange(half, rows.events)), codec, max_bytes)]
+
+
+# A Columns block of no feature (names, values, nulls, mismatches, levels, codes: each empty)
+NO_COLUMNS = b"\x00" * 9
+
+
+def _run_value(rows: Rows, codec: EventCodec) -> bytes:
+    """The rows as one Prediction event. Rows without features (a model whose decay stage reads none) are
+    written directly, ids in one join (:func:`~schemas.compiled.avro_strings`): through the general encoder,
+    a batch's 45,000 ids cost 0.17 µs a row, as much as forwarding everything as it came."""
+    frame = rows.frame
+    if frame.numeric_names or frame.categorical_names:
+        return codec.encode(PREDICTION, _run_record(rows))
+    assert rows.scores is not None and rows.classed is not None and rows.classes is not None
+    classes = rows.classes if bool(rows.classed[0]) else None
+    return codec.header(PREDICTION) + predictions_body(
+        rows.models[0], rows.versions[0], int(rows.times.max()), rows.request_ids, NO_COLUMNS,
+        np.ascontiguousarray(rows.scores, dtype="<f8").tobytes(), classes, rows.segments[0])  # type: ignore[arg-type]
 
 
 def _run_record(rows: Rows) -> dict[str, Any]:

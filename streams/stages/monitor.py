@@ -178,7 +178,7 @@ class Monitor:
                     max_bytes: int = STAGE1_BATCH_BYTES) -> int:
         """One transaction of stage 1 over the next batch (up to ``max_messages`` events or about
         ``max_bytes``); the number of events read."""
-        if not self.profiles_loaded():
+        if not (self.profiles_loaded() and self.decay.records_loaded()):  # both say which features to forward
             return 0
         polled = self.stage1.poll_rows(max_messages, timeout, max_bytes)
         assigned = self.stage1.consumer.assignment()
@@ -285,7 +285,8 @@ class Monitor:
                         event.topic, event.partition, event.offset)
         for source, found in polled.rows.items():
             if source[0] == self.predictions_topic:
-                messages += prediction_messages(found.rows, self.window_ms, self.codec, originals=found.originals)
+                messages += prediction_messages(found.rows, self.window_ms, self.codec, originals=found.originals,
+                                                features=self.decay.reads_features)
         produce = self.stage1.producer.produce
         for key, value in messages:
             produce(self.by_model_topic, key=key, value=value)

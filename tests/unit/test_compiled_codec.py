@@ -25,6 +25,7 @@ from schemas.compiled import (
     BodyReader,
     RowWriter,
     avro_string,
+    avro_strings,
     features_body,
     plain_columns,
     prediction_body,
@@ -223,3 +224,18 @@ def test_whole_columns_written_directly_equal_the_general_encoding(group: tuple[
               "predicted_class": classes}
     assert CODEC.header("driftline.Prediction") + predictions_body(
         "m", version, event_time, request_ids, block, scores, classes) == CODEC.encode("driftline.Prediction", record)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(
+    st.builds(lambda size, n, alphabet: [("".join(alphabet) * size)[:size] for _ in range(n)],  # one length
+              st.integers(0, 70), st.integers(0, 40), st.lists(st.sampled_from("ab\x00é\x48\x7f"), min_size=1)),
+    st.lists(st.text(max_size=70), max_size=40),
+    st.builds(lambda ids: [*ids, ids[0][:-1]] if ids else ids,  # one shorter than the others
+              st.lists(st.text("0123456789abcdef-", min_size=36, max_size=36), min_size=8, max_size=30))))
+def test_an_array_of_strings_is_written_as_fastavro_writes_it(texts: list[str]) -> None:
+    """``avro_strings`` (the uniform ASCII ids joined with their length byte, or one text at a time) against
+    fastavro: one length under and at 64, non-ASCII, NULs, the length byte's own character inside a text."""
+    buffer = io.BytesIO()
+    schemaless_writer(buffer, {"type": "array", "items": "string"}, texts)
+    assert avro_strings(texts) == buffer.getvalue()

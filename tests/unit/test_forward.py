@@ -135,3 +135,43 @@ def test_every_chunk_stays_under_the_limit_whatever_the_ids_and_texts_are() -> N
                                         "labels": ["ö" * 100]}, "labels", 0, i, None, 0) for i in range(40)]
     messages, _ = label_messages(labels, WINDOW_MS, CODEC, max_bytes=6_000)
     assert len(messages) > 3 and max(len(value) for _, value in messages) <= 6_000
+
+
+def test_a_model_whose_features_the_decay_stage_never_reads_goes_without_them() -> None:
+    """A classifier's predictions are forwarded with ids, times, scores and classes only, batch events
+    included (their original bytes hold the features); a model that may need them keeps them whole."""
+    rng = np.random.default_rng(8)
+    events = [prediction_event(i, rows, rng, model=model, classes=model == "clf")
+              for i, (rows, model) in enumerate([(1, "clf"), (100, "clf"), (1, "reg"), (100, "reg"), (3, "clf")])]
+    originals = {i: CODEC.encode("driftline.Prediction", e.record) for i, e in enumerate(events)}
+    messages = prediction_messages(as_rows(events), WINDOW_MS, CODEC, originals=originals,
+                                   features=lambda model: model == "reg")
+    by_model: dict[bytes, list[dict]] = {}
+    for key, value in messages:
+        by_model.setdefault(key, []).append(CODEC.decode(value, "driftline.Prediction"))
+    clf = by_model[b"clf"]
+    assert [i for r in clf for i in r["request_ids"]] == [i for k in (0, 1, 4) for i in events[k].record["request_ids"]]
+    assert all(not r["columns"]["numeric_names"] and not r["columns"]["categorical_names"] for r in clf)
+    assert b"".join(r["prediction"] for r in clf) == b"".join(events[k].record["prediction"] for k in (0, 1, 4))
+    assert [c for r in clf for c in r["predicted_class"]] == \
+        [c for k in (0, 1, 4) for c in events[k].record["predicted_class"]]
+    assert all(FeatureFrame.from_record(r["columns"], len(r["request_ids"])).rows == len(r["request_ids"])
+               for r in clf)  # what the decay stage decodes
+    assert originals[3] in [value for _, value in messages]  # the regression's batch event as it came
+    reg = by_model[b"reg"]
+    assert [r["columns"]["numeric_names"] for r in reg] == [["x"], ["x"]]
+
+
+def test_features_are_forwarded_unless_a_model_is_known_only_as_a_classifier() -> None:
+    from driftline.estimation import Calibration
+    from streams.decay.estimated import reads_features
+
+    def calibration(task: str) -> Calibration:
+        return Calibration(task=task, rows=10)
+
+    assert reads_features([], [])  # nothing known yet: a record may bring a regression's loss model
+    assert not reads_features(["classification"], [])
+    assert not reads_features([], [calibration("binary")])
+    assert not reads_features(["classification"], [calibration("multiclass"), calibration("binary")])
+    assert reads_features(["regression"], [])
+    assert reads_features(["classification"], [calibration("regression")])
