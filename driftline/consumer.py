@@ -10,7 +10,7 @@ committed never cover work (or dead letters) that is not yet durable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from itertools import repeat
 from operator import is_not
 from typing import Any, NamedTuple
@@ -22,7 +22,9 @@ from driftline.contract import EventCodec, codec_for
 from driftline.deadletter import DeadLetterQueue
 from driftline.deadline import Pending, within
 from driftline.kafka_clients import make_consumer, make_producer, position_of
+from driftline.offsets import OffsetRange, read_ranges
 from driftline.producer import ROLE_HEADER, SHADOW_ROLE
+from driftline.repeats import LOOKBACK_BYTES, RecentEvents, RepeatedEvent, identities, identity
 from driftline.settings import Settings
 from schemas import ContractError, DecodeError
 from schemas.rows import FEATURES, PREDICTION, Rows, inconsistency
@@ -100,15 +102,25 @@ FIRST_SLICE = 8  # ... and this many while a reader knows nothing of their sizes
 class SourceRows(NamedTuple):
     """A partition's Prediction or Features events of one poll, as columns, in offset order (the
     partition is its key in :class:`Polled`), and the bytes of those that were decoded alone, by their
-    index among the events (a stage can pass such an event on as it came: see :mod:`streams.stages.forward`)."""
+    index among the events (a stage can pass such an event on as it came: see :mod:`streams.stages.forward`).
+    ``end``: the offset after the poll's last event of the partition, when that one was left out (a repeat)."""
 
     offsets: np.ndarray
     rows: Rows
     originals: dict[int, bytes]
+    end: int = -1
 
     @property
     def next_offset(self) -> int:
-        return int(self.offsets[-1]) + 1
+        return self.end if self.end >= 0 else int(self.offsets[-1]) + 1
+
+    def without(self, events: Collection[int]) -> SourceRows:
+        """These rows less the events at the indices ``events``."""
+        keep = np.setdiff1d(np.arange(self.rows.events), np.fromiter(events, dtype=np.int64, count=len(events)))
+        at = np.full(self.rows.events, -1)
+        at[keep] = np.arange(keep.size)
+        return SourceRows(self.offsets[keep], self.rows.take(keep),
+                          {int(at[i]): raw for i, raw in self.originals.items() if at[i] >= 0}, self.next_offset)
 
 
 class Polled(NamedTuple):
@@ -210,6 +222,7 @@ class EventReader:
         on_assign: Callable[[list[TopicPartition]], None] | None = None,
         dead_letter_topics: Sequence[str] | None = None,
         answered_only: bool = False,
+        repeats: RecentEvents | None = None,
         **consumer_config: Any,
     ) -> None:
         self.settings = settings
@@ -235,10 +248,16 @@ class EventReader:
         self.producer = producer or make_producer(settings)
         self._in_transaction = False
         self._pending: Pending[None] | None = None
-        subscribe_args: dict[str, Any] = {}
-        if on_assign is not None:
-            subscribe_args["on_assign"] = lambda consumer, partitions: on_assign(partitions)
-        self.consumer.subscribe(list(topics), **subscribe_args)
+        # poll_rows leaves out (and dead-letters) an event a producer sent twice (:mod:`driftline.repeats`)
+        self.repeats = repeats
+
+        def assigned(_: Consumer, partitions: list[TopicPartition]) -> None:
+            if self.repeats is not None:
+                self.repeats.forget((tp.topic, tp.partition) for tp in partitions)
+            if on_assign is not None:
+                on_assign(partitions)
+
+        self.consumer.subscribe(list(topics), on_assign=assigned)
         self.deadletters = DeadLetterQueue.for_producer(settings, self.producer)
         self.consumed = 0
         self._message_bytes = 0.0  # the mean size of the latest bounded slice's messages (0: none yet)
@@ -345,8 +364,54 @@ class EventReader:
             if built is not None:
                 offsets, rows, originals[source] = built
                 parts.setdefault(source, []).append((offsets, rows))
-        return Polled({source: _in_offset_order(found, originals.get(source, {})) for source, found in parts.items()},
-                      events)
+        by_source = {source: _in_offset_order(found, originals.get(source, {})) for source, found in parts.items()}
+        if self.repeats is not None:
+            by_source = self._without_repeats(by_source, messages)
+        return Polled(by_source, events)
+
+    def _without_repeats(self, polled: dict[SourcePartition, SourceRows], messages: list[Message]
+                         ) -> dict[SourcePartition, SourceRows]:
+        """The polled rows less the events that repeat an earlier event of their partition, dead-lettered
+        with the offset of the one they repeat; a partition not seen since its assignment is read back
+        first (:mod:`driftline.repeats`)."""
+        assert self.repeats is not None
+        out = {}
+        for source, found in polled.items():
+            if not self.repeats.knows(source):
+                self._read_back(source, int(found.offsets[0]))
+            repeated = self.repeats.repeats(source, identities(found.rows, found.offsets), found.offsets)
+            if repeated:
+                at = {position_of(m): m for m in messages if m.error() is None}
+                for i, earlier in repeated.items():
+                    offset = int(found.offsets[i])
+                    self.deadletters.send_message(at[(source[0], source[1], offset)], RepeatedEvent(
+                        f"a repeat of the event at offset {earlier} (the same first request id): a producer "
+                        "sent it twice, and its rows are counted once"), self.stage)
+                    log.warning("dead-lettered %s[%d]@%d: a repeat of offset %d", source[0], source[1], offset,
+                                earlier)
+                found = found.without(repeated)
+            out[source] = found
+        return out
+
+    def _read_back(self, source: SourcePartition, position: int) -> None:
+        """Remember the events just before ``position`` of a partition newly assigned: a producer's repeat
+        may follow its original across the offset another worker (or this one, before a crash) committed."""
+        assert self.repeats is not None
+        self.repeats.start(source)
+        low = self.consumer.get_watermark_offsets(TopicPartition(*source), timeout=10)[0]
+        size = max(self._message_bytes, 1.0)
+        start = max(low, position - min(self.repeats.keep, int(LOOKBACK_BYTES / size)))
+        if start >= position:
+            return
+        for batch in read_ranges(self.settings, [OffsetRange(source[0], source[1], start, position)]):
+            known, offsets = [], []
+            for message in answered_records(batch) if self.answered_only else batch:
+                try:
+                    known.append(identity(self.codec.decode(message.value() or b""), position_of(message)[2]))
+                except (ContractError, KeyError, TypeError):
+                    continue  # not an event (it was dead-lettered when read): nothing to repeat
+                offsets.append(position_of(message)[2])
+            self.repeats.repeats(source, known, np.asarray(offsets, dtype=np.int64))
 
     def _rows_of(self, decoded: list[tuple[Message, Event]]) -> tuple[np.ndarray, Rows, dict[int, bytes]] | None:
         """One partition's events decoded alone as (offsets, Rows, their bytes by offset); the inconsistent

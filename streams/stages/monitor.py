@@ -34,6 +34,7 @@ from confluent_kafka import TopicPartition
 from driftline.alerts import alert_message
 from driftline.consumer import Event, EventReader, Polled, static_membership
 from driftline.follow import TopicFollower, read_compacted
+from driftline.repeats import RecentEvents
 from driftline.settings import Settings
 from schemas import Codec
 from streams.decay.judge import DecayPolicy
@@ -108,6 +109,7 @@ class Monitor:
                     self.labels_topic: "driftline.Label"},
             transactional_id=settings.group(f"monitor-1-{instance}"), on_assign=self._restore_watermarks,
             answered_only=True,  # a rollout's shadow predictions are not traffic
+            repeats=RecentEvents(),  # an event a producer sent twice is counted once (driftline.repeats)
             **static_membership(f"{instance}-1"))
         self.stage2 = EventReader(
             settings, settings.group(STAGE2_GROUP), [self.partial_topic], stage="monitor-merge",

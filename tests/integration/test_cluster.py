@@ -22,6 +22,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from driftline.broker import LocalCluster
+from driftline.deadletter import DeadLetter
 from driftline.settings import load_settings
 from driftline.topics import create_topics
 from schemas import Codec
@@ -114,10 +115,45 @@ def leader_of(settings, topic: str, partition: int) -> int:
 
 
 def sdk_events(settings, model: str) -> list[dict]:
+    """``model``'s events on the predictions topic, each once: a producer's repeat must have been dead-lettered
+    by the monitor as one (:func:`repeats_dead_lettered`)."""
     codec = Codec.default()
     decoded = [codec.decode(m.value(), "driftline.Prediction")
                for m in read_topic(settings, settings.topic("predictions"), timeout=30)]
     return [e for e in decoded if e["model"] == model]
+
+
+def whole_events_once(events: list[dict]) -> list[dict]:
+    """The events less their repeats, each repeat the same whole event as its original: the idempotent
+    producer may send an event twice when the whole cluster goes away under it (see
+    :func:`repeats_dead_lettered`), never a part of one. No monitor runs here; the test above shows it
+    counts such a repeat once."""
+    first: dict[str, dict] = {}
+    for event in events:
+        earlier = first.setdefault(event["request_ids"][0], event)
+        assert earlier == event, "a repeat is its original whole"
+    return list(first.values())
+
+
+def repeats_dead_lettered(settings) -> tuple[list[dict], int]:
+    """The predictions topic's events less their repeats, and how many repeats there were; each repeat must
+    be in the dead-letter topic as one. An idempotent producer can send an event twice when the cluster
+    goes away under it (librdkafka bumps its epoch and re-sends what was in flight: confluentinc/librdkafka
+    #4953; seen once in six runs of the outage test), and then the monitor must count it once."""
+    codec = Codec.default()
+    first: dict[str, dict] = {}
+    repeats = set()
+    for m in read_topic(settings, settings.topic("predictions"), timeout=30):
+        event = codec.decode(m.value(), "driftline.Prediction")
+        if event["request_ids"][0] in first:
+            repeats.add((m.partition(), m.offset()))
+        else:
+            first[event["request_ids"][0]] = event
+    dead = [DeadLetter.from_message(m.value(), m.key(), m.headers())
+            for m in read_topic(settings, settings.topic("deadletter"), timeout=5)]
+    assert {(d.source_partition, d.source_offset) for d in dead if d.reason.startswith("a repeat of")} == \
+        repeats, "every event a producer sent twice was dead-lettered as a repeat, and only those"
+    return list(first.values()), len(repeats)
 
 
 def test_a_broker_crash_loses_and_duplicates_nothing(on_cluster, tmp_path):
@@ -132,11 +168,11 @@ def test_a_broker_crash_loses_and_duplicates_nothing(on_cluster, tmp_path):
             settings, profile, lambda: local.kill(leader_of(settings, topic, 0)), timeout=120)
     lines = "\n".join(said(log))
     assert monitor.returncode == 0, lines[-3000:]
-    events = sdk_events(settings, "m")
-    ids = [rid for e in events for rid in e["request_ids"]]
-    assert len(sent) == 160 and len(events) == 160 + 40, \
-        "every event produced is on the topic once (the 40 advance the watermark)"
-    assert len(ids) == len(set(ids)), "no event twice"
+    events, _ = repeats_dead_lettered(settings)
+    ids = [rid for e in events for rid in e["request_ids"] if e["model"] == "m"]
+    assert len(sent) == 160 and len([e for e in events if e["model"] == "m"]) == 160 + 40, \
+        "every event produced is on the topic (the 40 advance the watermark)"
+    assert len(ids) == len(set(ids)), "no row twice but in a repeat of its whole event"
     assert set(expected) <= set(got), f"{len(got)} of {len(expected)} windows closed; the monitor said:\n" + \
         lines[-4000:]
     assert_exact_and_alerted_once(settings, expected, got)
@@ -174,8 +210,9 @@ def test_the_monitor_across_a_whole_cluster_outage(on_cluster, tmp_path):
     assert any(ln.startswith("%") and "Connection refused" in ln for ln in everything), \
         "the monitor's clients lost the cluster"
     assert len(sent) == 160
-    ids = [rid for e in sdk_events(settings, "m") for rid in e["request_ids"]]
-    assert len(ids) == len(set(ids)), "no event twice on the topic (else a window would count it twice)"
+    events, _ = repeats_dead_lettered(settings)
+    ids = [rid for e in events if e["model"] == "m" for rid in e["request_ids"]]
+    assert len(ids) == len(set(ids)), "no row twice but in a repeat of its whole event"
     assert_exact_and_alerted_once(settings, expected, got)
 
 
@@ -247,9 +284,9 @@ def test_the_whole_cluster_down_for_20_s(on_cluster, tmp_path):
     assert len(sent) == 300
     statuses = set(answered.values())
     assert statuses == {200}, f"the node answered every request during the outage: {statuses}"
-    events = sdk_events(settings, "m")
-    assert len(events) == 300 + 40, "every SDK event arrived once"
-    served = [rid for e in sdk_events(settings, "loans") for rid in e["request_ids"]]
-    assert sorted(served) == sorted(answered), "every answered request's prediction event arrived, once"
+    events = whole_events_once(sdk_events(settings, "m"))
+    assert len(events) == 300 + 40, "every SDK event arrived"
+    served = [rid for e in whole_events_once(sdk_events(settings, "loans")) for rid in e["request_ids"]]
+    assert sorted(served) == sorted(answered), "every answered request's prediction event arrived"
     assert node_exit == 0
 

@@ -328,6 +328,84 @@ def test_bad_events_are_dead_lettered_and_counts_reconcile(profiled):
 
 
 
+def test_an_event_sent_twice_is_counted_once_while_running_and_across_a_sigkill(profiled):
+    """A producer's repeat (librdkafka re-sends what was in flight after an epoch bump; an application
+    retries) is dead-lettered with the offset it repeats, and its window stays exact: a repeat arriving
+    while the monitor runs, and one arriving after a SIGKILL whose original lies before the committed offset
+    (found by reading back on assignment). Both windows are still open when their repeat comes."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from driftline.kafka_clients import consumer_config
+    from streams.stages.monitor import STAGE1_GROUP
+
+    settings, profile = profiled
+    topic = settings.topic("predictions")
+    codec = Codec.default()
+    rng = np.random.default_rng(3)
+    sent: list = []
+    firsts: dict[int, str] = {}
+    raw = make_producer(settings)
+
+    def send(producer, events: range) -> None:
+        for i in events:
+            cols = columns(rng, 20)
+            firsts[i] = producer.predictions(cols, np.zeros(20), event_time=BASE + i * 100)[0]
+            sent.append((BASE + i * 100, cols))
+        producer.flush()
+
+    def repeat(i: int) -> tuple[int, int]:
+        """Event i's bytes again, on its partition: (the original's offset, the repeat's offset)."""
+        original = next(m for m in read_topic(settings, topic, timeout=5)
+                        if codec.decode(m.value())["request_ids"][0] == firsts[i])
+        offsets: list[int] = []
+        raw.produce(topic, key=original.key(), value=original.value(), partition=original.partition(),
+                    on_delivery=lambda err, m: offsets.append(-1 if err else m.offset()))
+        raw.flush(30)
+        assert offsets and offsets[0] >= 0
+        return original.offset(), offsets[0]
+
+    def committed_everything() -> bool:
+        probe = Consumer(consumer_config(settings, settings.group(STAGE1_GROUP)))
+        try:
+            parts = probe.list_topics(topic, timeout=10).topics[topic].partitions
+            done = probe.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+            return all(tp.offset >= probe.get_watermark_offsets(TopicPartition(topic, tp.partition),
+                                                                 timeout=10)[1] for tp in done)
+        finally:
+            probe.close()
+
+    monitor = start_monitor(settings, instance="r", idle=60.0)  # windows close by event time only
+    try:
+        with Producer(model="m", settings=settings) as producer:
+            send(producer, range(60))  # windows 0-2; window 2 stays open (the watermark is inside it)
+            deadline = time.monotonic() + 60
+            while not committed_everything():
+                assert time.monotonic() < deadline, "stage 1 committed what it read"
+                time.sleep(0.1)
+            monitor.kill()
+            monitor.wait()
+            after_crash = repeat(55)  # its original was read and committed by the worker that died
+            monitor = start_monitor(settings, instance="r", idle=60.0)
+            send(producer, range(60, 80))
+            time.sleep(2)
+            while_running = repeat(75)  # window 3, still open
+            send(producer, range(80, 100))
+            for j in range(40):  # every partition's watermark past the last window
+                producer.predictions(columns(rng, 1), np.zeros(1), event_time=BASE + 100 * 100 + 10 * WINDOW_MS + j)
+        expected = expected_windows(sent, profile)
+        got = closed_windows(settings, set(expected))
+    finally:
+        stop(monitor)
+    dead = [DeadLetter.from_message(m.value(), m.key(), m.headers())
+            for m in read_topic(settings, settings.topic("deadletter"), timeout=5)]
+    assert sorted((d.source_offset, d.reason) for d in dead) == sorted(
+        (again, f"a repeat of the event at offset {first} (the same first request id): a producer sent it "
+                "twice, and its rows are counted once") for first, again in (after_crash, while_running))
+    assert set(expected) <= set(got)
+    for start, want in expected.items():
+        assert_same_window(got[start], want)
+
+
 def test_decay_quality_windows_are_exact_across_sigkill_and_raise_decay_alerts(profiled):
     """Labels joined to predictions (either order), windowed accuracy = numpy's, decay alert after the drop,
     across a SIGKILL of each of two workers while events go on arriving.
