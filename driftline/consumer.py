@@ -404,14 +404,16 @@ class EventReader:
         if start >= position:
             return
         for batch in read_ranges(self.settings, [OffsetRange(source[0], source[1], start, position)]):
-            known, offsets = [], []
+            records, offsets = [], []
             for message in answered_records(batch) if self.answered_only else batch:
                 try:
-                    known.append(identity(self.codec.decode(message.value() or b""), position_of(message)[2]))
-                except (ContractError, KeyError, TypeError):
+                    record = self.codec.decode(message.value() or b"")
+                except ContractError:
                     continue  # not an event (it was dead-lettered when read): nothing to repeat
-                offsets.append(position_of(message)[2])
-            self.repeats.repeats(source, known, np.asarray(offsets, dtype=np.int64))
+                if "request_ids" in record and "model" in record:
+                    records.append(record)
+                    offsets.append(position_of(message)[2])
+            self.repeats.repeats(source, identity(records, offsets), np.asarray(offsets, dtype=np.int64))
 
     def _rows_of(self, decoded: list[tuple[Message, Event]]) -> tuple[np.ndarray, Rows, dict[int, bytes]] | None:
         """One partition's events decoded alone as (offsets, Rows, their bytes by offset); the inconsistent

@@ -86,6 +86,20 @@ def _model_summary(raw: bytes) -> dict[str, Any]:
             "calibrated": record.get("calibration") is not None}
 
 
+def place_window(ring: deque[dict[str, Any]], entry: dict[str, Any]) -> None:
+    """A model's merged window into its ring, kept in order of window start (the newest last, the oldest
+    dropped past ``maxlen``): a replayed window replaces itself, and one read out of order goes in its
+    place. A model's windows are keyed by their start, so they sit on several partitions of the stats
+    topic and arrive in no particular order (CI once saw the shifted window read before the others)."""
+    if not ring or ring[-1]["window_start"] < entry["window_start"]:
+        ring.append(entry)  # the common case: the newest window
+        return
+    kept = sorted([w for w in ring if w["window_start"] != entry["window_start"]] + [entry],
+                  key=lambda w: w["window_start"])
+    ring.clear()
+    ring.extend(kept[-(ring.maxlen or len(kept)):])
+
+
 class ConsoleState:
     """The console's picture of the loop, refreshed by :meth:`run` in a thread; :meth:`snapshot` reads it."""
 
@@ -159,10 +173,7 @@ class ConsoleState:
                                              "statistic": _finite(m.value), "method": m.method,
                                              "psi": _finite(m.tests.get("psi")), "skew": False}
         with self.lock:
-            ring = self.windows.setdefault(summary.model, deque(maxlen=WINDOWS_KEPT))
-            if ring and ring[-1]["window_start"] == entry["window_start"]:
-                ring.pop()  # a replayed window replaces itself
-            ring.append(entry)
+            place_window(self.windows.setdefault(summary.model, deque(maxlen=WINDOWS_KEPT)), entry)
 
     def _quality(self, value: bytes) -> None:
         try:
