@@ -84,13 +84,16 @@ def follow_from(settings: Settings, topics: list[str], start_ms: int,
 
 
 def read_ranges(settings: Settings, ranges: list[OffsetRange], timeout: float = 60.0,
-                batch: int = 5000) -> Iterator[list[Message]]:
-    """Batches of the committed records inside ``ranges`` (transaction markers and aborted records skipped)."""
+                batch: int = 5000, *, from_earliest: bool = False) -> Iterator[list[Message]]:
+    """Batches of the committed records inside ``ranges`` (transaction markers and aborted records skipped).
+
+    ``from_earliest``: a range may start before what retention kept; it is then read from the earliest
+    record kept (else a range must be readable whole)."""
     pending = {(r.topic, r.partition): r.end_offset for r in ranges if r.end_offset > r.start_offset}
     if not pending:
         return
     next_offset = {(r.topic, r.partition): r.start_offset for r in ranges}
-    consumer = throwaway_consumer(settings, "range")
+    consumer = throwaway_consumer(settings, "range", **({"auto.offset.reset": "earliest"} if from_earliest else {}))
     try:
         consumer.assign([TopicPartition(r.topic, r.partition, r.start_offset) for r in ranges
                          if (r.topic, r.partition) in pending])
