@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from driftline.contract import EventCodec, codec_for
 from driftline.deadletter import DeadLetterQueue
 from driftline.deadline import Pending, within
+from driftline.errors import BrokerError, ConfigError
 from driftline.kafka_clients import make_consumer, make_producer, position_of
 from driftline.offsets import OffsetRange, read_ranges
 from driftline.producer import ROLE_HEADER, SHADOW_ROLE
@@ -385,8 +386,8 @@ class EventReader:
                 for i, earlier in repeated.items():
                     offset = int(found.offsets[i])
                     self.deadletters.send_message(at[(source[0], source[1], offset)], RepeatedEvent(
-                        f"a repeat of the event at offset {earlier} (the same first request id): a producer "
-                        "sent it twice, and its rows are counted once"), self.stage)
+                        f"a repeat of the event at offset {earlier} (the same model, version, first request id "
+                        "and time): a producer sent it twice, and its rows are counted once"), self.stage)
                     log.warning("dead-lettered %s[%d]@%d: a repeat of offset %d", source[0], source[1], offset,
                                 earlier)
                 found = found.without(repeated)
@@ -404,18 +405,26 @@ class EventReader:
             return  # nothing before it (a partition read from its start)
         # its own consumer, from the earliest record kept if retention took the start: a watermark query on
         # this stage's consumer waited behind its fetches (0.4 s a partition, at every start)
-        for batch in read_ranges(self.settings, [OffsetRange(source[0], source[1], start, position)],
-                                 from_earliest=True):
-            records, offsets = [], []
-            for message in answered_records(batch) if self.answered_only else batch:
-                try:
-                    record = self.codec.decode(message.value() or b"")
-                except ContractError:
-                    continue  # not an event (it was dead-lettered when read): nothing to repeat
-                if "request_ids" in record and "model" in record:
-                    records.append(record)
-                    offsets.append(position_of(message)[2])
-            self.repeats.repeats(source, identity(records, offsets), np.asarray(offsets, dtype=np.int64))
+        try:
+            for batch in read_ranges(self.settings, [OffsetRange(source[0], source[1], start, position)],
+                                     from_earliest=True):
+                self._remember(source, batch)
+        except ConfigError as exc:  # the cluster did not answer: a worker starts again once it does
+            raise BrokerError(f"reading back {source[0]}[{source[1]}] before offset {position}: {exc}") from exc
+
+    def _remember(self, source: SourcePartition, batch: list[Message]) -> None:
+        """The identities of events read back (a rollout's shadows and what is no event left out)."""
+        assert self.repeats is not None
+        records, offsets = [], []
+        for message in answered_records(batch) if self.answered_only else batch:
+            try:
+                record = self.codec.decode(message.value() or b"")
+            except ContractError:
+                continue  # not an event (it was dead-lettered when read): nothing to repeat
+            if "request_ids" in record and "model" in record and "event_time" in record:
+                records.append(record)
+                offsets.append(position_of(message)[2])
+        self.repeats.repeats(source, identity(records, offsets), np.asarray(offsets, dtype=np.int64))
 
     def _rows_of(self, decoded: list[tuple[Message, Event]]) -> tuple[np.ndarray, Rows, dict[int, bytes]] | None:
         """One partition's events decoded alone as (offsets, Rows, their bytes by offset); the inconsistent

@@ -399,8 +399,9 @@ def test_an_event_sent_twice_is_counted_once_while_running_and_across_a_sigkill(
     dead = [DeadLetter.from_message(m.value(), m.key(), m.headers())
             for m in read_topic(settings, settings.topic("deadletter"), timeout=5)]
     assert sorted((d.source_offset, d.reason) for d in dead) == sorted(
-        (again, f"a repeat of the event at offset {first} (the same first request id): a producer sent it "
-                "twice, and its rows are counted once") for first, again in (after_crash, while_running))
+        (again, f"a repeat of the event at offset {first} (the same model, version, first request id and "
+                "time): a producer sent it twice, and its rows are counted once")
+        for first, again in (after_crash, while_running))
     assert set(expected) <= set(got)
     for start, want in expected.items():
         assert_same_window(got[start], want)
