@@ -62,10 +62,12 @@ def start_monitor(settings, instance="t", stderr=subprocess.PIPE, idle: float = 
 
 
 def produce_stream(settings, events: int, rows: int, shift_from_window: int | None, seed: int = 1,
-                   pace: float = 0.0, on_event=None, **kafka_config):
+                   pace: float = 0.0, on_event=None, flush_s: float = 60.0, **kafka_config):
     """Deterministic events: event i has time BASE + i * 100 ms (20 events per window).
 
-    ``on_event()`` is called after each event the SDK accepted (a test can watch it block)."""
+    ``on_event()`` is called after each event the SDK accepted (a test can watch it block); ``flush_s``: how
+    long the SDK may wait at the end for the broker to acknowledge them (across a failure: as long as the
+    failure may last)."""
     rng = np.random.default_rng(seed)
     sent = []
     with Producer(model="m", settings=settings, **kafka_config) as producer:
@@ -82,6 +84,7 @@ def produce_stream(settings, events: int, rows: int, shift_from_window: int | No
         # Advance every partition's watermark past the last window.
         for j in range(40):
             producer.predictions(columns(rng, 1), np.zeros(1), event_time=BASE + events * 100 + 10 * WINDOW_MS + j)
+        producer.flush(flush_s)
     return sent
 
 
@@ -182,13 +185,16 @@ def stream_through_a_failure(settings, profile, fail, timeout: float = 90.0):
     import threading
 
     sent: list = []
+    # The SDK waits for the acknowledgements as long as the failure may last (a cluster restarted on a busy
+    # machine: CI once saw 129 events unacknowledged after the SDK's default 60 s, and no event sent).
     producer = threading.Thread(target=lambda: sent.extend(
-        produce_stream(settings, events=160, rows=50, shift_from_window=4, pace=0.03)))
+        produce_stream(settings, events=160, rows=50, shift_from_window=4, pace=0.03, flush_s=timeout)))
     producer.start()
     time.sleep(2.5)
     fail()
-    producer.join(timeout=180)
+    producer.join(timeout=timeout + 60)
     assert not producer.is_alive(), "the producer finished"
+    assert len(sent) == 160, "the SDK delivered every event (else its thread said why, above)"
     expected = expected_windows(sent, profile)
     return sent, expected, closed_windows(settings, set(expected), timeout=timeout)
 
