@@ -25,7 +25,7 @@ from driftline.errors import BrokerError, ConfigError
 from driftline.kafka_clients import make_consumer, make_producer, position_of
 from driftline.offsets import OffsetRange, read_ranges
 from driftline.producer import ROLE_HEADER, SHADOW_ROLE
-from driftline.repeats import LOOKBACK_BYTES, RecentEvents, RepeatedEvent, identities, identity
+from driftline.repeats import LOOKBACK_BYTES, RecentEvents, RepeatedEvent, identities, record_keys
 from driftline.settings import Settings
 from schemas import ContractError, DecodeError
 from schemas.rows import FEATURES, PREDICTION, Rows, inconsistency
@@ -377,12 +377,13 @@ class EventReader:
         first (:mod:`driftline.repeats`)."""
         assert self.repeats is not None
         out = {}
+        at: dict[tuple[str, int, int], Message] = {}  # the batch's records by position, once a repeat needs them
         for source, found in polled.items():
             if not self.repeats.knows(source):
                 self._read_back(source, int(found.offsets[0]))
             repeated = self.repeats.repeats(source, identities(found.rows, found.offsets), found.offsets)
             if repeated:
-                at = {position_of(m): m for m in messages if m.error() is None}
+                at = at or {position_of(m): m for m in messages if m.error() is None}
                 for i, earlier in repeated.items():
                     offset = int(found.offsets[i])
                     self.deadletters.send_message(at[(source[0], source[1], offset)], RepeatedEvent(
@@ -416,15 +417,18 @@ class EventReader:
         """The identities of events read back (a rollout's shadows and what is no event left out)."""
         assert self.repeats is not None
         records, offsets = [], []
-        for message in answered_records(batch) if self.answered_only else batch:
+        messages = answered_records(batch) if self.answered_only else batch
+        # the plain one-row events decoded together (as a poll decodes them), the others alone
+        together = self.codec.decode_batch([m.value() or b"" for m in messages])
+        for message, known in zip(messages, together, strict=True):
             try:
-                record = self.codec.decode(message.value() or b"")
+                record = known[1] if known is not None else self.codec.decode(message.value() or b"")
             except ContractError:
                 continue  # not an event (it was dead-lettered when read): nothing to repeat
             if "request_ids" in record and "model" in record and "event_time" in record:
                 records.append(record)
                 offsets.append(position_of(message)[2])
-        self.repeats.repeats(source, identity(records, offsets), np.asarray(offsets, dtype=np.int64))
+        self.repeats.repeats(source, record_keys(records, offsets), np.asarray(offsets, dtype=np.int64))
 
     def _rows_of(self, decoded: list[tuple[Message, Event]]) -> tuple[np.ndarray, Rows, dict[int, bytes]] | None:
         """One partition's events decoded alone as (offsets, Rows, their bytes by offset); the inconsistent

@@ -170,7 +170,7 @@ def identities(rows: Rows, offsets: np.ndarray) -> np.ndarray:
     return keys_of(rows.models, rows.versions, firsts, rows.times)
 
 
-def identity(records: Sequence[Mapping[str, Any]], offsets: Sequence[int]) -> np.ndarray:
+def record_keys(records: Sequence[Mapping[str, Any]], offsets: Sequence[int]) -> np.ndarray:
     """The keys of decoded records (as :func:`identities` finds them from their rows)."""
     firsts = [str((r.get("request_ids") or [f"\x00{o}"])[0]) for r, o in zip(records, offsets, strict=True)]
     return keys_of([str(r["model"]) for r in records], [r.get("model_version") or "" for r in records], firsts,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from driftline.repeats import RecentEvents, identities, identity, keys_of
+from driftline.repeats import RecentEvents, identities, keys_of, record_keys
 from schemas import FeatureFrame, encode_columns
 from schemas.rows import PREDICTION, Rows
 
@@ -70,7 +70,7 @@ def test_an_event_is_known_by_model_version_and_first_request_id_alike_from_rows
     offsets = np.array([7, 8, 9, 10, 11])
     rows = Rows.from_records(PREDICTION, records)
     found = identities(rows, offsets)
-    assert found.tolist() == identity(records, offsets.tolist()).tolist()
+    assert found.tolist() == record_keys(records, offsets.tolist()).tolist()
     assert len(set(found.tolist())) == 5
     assert RecentEvents().repeats(SOURCE, np.append(found, found[:1]), np.append(offsets, 12)) == {5: 7}
     mixed = keys_of(["a", "b"] * 3, ["1"] * 6, ["r1", "r1", "r2", "r2", "r1", "r1"], np.array([0, 0, 0, 0, 5, 5]))
