@@ -16,7 +16,10 @@
   the range.
 * ``batch_rows_per_s``: the same as ``events_per_s`` with 100-row events of a
   calibrated classifier (whose predictions stage 1 forwards without their
-  features), beside ``batch_baseline_rows_per_s`` (consume + decode of those events).
+  features), beside ``batch_baseline_rows_per_s`` (consume + decode of those
+  events), in rounds as above (``batch_ratio_to_baseline``, ``_min``, ``_max``).
+* Every rate is timed in steady state, the worker's as its baseline's: from
+  the end of the first batch, counting the events after it (:func:`drain`).
 * ``detect_latency_p50_s`` / ``_p99_s``: wall time from a drifted window's
   close (its end + grace) to its alert on the alerts topic, with live traffic.
 * ``rss_mb`` after the run, and ``rss_mb_half`` halfway: memory is bounded by
@@ -42,7 +45,7 @@ from driftline.runtime import single_threaded_blas, tune_gc
 from schemas import Codec, FeatureFrame, Table
 from schemas.rows import Rows
 from streams.drift.profile import Profile
-from streams.stages.monitor import STAGE1_BATCH_BYTES, Monitor
+from streams.stages.monitor import STAGE1_BATCH_BYTES, STAGE1_BATCH_EVENTS, Monitor
 
 NUMERIC = [f"n{i}" for i in range(16)]
 CATEGORICAL = [f"c{i}" for i in range(4)]
@@ -98,20 +101,20 @@ def consume_rate(settings, topic, events, decode):
     consumer = bench_consumer(settings)
     consumer.subscribe([topic])
     seen = 0
-    start = None
+    start, first = None, 0
     batch = 500  # until the first batch says how large its events are
     while seen < events:
         messages = consumer.consume(min(batch, events - seen), 1.0)
-        if messages and start is None:
-            start = time.perf_counter()
         values = [m.value() for m in messages if not m.error()]
         if values:
             decode(values)
             batch = max(1, min(5000, STAGE1_BATCH_BYTES * len(values) // sum(map(len, values))))
         seen += len(values)
+        if values and start is None:  # steady state, as :func:`drain` measures the worker
+            start, first = time.perf_counter(), seen
     elapsed = time.perf_counter() - start
     consumer.close()
-    return events / elapsed
+    return (events - first) / elapsed
 
 
 def decode_records(codec, values):
@@ -144,22 +147,27 @@ def rows_baseline(settings, topic, events):
 
 
 def drain(monitor, events, half=None):
-    """Run the monitor until stage 1 consumed ``events``; seconds from its first event."""
-    start = None
+    """Run the monitor until stage 1 consumed ``events``; its events/s from the end of its first batch.
+
+    Timed as :func:`consume_rate` times the baseline: the clock starts when the first batch is done and
+    counts the events after it, and no call asks for more events than are left. Before, the worker's
+    clock started before the call that returned its first batch (so it counted the wait for the first
+    fetch, which the baseline's did not), and its last call waited out its timeout for a whole batch
+    while only the last few events were left: together 75 ms of a 1.05-s run of 100-row events.
+    Returns (events/s, RSS halfway).
+    """
+    start, first = None, 0
     consumed = 0
     rss_half = 0.0
     while consumed < events:
-        # the clock starts before the first call that returns events, so that call counts too; a call
-        # returns as soon as it holds a whole batch (the worker's own bounds) instead of waiting out its timeout
-        before = time.perf_counter()
-        n = monitor.step_stage1(timeout=0.05)
-        if n and start is None:
-            start = before
+        n = monitor.step_stage1(max_messages=min(STAGE1_BATCH_EVENTS, events - consumed), timeout=0.05)
         consumed += n
+        if n and start is None:
+            start, first = time.perf_counter(), consumed
         monitor.step_stage2(timeout=0.0 if n else 0.05)
         if half and not rss_half and consumed >= half:
             rss_half = rss_mb()
-    return time.perf_counter() - start, rss_half
+    return (consumed - first) / (time.perf_counter() - start), rss_half
 
 
 def drain_all(monitor, events):
@@ -173,45 +181,53 @@ def drain_all(monitor, events):
         assert time.monotonic() < joined_by, "stage 2 and the decay stage joined their groups in 60 s"
         monitor.step_stage2(timeout=0.1)
         monitor.decay.step(timeout=0.1)
-    start = None
+    start, first = None, 0
     forwarded = 0  # by-model events carry runs of rows: the decay stage is done when it joined every row
     while monitor.stage1.consumed < events or forwarded < events:
-        before = time.perf_counter()
-        n = monitor.step_stage1(timeout=0.05 if monitor.stage1.consumed < events else 0.0)
-        if n and start is None:
-            start = before
+        left = events - monitor.stage1.consumed
+        n = monitor.step_stage1(max_messages=max(1, min(STAGE1_BATCH_EVENTS, left)), timeout=0.05 if left else 0.0)
+        if n and start is None:  # timed as :func:`drain` times stages 1 and 2
+            start, first = time.perf_counter(), n
         monitor.step_stage2(timeout=0.0)
         monitor.decay.step(timeout=0.0)
         forwarded = monitor.decay.rows_read
-    return time.perf_counter() - start
+    return (events - first) / (time.perf_counter() - start)
 
 
-def paired_rounds(rng, events, rounds):
-    """The whole worker beside the baseline in ``rounds`` rounds of ``events / rounds`` events, each on
-    topics of its own with its baseline read just before the worker reads the same events.
+def paired_rounds(rng, events, rounds, *, rows=1, run=None):
+    """``run(monitor, events)`` (events/s; default the whole worker, :func:`drain_all`) beside the baseline,
+    in ``rounds`` rounds of ``events / rounds`` events of ``rows`` rows, each on topics of its own with its
+    baseline read just before the worker reads the same events; (rates, baseline rates), in events/s.
 
     This machine's speed drifts by a third between minutes (another VM's load): one baseline taken
     before a million events were produced and read by others measured the machine then, not beside the
     worker. The median of neighbouring ratios does; the range says how far one round can stray.
+    100-row events are a calibrated classifier's (see :func:`publish_profile`).
     """
     per = events // rounds
     rates, baselines = [], []
     for number in range(rounds):
         settings = bench_settings(partitions=4)
-        publish_profile(settings, rng)
-        produce(settings, per, 1, rng, start_ms=1_700_000_000_000)
+        publish_profile(settings, rng, calibrated=rows > 1)
+        produce(settings, per, rows, rng, start_ms=1_700_000_000_000)
         baselines.append(baseline(settings, settings.topic("predictions"), per))
-        monitor = Monitor(settings.replace(window_seconds=10.0, grace_seconds=1.0), instance=f"bench-all-{number}")
+        monitor = Monitor(settings.replace(window_seconds=10.0, grace_seconds=1.0), instance=f"bench-{rows}-{number}")
         try:
-            rates.append(per / drain_all(monitor, per))
+            rates.append((run or drain_all)(monitor, per))
         finally:
             monitor.close()
-    ratios = np.array(rates) / np.array(baselines)
-    return {"all_stages_events_per_s": float(np.median(rates)),
-            "all_stages_baseline_events_per_s": float(np.median(baselines)),
-            "all_stages_ratio_to_baseline": float(np.median(ratios)),
-            "all_stages_ratio_min": float(ratios.min()), "all_stages_ratio_max": float(ratios.max()),
-            "all_stages_rounds": rounds}
+    return np.array(rates), np.array(baselines)
+
+
+def median_and_range(prefix, unit, rates, baselines, per=1):
+    """``{prefix}_{unit}_per_s``: the rounds' median rate (x ``per``, the rows of an event), its baseline's,
+    and the median, least and greatest ratio of a round's rate to its own baseline."""
+    ratios = rates / baselines
+    return {f"{prefix}_{unit}_per_s": float(np.median(rates)) * per,
+            f"{prefix}_baseline_{unit}_per_s": float(np.median(baselines)) * per,
+            f"{prefix}_ratio_to_baseline": float(np.median(ratios)),
+            f"{prefix}_ratio_min": float(ratios.min()), f"{prefix}_ratio_max": float(ratios.max()),
+            f"{prefix}_rounds": len(ratios)}
 
 
 def detection_latency(settings, seconds: float, window_s: float, grace_s: float) -> list[float]:
@@ -252,7 +268,7 @@ def main() -> None:
     tune_gc()  # as `driftline monitor` does; the baseline runs with it too
     single_threaded_blas()  # likewise (the baseline makes no BLAS call)
     events = 100_000 if args.quick else 1_000_000
-    batches = 2_000 if args.quick else 10_000
+    batches = 2_000 if args.quick else 30_000
     rng = np.random.default_rng(0)
     figures: dict[str, float | int] = {"events": events, "batch_events": batches}
 
@@ -262,24 +278,16 @@ def main() -> None:
     figures["baseline_events_per_s"] = baseline(settings, settings.topic("predictions"), events)
     figures["rows_baseline_events_per_s"] = rows_baseline(settings, settings.topic("predictions"), events)
     monitor = Monitor(settings.replace(window_seconds=10.0, grace_seconds=1.0), instance="bench-1")
-    seconds, figures["rss_mb_half"] = drain(monitor, events, half=events // 2)
+    figures["events_per_s"], figures["rss_mb_half"] = drain(monitor, events, half=events // 2)
     figures["rss_mb"] = rss_mb()
     monitor.close()
-    figures["events_per_s"] = events / seconds
     figures["ratio_to_baseline"] = figures["events_per_s"] / figures["baseline_events_per_s"]
     figures["ratio_to_rows_baseline"] = figures["events_per_s"] / figures["rows_baseline_events_per_s"]
 
-    figures |= paired_rounds(rng, events, rounds=2 if args.quick else 5)
-
-    batch_settings = bench_settings(partitions=4)
-    publish_profile(batch_settings, rng, calibrated=True)
-    produce(batch_settings, batches, 100, rng, start_ms=1_700_000_000_000)
-    figures["batch_baseline_rows_per_s"] = 100 * baseline(batch_settings, batch_settings.topic("predictions"), batches)
-    monitor = Monitor(batch_settings.replace(window_seconds=10.0, grace_seconds=1.0), instance="bench-2")
-    seconds, _ = drain(monitor, batches)
-    monitor.close()
-    figures["batch_rows_per_s"] = batches * 100 / seconds
-    figures["batch_ratio_to_baseline"] = figures["batch_rows_per_s"] / figures["batch_baseline_rows_per_s"]
+    figures |= median_and_range("all_stages", "events", *paired_rounds(rng, events, rounds=2 if args.quick else 5))
+    # stages 1-2 on 100-row events: rounds of 10,000 events (a round of 1M rows lasts about a second here)
+    figures |= median_and_range("batch", "rows", *paired_rounds(
+        rng, batches, rounds=1 if args.quick else 3, rows=100, run=lambda monitor, n: drain(monitor, n)[0]), per=100)
 
     live = bench_settings(partitions=2)
     publish_profile(live, rng)

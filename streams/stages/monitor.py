@@ -44,7 +44,7 @@ from streams.drift.detectors import WindowMeanDetectors
 from streams.drift.profile import Profile
 from streams.drift.summary import WindowSummary
 from streams.drift.watermarks import NO_WATERMARK, QuietSources, SourcePartition, closes_passed, source_progress
-from streams.drift.windows import PartitionWindows, RollingView, WindowMerger
+from streams.drift.windows import PartitionWindows, RollingView, StageOneResult, WindowMerger
 from streams.stages import metrics
 from streams.stages.decay import DecayStage
 from streams.stages.forward import BY_MODEL_TOPIC, label_messages, prediction_messages
@@ -182,13 +182,13 @@ class Monitor:
         ``max_bytes``); the number of events read."""
         if not (self.profiles_loaded() and self.decay.records_loaded()):  # both say which features to forward
             return 0
-        polled = self.stage1.poll_rows(max_messages, timeout, max_bytes)
+        # the batch is decoded and computed while the broker may still answer the previous batch's commit:
+        # its transaction opens (waiting for that commit) only at its first output
+        polled = self.stage1.poll_rows(max_messages, timeout, max_bytes, defer_begin=True)
         assigned = self.stage1.consumer.assignment()
         idle = self._idle_sources(assigned)
         unreported = [(tp.topic, tp.partition) for tp in assigned if (tp.topic, tp.partition) not in self._told]
-        if idle or unreported:
-            self.stage1.begin()
-        if not self.stage1.in_transaction:
+        if not (self.stage1.holds_batch or idle or unreported):
             return 0
         labels: dict[SourcePartition, list[Event]] = defaultdict(list)
         for event in polled.events:  # every other kind is a Prediction or Features event, in polled.rows
@@ -197,16 +197,22 @@ class Monitor:
             metrics.EVENTS_IN.labels(source[0]).inc(len(batch))
         for source, found in polled.rows.items():
             metrics.EVENTS_IN.labels(source[0]).inc(found.rows.events)
-        self._forward(polled)
+        forwarded = self._forwarded(polled)
+        summarised = self.windows.process_batch(
+            [(source, found.rows, found.next_offset) for source, found in polled.rows.items()],
+            self.profiles.profiles)
+        self.stage1.begin()
+        produce = self.stage1.producer.produce
+        for key, value in forwarded:
+            produce(self.by_model_topic, key=key, value=value)
         heard = {**{source: batch[-1].offset + 1 for source, batch in labels.items()},
                  **{source: found.next_offset for source, found in polled.rows.items()}}
         for source in unreported:  # just assigned: every closing stage hears of it before any window closes
             if source not in heard:
                 self._report(source, self.stage1.consumer.position([TopicPartition(*source)])[0].offset)
-        self._summarise(polled)
+        self._publish(summarised)
         for source, batch in labels.items():  # only forwarded; their watermarks are the decay stage's clock
             self._advance_labels(source, batch)
-        produce = self.stage1.producer.produce
         for source, next_offset in heard.items():
             self.quiet.saw_records(source)
             watermark = self.windows.watermarks[source]
@@ -221,7 +227,7 @@ class Monitor:
                 self._broadcast(source, idle=True, next_offset=max(position, 0))
                 log.debug("%s[%d] idle", source[0], source[1])
         dead = self.stage1.deadletters.count
-        self.stage1.commit(wait=False)  # the broker answers while stages 2 and decay work
+        self.stage1.commit(wait=False)  # the broker answers while stages 2 and decay, and the next batch, work
         metrics.DEAD_LETTERED.inc(dead - getattr(self, "_dead_seen", 0))
         self._dead_seen = dead
         return len(polled.events) + sum(found.rows.events for found in polled.rows.values())
@@ -231,13 +237,10 @@ class Monitor:
         newest = max(event.record["event_time"] for event in batch)
         self.windows.watermarks[source] = max(self.windows.watermarks.get(source, newest), newest)
 
-    def _summarise(self, polled: Polled) -> None:
-        """The features and predictions partitions' batches: window deltas and per-model progress (after
-        the deltas: stage 2 and the decay stage take a partition's progress as covering what came before)."""
+    def _publish(self, result: StageOneResult) -> None:
+        """The features and predictions partitions' window deltas and per-model progress (after the deltas:
+        stage 2 and the decay stage take a partition's progress as covering what came before)."""
         produce = self.stage1.producer.produce
-        result = self.windows.process_batch(
-            [(source, found.rows, found.next_offset) for source, found in polled.rows.items()],
-            self.profiles.profiles)
         for delta in result.deltas:
             produce(self.partial_topic, key=delta.model.encode(),
                     value=self.codec.encode("driftline.WindowSummary", delta.to_avro("partial")))
@@ -277,8 +280,9 @@ class Monitor:
             for partition in range(self.partitions.count(topic)):
                 self.stage1.producer.produce(topic, key=b"", value=value, partition=partition)
 
-    def _forward(self, polled: Polled) -> None:
-        """Predictions and labels to ``monitor.by-model``, in runs, inside this batch's transaction."""
+    def _forwarded(self, polled: Polled) -> list[tuple[bytes, bytes]]:
+        """(key, value) of the batch's predictions and labels for ``monitor.by-model``, in runs (produced in
+        the batch's transaction, before its progress: the decay stage's clock comes after its rows)."""
         messages, inconsistent = label_messages(
             [e for e in polled.events if e.schema == "driftline.Label"], self.window_ms, self.codec)
         for event in inconsistent:
@@ -289,9 +293,7 @@ class Monitor:
             if source[0] == self.predictions_topic:
                 messages += prediction_messages(found.rows, self.window_ms, self.codec, originals=found.originals,
                                                 features=self.decay.reads_features)
-        produce = self.stage1.producer.produce
-        for key, value in messages:
-            produce(self.by_model_topic, key=key, value=value)
+        return messages
 
     # ------------------------------------------------------------ stage 2
     def step_stage2(self, max_messages: int = 5000, timeout: float = 0.1) -> int:
