@@ -99,3 +99,45 @@ def test_a_reader_closing_on_a_failed_commit_closes_and_leaves_nothing_committed
     again = reader(settings, "tx-closing-2")
     read_all(again, 2)
     again.close()
+
+
+def read_all_deferred(reader: EventReader, count: int) -> None:
+    """As stage 1 reads: each batch decoded before its transaction opens (``defer_begin``)."""
+    for _ in range(60):
+        if reader.consumed >= count:
+            return
+        reader.poll_rows(100, 0.5, defer_begin=True)
+    raise AssertionError(f"read {reader.consumed} of {count} events")
+
+
+def test_a_batch_read_before_its_transaction_opens_commits_its_offsets_with_no_output(settings):
+    """A batch polled with defer_begin that produced nothing: its offsets still commit, in a transaction
+    opened at commit, and a second reader of the group starts after them."""
+    predictions(settings, 4)
+    first = reader(settings, "tx-deferred")
+    read_all_deferred(first, 4)
+    assert first.holds_batch and not first.in_transaction
+    first.commit()
+    first.close()
+    second = reader(settings, "tx-deferred-2")
+    assert second.poll(100, 3.0) == [] and second.consumed == 0, "the offsets were committed"
+    second.close()
+
+
+def test_a_dead_letter_met_before_the_transaction_opens_is_committed_with_the_batch(settings):
+    """An undecodable event in a batch polled with defer_begin: its dead letter opens the batch's
+    transaction (a transactional producer refuses a record outside one) and commits with its offsets."""
+    topic = settings.topic("predictions")
+    raw = make_producer(settings)
+    raw.produce(topic, value=b"not an event")
+    raw.flush(10)
+    predictions(settings, 2)
+    first = reader(settings, "tx-dead")
+    read_all_deferred(first, 3)
+    assert first.in_transaction, "the dead letter opened the batch's transaction"
+    first.commit()
+    first.close()
+    assert [m.value() for m in read_topic(settings, settings.topic("deadletter"), 1)] == [b"not an event"]
+    second = reader(settings, "tx-dead-2")
+    assert second.poll(100, 3.0) == [] and second.consumed == 0, "the offsets were committed"
+    second.close()
