@@ -120,10 +120,30 @@ class EdgeIndex:
         return np.bincount(index, minlength=self.bins), np.bincount(index, weights=values, minlength=self.bins)
 
 
-def coarse_and_fine(coarse: EdgeIndex, fine: EdgeIndex, values: np.ndarray
+def nested_bins(coarse_edges: np.ndarray, fine_edges: np.ndarray) -> np.ndarray | None:
+    """For each fine bin, the coarse bin that holds it whole; None when a coarse edge is not a fine edge
+    (it would cut a fine bin in two).
+
+    A value of fine bin ``i`` lies in ``[f[i-1], f[i])``, and a coarse edge ``c``
+    that is a fine edge is at most the value exactly when it is at most
+    ``f[i-1]``: so the value's coarse bin, the number of coarse edges at most
+    the value, is that of ``f[i-1]`` (0 for fine bin 0).
+    """
+    if not np.isin(coarse_edges, fine_edges).all():
+        return None
+    return np.searchsorted(coarse_edges, np.concatenate(([-np.inf], fine_edges)), side="right")
+
+
+def coarse_and_fine(coarse: EdgeIndex, fine: EdgeIndex, values: np.ndarray, fine_to_coarse: np.ndarray | None = None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The coarse bins' counts, the fine bins' counts and sums: the cells found once when the coarse index
-    was built on the fine one's grid (a reference's are: ``NumericReference.coarse_bins``)."""
+    """The coarse bins' counts, the fine bins' counts and sums: added up from the fine counts when each
+    fine bin lies in one coarse bin (``fine_to_coarse``, :func:`nested_bins`), else the cells found once
+    when the coarse index was built on the fine one's grid (a reference's are:
+    ``NumericReference.coarse_bins``)."""
+    if fine_to_coarse is not None:
+        fine_counts, fine_sums = fine.counts_sums(values)
+        return (np.bincount(fine_to_coarse, weights=fine_counts, minlength=coarse.bins).astype(np.int64),
+                fine_counts, fine_sums)
     if not coarse.shares_cells(fine):
         return (coarse.counts(values), *fine.counts_sums(values))
     cells = fine.cells(values)

@@ -24,7 +24,7 @@ import numpy as np
 from driftline.estimation import Calibration
 from schemas import Codec, ContractError, FeatureSpec, Table
 from streams.drift import statistics as st
-from streams.drift.bins import EdgeIndex
+from streams.drift.bins import EdgeIndex, nested_bins
 from streams.drift.multivariate import VARIANCE, MultivariateReference
 
 COARSE_BINS = 10
@@ -34,10 +34,17 @@ OTHER = "__other__"
 
 
 def quantile_edges(values: np.ndarray, bins: int) -> np.ndarray:
-    """Interior edges at the reference's quantiles (ties collapsed)."""
+    """Interior edges at the reference's quantiles (ties collapsed).
+
+    The probabilities are ``i / bins``, each a correctly rounded division, so
+    the coarse bins' deciles are exactly among the fine bins' 200 quantiles
+    (``3 / 10 == 60 / 200``; ``linspace``'s 0.30000000000000004 was not) and a
+    summary adds its coarse counts up from its fine ones
+    (:func:`~streams.drift.bins.nested_bins`).
+    """
     if values.size == 0:
         return np.zeros(0)
-    return np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
+    return np.unique(np.quantile(values, np.arange(1, bins) / bins))
 
 
 def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -112,6 +119,12 @@ class NumericReference:
     def fine_bins(self) -> EdgeIndex:
         """The same for the fine sketch's bins."""
         return EdgeIndex(self.fine_edges)
+
+    @cached_property
+    def fine_to_coarse(self) -> np.ndarray | None:
+        """Each fine bin's coarse bin, when every coarse edge is a fine edge (profiles built since
+        :func:`quantile_edges` took ``i / bins``): a summary's coarse counts are then its fine counts added up."""
+        return nested_bins(self.edges, self.fine_edges) if self.fine_edges.size else None
 
 
 @dataclass

@@ -252,10 +252,10 @@ def _numeric_of_finite(ref: NumericReference | None, name: str, values: np.ndarr
     skew: dict[str, int] = {}
     if non_finite and not allow_nan:
         skew["nan"] = non_finite
-    out = 0
-    if spec_min is not None:
+    out = 0  # counted only when the range says some value is out (it seldom is)
+    if spec_min is not None and low is not None and low < spec_min:
         out += int(np.count_nonzero(values < spec_min))
-    if spec_max is not None:
+    if spec_max is not None and high is not None and high > spec_max:
         out += int(np.count_nonzero(values > spec_max))
     if out:
         skew["out_of_range"] = out
@@ -267,7 +267,7 @@ def _numeric_of_finite(ref: NumericReference | None, name: str, values: np.ndarr
     if ref is not None:
         if ref.fine_counts.size:  # segment references keep coarse bins only
             summary.histogram, summary.fine_counts, summary.fine_sums = coarse_and_fine(
-                ref.coarse_bins, ref.fine_bins, values)
+                ref.coarse_bins, ref.fine_bins, values, ref.fine_to_coarse)
         else:
             summary.histogram = ref.coarse_bins.counts(values)
     return summary
@@ -285,16 +285,21 @@ def _whole_numeric_parts(frame: FeatureFrame, profile: Profile) -> dict[str, Num
     if not frame.rows or not frame.numeric_names:
         return {}
     index = {n: j for j, n in enumerate(frame.numeric_names)}
-    whole = np.isfinite(frame.numeric).all(axis=0) & ~frame.numeric_null.any(axis=0)
-    features = [f for f in profile.spec.features if f.kind == "numeric" and f.name in index and whole[index[f.name]]]
+    present = ~frame.numeric_null.any(axis=0)
+    features = [f for f in profile.spec.features if f.kind == "numeric" and f.name in index and present[index[f.name]]]
     if not features:
         return {}
     block = np.ascontiguousarray(frame.numeric[:, [index[f.name] for f in features]].T)  # one feature per row
+    lows, highs = block.min(axis=1), block.max(axis=1)  # NaN if any value is; infinite if any value is
+    finite = np.isfinite(lows) & np.isfinite(highs)
+    if not finite.all():
+        features = [f for f, whole in zip(features, finite.tolist(), strict=True) if whole]
+        block, lows, highs = block[finite], lows[finite], highs[finite]
     means = block.mean(axis=1)
     m2s = ((block - means[:, None]) ** 2).sum(axis=1)
     out = {}
     for f, column, mean, m2, low, high in zip(features, block, means.tolist(), m2s.tolist(),
-                                              block.min(axis=1).tolist(), block.max(axis=1).tolist(), strict=True):
+                                              lows.tolist(), highs.tolist(), strict=True):
         ref = profile.features.get(f.name)
         out[f.name] = _numeric_of_finite(ref if isinstance(ref, NumericReference) else None, f.name, column,
                                          mean, m2, low, high, 0, 0, f.min, f.max, f.allow_nan, f.type == "int")

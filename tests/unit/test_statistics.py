@@ -113,6 +113,34 @@ def test_the_bins_lookup_table_answers_as_a_search_per_value():
     assert tables > 350, "most trials go through the table, not the search it falls back to"
 
 
+def test_coarse_counts_added_up_from_the_fine_ones_equal_a_search_of_the_coarse_edges():
+    """A profile's deciles are among its 200 fine quantiles (``i / bins``), so a summary adds its coarse
+    counts up from its fine ones (streams.drift.bins.nested_bins): equal to np.searchsorted on the coarse
+    edges, for light and heavy tails, ties (collapsed edges), values on and either side of every edge and
+    outside them all. Edges that cut a fine bin (linspace's 0.30000000000000004) are refused."""
+    from streams.drift.bins import EdgeIndex, coarse_and_fine, nested_bins
+
+    rng = np.random.default_rng(12)
+    shapes = [rng.normal, rng.standard_cauchy, lambda size: rng.lognormal(0, 3, size),
+              lambda size: rng.integers(-3, 3, size).astype(float), lambda size: rng.poisson(2.0, size).astype(float),
+              lambda size: np.round(rng.normal(size=size), 1)]
+    for trial in range(120):
+        draw = shapes[trial % len(shapes)]
+        reference = np.sort(draw(size=int(rng.integers(50, 5000))))
+        coarse, fine = quantile_edges(reference, 10), quantile_edges(reference, 200)
+        mapping = nested_bins(coarse, fine)
+        assert mapping is not None, (trial, coarse)
+        near = np.concatenate([fine, np.nextafter(fine, -np.inf), np.nextafter(fine, np.inf)])
+        values = np.concatenate([draw(size=700), near, [reference[0] - 1.0, reference[-1] + 1.0]])
+        values = values[np.isfinite(values)]
+        counts = coarse_and_fine(EdgeIndex(coarse), EdgeIndex(fine), values, mapping)
+        assert np.array_equal(counts[0], bin_counts(values, coarse)), trial
+        assert np.array_equal(counts[1], bin_counts(values, fine)), trial
+    reference = np.sort(rng.normal(size=20_000))
+    cutting = np.unique(np.quantile(reference, np.linspace(0, 1, 11)[1:-1]))
+    assert nested_bins(cutting, quantile_edges(reference, 200)) is None
+
+
 @pytest.mark.parametrize("size", [0, 7, 300, 20_000])
 def test_factorize_gives_first_seen_levels_and_their_codes(size):
     values = np.array([f"level{int(v)}" for v in rng.zipf(1.5, size) % 50], dtype=object)
