@@ -162,18 +162,20 @@ def test_whole_columns_summarised_together_equal_one_feature_at_a_time():
     from streams.drift.summary import _numeric_part
 
     spec = FeatureSpec("m", (FeatureDef("a", "float", min=-1, max=1), FeatureDef("k", "int", min=0, max=8),
-                             FeatureDef("b", "float"), FeatureDef("gap", "float")))
+                             FeatureDef("b", "float"), FeatureDef("gap", "float"), FeatureDef("spike", "float")))
     rng = np.random.default_rng(12)
     reference = {"a": rng.normal(size=3000), "k": rng.integers(0, 9, 3000).astype(float),
-                 "b": rng.normal(size=3000), "gap": rng.normal(size=3000)}
-    types = {"a": "float", "k": "int", "b": "float", "gap": "float"}
+                 "b": rng.normal(size=3000), "gap": rng.normal(size=3000), "spike": rng.normal(size=3000)}
+    types = {"a": "float", "k": "int", "b": "float", "gap": "float", "spike": "float"}
     profile = Profile.build(Table(reference, types), "m", spec=spec)
     rows = 700
     k = rng.integers(-2, 11, rows).astype(float)
     k[::37] += 0.5  # not whole numbers: a type mismatch each
     gap = rng.normal(size=rows)
     gap[::11] = np.nan  # a null: this column takes the one-feature path
-    columns = {"a": rng.normal(scale=1.5, size=rows), "k": k, "b": rng.normal(size=rows), "gap": gap}
+    spike = rng.normal(size=rows)
+    spike[5], spike[400] = np.inf, -np.inf  # present but not finite: so does this one
+    columns = {"a": rng.normal(scale=1.5, size=rows), "k": k, "b": rng.normal(size=rows), "gap": gap, "spike": spike}
     rows_frame = Table(columns, types).to_frame()
     got = summarize(rows_frame, profile, 0, 1).features
     for f in spec.features:
