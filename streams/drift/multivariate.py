@@ -27,9 +27,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
+
+from streams.drift.bins import EdgeIndex
 
 BINS = 10
 VARIANCE = 0.65
@@ -84,31 +87,35 @@ class MultivariateReference:
         """
         return self._errors_in_blocks(matrix, None)
 
-    def _errors_in_blocks(self, matrix: np.ndarray, columns: list[int] | None) -> np.ndarray:
-        """Errors of ``matrix`` (its ``columns``, in ``features`` order, gathered a block at a time)."""
+    def _errors_in_blocks(self, matrix: np.ndarray, columns: list[int] | None, finite: bool = False) -> np.ndarray:
+        """Errors of ``matrix`` (its ``columns``, in ``features`` order, gathered a block at a time);
+        ``finite``: the caller knows every value is (no pass to look for a missing one)."""
         errors = np.empty(len(matrix))
         for start in range(0, len(matrix), ERROR_BLOCK_ROWS):
             stop = start + ERROR_BLOCK_ROWS
             block = matrix[start:stop]
-            errors[start:stop] = self._block_errors(block if columns is None else block[:, columns])
+            errors[start:stop] = self._block_errors(block if columns is None else block[:, columns], finite)
         return errors
 
-    def _block_errors(self, block: np.ndarray) -> np.ndarray:
+    def _block_errors(self, block: np.ndarray, finite: bool = False) -> np.ndarray:
         standard = block - self.means
         standard /= self.scales
-        finite = np.isfinite(standard)
-        if not finite.all():
-            standard[~finite] = 0.0
+        if not finite:
+            present = np.isfinite(standard)
+            if not present.all():
+                standard[~present] = 0.0
         projected = standard @ self.components.T
         # the axes are orthonormal: |x - x_hat|^2 = |x|^2 - |projection|^2
         return np.maximum(np.einsum("ij,ij->i", standard, standard) - np.einsum("ij,ij->i", projected, projected), 0.0)
 
-    def errors(self, numeric: np.ndarray, names: Sequence[str]) -> np.ndarray:
-        """Errors of a batch's numeric matrix whose columns are ``names`` (absent features: missing)."""
+    def errors(self, numeric: np.ndarray, names: Sequence[str], finite: bool = False) -> np.ndarray:
+        """Errors of a batch's numeric matrix whose columns are ``names`` (absent features: missing);
+        ``finite``: the caller knows every value of the features' columns is (a summary does)."""
         index = {n: j for j, n in enumerate(names)}
         columns = [index.get(name, -1) for name in self.features]
         if min(columns, default=0) >= 0:  # every feature present: gathered per block (none when in order)
-            return self._errors_in_blocks(numeric, None if columns == list(range(numeric.shape[1])) else columns)
+            return self._errors_in_blocks(numeric, None if columns == list(range(numeric.shape[1])) else columns,
+                                          finite)
         matrix = np.full((len(numeric), len(self.features)), np.nan)
         for j, column in enumerate(columns):
             if column >= 0:
@@ -116,8 +123,12 @@ class MultivariateReference:
         return self.errors_of(matrix)
 
     def counts(self, errors: np.ndarray) -> np.ndarray:
-        return np.bincount(np.searchsorted(self.edges, errors, side="right"),
-                           minlength=len(self.edges) + 1).astype(np.int64)
+        """The errors' counts in the reference's bins (by its lookup table, :mod:`streams.drift.bins`)."""
+        return self.bins.counts(errors).astype(np.int64)
+
+    @cached_property
+    def bins(self) -> EdgeIndex:
+        return EdgeIndex(self.edges)
 
     def to_avro(self) -> dict[str, Any]:
         return {"features": self.features, "means": self.means.tolist(), "scales": self.scales.tolist(),

@@ -289,14 +289,17 @@ def _whole_numeric_parts(frame: FeatureFrame, profile: Profile) -> dict[str, Num
     features = [f for f in profile.spec.features if f.kind == "numeric" and f.name in index and present[index[f.name]]]
     if not features:
         return {}
-    block = np.ascontiguousarray(frame.numeric[:, [index[f.name] for f in features]].T)  # one feature per row
+    columns = [index[f.name] for f in features]
+    # one feature per row, in one copy (two when the columns are not all of them in order)
+    block = np.ascontiguousarray((frame.numeric if columns == list(range(len(index))) else frame.numeric[:, columns]).T)
     lows, highs = block.min(axis=1), block.max(axis=1)  # NaN if any value is; infinite if any value is
     finite = np.isfinite(lows) & np.isfinite(highs)
     if not finite.all():
         features = [f for f, whole in zip(features, finite.tolist(), strict=True) if whole]
         block, lows, highs = block[finite], lows[finite], highs[finite]
     means = block.mean(axis=1)
-    m2s = ((block - means[:, None]) ** 2).sum(axis=1)
+    centred = block - means[:, None]
+    m2s = np.square(centred, out=centred).sum(axis=1)
     out = {}
     for f, column, mean, m2, low, high in zip(features, block, means.tolist(), m2s.tolist(),
                                               lows.tolist(), highs.tolist(), strict=True):
@@ -374,8 +377,9 @@ def summarize(frame: FeatureFrame, profile: Profile, window_start: int, window_e
     if profile.segments:
         summary.segments = segment_summaries(frame, profile, window_start, window_end)
     if profile.multivariate is not None and rows:
+        finite = all(name in whole for name in profile.multivariate.features)  # whole columns: no missing value
         summary.multivariate = profile.multivariate.counts(
-            profile.multivariate.errors(frame.numeric, frame.numeric_names))
+            profile.multivariate.errors(frame.numeric, frame.numeric_names, finite))
     return summary
 
 
