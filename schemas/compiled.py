@@ -125,13 +125,10 @@ def _uniform_strings(data: bytes, p: int, count: int) -> tuple[list[str], int] |
     region = data[p:end]
     if region[::stride] != bytes((b,)) * count or not region.isascii() or data[end:end + 1] != b"\x00":
         return None
-    if 0 in region:  # a NUL inside a text: cut by position
-        text = region.decode()
-        return [text[i:i + stride - 1] for i in range(1, len(text), stride)], end + 1
-    # No NUL anywhere: the length bytes become NULs and one C-level split cuts every text (2.4x the slices)
-    marked = bytearray(region)
-    marked[::stride] = bytes(count)
-    return marked.decode().split("\x00")[1:], end + 1
+    text = region.decode()
+    if text.count(text[0]) == count:  # the length byte's character only as the length: one C-level split
+        return text.split(text[0])[1:], end + 1
+    return [text[i:i + stride - 1] for i in range(1, len(text), stride)], end + 1  # also inside a text
 
 
 class _NameArrays:
@@ -406,12 +403,16 @@ def avro_strings(texts: Sequence[str]) -> bytes:
     if not texts:
         return b"\x00"
     if len(texts) >= 8:
-        size = len(texts[0])
-        if 0 < size < 64 and set(map(len, texts)) == {size}:
+        size, count = len(texts[0]), len(texts)
+        if 0 < size < 64:
             mark = chr(2 * size)
             joined = mark + mark.join(texts)
-            if joined.isascii():
-                return avro_long(len(texts)) + joined.encode() + b"\x00"
+            # every text of that length: the marks at every stride and nowhere else (C-level checks; a set of
+            # the lengths took most of the time). A mark inside a text could line up with a stride when its
+            # neighbour is a character short, so the count matters too.
+            if len(joined) == count * (size + 1) and joined[::size + 1] == mark * count and \
+                    joined.count(mark) == count and joined.isascii():
+                return avro_long(count) + joined.encode() + b"\x00"
     return avro_long(len(texts)) + b"".join(map(avro_string, texts)) + b"\x00"
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -98,7 +99,8 @@ class Rows:
                    [r.get("model_version") or "" for r in records] if prediction else [""] * len(records),
                    [r.get("segment") for r in records],
                    np.fromiter((r["event_time"] for r in records), dtype=np.int64, count=len(records)),
-                   counts, [i for r in records for i in r["request_ids"]], frame, scores, classes, classed)
+                   counts, list(chain.from_iterable(r["request_ids"] for r in records)), frame, scores, classes,
+                   classed)
 
     @classmethod
     def concat(cls, parts: Sequence[Rows]) -> Rows:
@@ -111,7 +113,7 @@ class Rows:
         prediction = first.scores is not None
         return cls(first.schema, [m for p in parts for m in p.models], [v for p in parts for v in p.versions],
                    [s for p in parts for s in p.segments], np.concatenate([p.times for p in parts]),
-                   np.concatenate([p.counts for p in parts]), [i for p in parts for i in p.request_ids],
+                   np.concatenate([p.counts for p in parts]), list(chain.from_iterable(p.request_ids for p in parts)),
                    FeatureFrame.concat([p.frame for p in parts]),
                    np.concatenate([p.scores for p in parts if p.scores is not None]) if prediction else None,
                    [c for p in parts for c in (p.classes or ())] if prediction else None,

@@ -232,7 +232,12 @@ def test_whole_columns_written_directly_equal_the_general_encoding(group: tuple[
               st.integers(0, 70), st.integers(0, 40), st.lists(st.sampled_from("ab\x00é\x48\x7f"), min_size=1)),
     st.lists(st.text(max_size=70), max_size=40),
     st.builds(lambda ids: [*ids, ids[0][:-1]] if ids else ids,  # one shorter than the others
-              st.lists(st.text("0123456789abcdef-", min_size=36, max_size=36), min_size=8, max_size=30))))
+              st.lists(st.text("0123456789abcdef-", min_size=36, max_size=36), min_size=8, max_size=30)),
+    # one a character short, the next a character long and starting with the length byte's character ("H"
+    # for 36): every stride still lands on that character
+    st.builds(lambda ids, at: [*ids[:at], ids[at][:-1], "H" + ids[at + 1], *ids[at + 2:]],
+              st.lists(st.text("0123456789abcdef-", min_size=36, max_size=36), min_size=10, max_size=30),
+              st.integers(0, 8))))
 def test_an_array_of_strings_is_written_as_fastavro_writes_it(texts: list[str]) -> None:
     """``avro_strings`` (the uniform ASCII ids joined with their length byte, or one text at a time) against
     fastavro: one length under and at 64, non-ASCII, NULs, the length byte's own character inside a text."""
