@@ -285,7 +285,7 @@ def _whole_numeric_parts(frame: FeatureFrame, profile: Profile) -> dict[str, Num
     if not frame.rows or not frame.numeric_names:
         return {}
     index = {n: j for j, n in enumerate(frame.numeric_names)}
-    present = ~frame.numeric_null.any(axis=0)
+    present = np.logical_not(frame.numeric_null.any(axis=0)).tolist()  # per column: no null
     features = [f for f in profile.spec.features if f.kind == "numeric" and f.name in index and present[index[f.name]]]
     if not features:
         return {}
