@@ -123,8 +123,10 @@ class MultivariateReference:
         return self.errors_of(matrix)
 
     def counts(self, errors: np.ndarray) -> np.ndarray:
-        """The errors' counts in the reference's bins (by its lookup table, :mod:`streams.drift.bins`)."""
-        return self.bins.counts(errors).astype(np.int64)
+        """The errors' counts in the reference's bins (by its lookup table, :mod:`streams.drift.bins`). A
+        row's error is NaN when its squares overflow (a legal value of 1e200): it goes in the last bin, as
+        far off the axes as a row gets (the table takes no NaN)."""
+        return self.bins.counts(np.nan_to_num(errors, nan=np.inf)).astype(np.int64)
 
     @cached_property
     def bins(self) -> EdgeIndex:

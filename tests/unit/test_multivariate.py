@@ -32,6 +32,10 @@ def test_errors_and_their_counts_equal_a_direct_computation_with_and_without_mis
         np.testing.assert_allclose(reference.errors(matrix, shuffled, finite), want, rtol=1e-9, atol=1e-9)
     expected_counts = np.bincount(np.searchsorted(reference.edges, want, side="right"), minlength=len(reference.edges) + 1)
     np.testing.assert_array_equal(reference.counts(reference.errors(matrix, shuffled)), expected_counts)
+    huge = matrix.copy()
+    huge[7] = 1e200  # legal floats whose squares overflow: the row's error is NaN, counted in the last bin
+    counted = reference.counts(reference.errors(huge, shuffled, True))
+    assert counted[-1] == expected_counts[-1] + (want[7] < reference.edges[-1]) and counted.sum() == rows
     missing = matrix.copy()
     missing[rng.random(missing.shape) < 0.05] = np.nan
     back = np.column_stack([missing[:, shuffled.index(n)] for n in names])
