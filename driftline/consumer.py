@@ -19,7 +19,7 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from driftline.contract import EventCodec, codec_for
-from driftline.deadletter import DeadLetterQueue, Headers
+from driftline.deadletter import DeadLetterQueue
 from driftline.deadline import Pending, within
 from driftline.errors import BrokerError, ConfigError
 from driftline.kafka_clients import make_consumer, make_producer, position_of
@@ -264,11 +264,8 @@ class EventReader:
 
         self.consumer.subscribe(list(topics), on_assign=assigned, on_revoke=revoked, on_lost=revoked)
 
-        def dead_letter(topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
-            self.begin()  # in the batch's transaction, which a deferred begin may not have opened yet
-            self.producer.produce(topic, value=value, key=key, headers=headers)
-
-        self.deadletters = DeadLetterQueue(settings, dead_letter)
+        # a dead letter goes in the batch's transaction, which a deferred begin may not have opened yet
+        self.deadletters = DeadLetterQueue.for_producer(settings, self.producer, before_send=self.begin)
         self.consumed = 0
         self._message_bytes = 0.0  # the mean size of the latest bounded slice's messages (0: none yet)
 

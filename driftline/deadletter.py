@@ -68,8 +68,12 @@ class DeadLetterQueue:
         self.count = 0
 
     @classmethod
-    def for_producer(cls, settings: Settings, producer: Producer) -> DeadLetterQueue:
+    def for_producer(cls, settings: Settings, producer: Producer,
+                     before_send: Callable[[], None] | None = None) -> DeadLetterQueue:
+        """``before_send``: called before each record (a transactional stage opens its batch's transaction)."""
         def send(topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
+            if before_send is not None:
+                before_send()
             producer.produce(topic, value=value, key=key, headers=headers)
 
         return cls(settings, send)

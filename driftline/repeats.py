@@ -163,7 +163,7 @@ def identities(rows: Rows, offsets: np.ndarray) -> np.ndarray:
     if counts.size and counts.min() == counts.max() == 1:
         firsts = rows.request_ids
     else:
-        starts = (np.cumsum(counts) - counts).tolist()
+        starts = rows.first_rows.tolist()
         ids = rows.request_ids
         firsts = [ids[s] if c else f"\x00{o}" for s, c, o in zip(starts, counts.tolist(), offsets.tolist(),
                                                                   strict=True)]

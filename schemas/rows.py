@@ -63,6 +63,11 @@ class Rows:
     def rows(self) -> int:
         return len(self.request_ids)
 
+    @property
+    def first_rows(self) -> np.ndarray:
+        """Each event's first row."""
+        return np.cumsum(self.counts) - self.counts
+
     @classmethod
     def one_row_each(cls, schema: str, models: list[str], versions: list[str], times: np.ndarray,
                      request_ids: list[str], frame: FeatureFrame, scores: np.ndarray | None) -> Rows:
@@ -131,8 +136,8 @@ class Rows:
         if self.counts.size and self.counts.min() == self.counts.max() == 1:
             rows = events  # one row each: a row is its event
         else:
-            starts = np.cumsum(self.counts) - self.counts
-            rows = np.repeat(starts[events] - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
+            rows = np.repeat(self.first_rows[events] - (np.cumsum(counts) - counts), counts) + \
+                np.arange(int(counts.sum()))
         picked, row_list = events.tolist(), rows.tolist()
         ids = self.request_ids
         return Rows(self.schema, [self.models[i] for i in picked], [self.versions[i] for i in picked],
