@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 
 .PHONY: setup demo test lint bench clean broker-jars lock peers peers-lock
 
-$(STAMP): pyproject.toml $(LOCK)
+$(STAMP): pyproject.toml setup.py schemas/_bodies.c $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c $(LOCK) pip setuptools wheel
 	$(PY) -m pip install --quiet --no-build-isolation -c $(LOCK) -e '.[dev]'

@@ -11,6 +11,7 @@ errors they keep.
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ from schemas.compiled import (
     avro_string,
     avro_strings,
     features_body,
+    native_body,
     plain_columns,
     prediction_body,
     predictions_body,
@@ -68,10 +70,19 @@ def prediction_records(draw: st.DrawFn) -> dict:
             "predicted_class": classes}
 
 
+def readers() -> list[bool]:
+    """The Python reader, and the C one (:mod:`schemas._bodies`) where it is built: CI builds it
+    (``DRIFTLINE_REQUIRE_NATIVE=1``), so a build that silently fell back fails there instead of skipping."""
+    if native_body is None and os.environ.get("DRIFTLINE_REQUIRE_NATIVE") == "1":
+        raise AssertionError("schemas._bodies was not built (a C compiler and Python's headers are needed)")
+    return [False, True] if native_body is not None else [False]
+
+
+@pytest.mark.parametrize("native", readers())
 @settings(max_examples=150, deadline=None)
-@given(prediction_records())
-def test_compiled_reader_reads_what_fastavro_wrote(record: dict) -> None:
-    reader = BodyReader()
+@given(record=prediction_records())
+def test_compiled_reader_reads_what_fastavro_wrote(native: bool, record: dict) -> None:
+    reader = BodyReader(native=native)
     body = fastavro_body(PREDICTION, record)
     for _ in range(2):  # the second read goes through the remembered layouts
         assert reader.prediction(body, 0) == fastavro_read(PREDICTION, body)
@@ -244,3 +255,69 @@ def test_an_array_of_strings_is_written_as_fastavro_writes_it(texts: list[str]) 
     buffer = io.BytesIO()
     schemaless_writer(buffer, {"type": "array", "items": "string"}, texts)
     assert avro_strings(texts) == buffer.getvalue()
+
+
+def mutants(body: bytes, draw: st.DrawFn) -> bytes:
+    """``body`` truncated, extended, or with a few bytes changed, inserted or removed."""
+    data = bytearray(body)
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(data)))
+        kind = draw(st.sampled_from(["set", "insert", "delete", "truncate", "append"]))
+        byte = draw(st.sampled_from([0x00, 0x01, 0x02, 0x7F, 0x80, 0xFF, 0xC3, draw(st.integers(0, 255))]))
+        if kind == "set" and at < len(data):
+            data[at] = byte
+        elif kind == "insert":
+            data.insert(at, byte)
+        elif kind == "delete" and at < len(data):
+            del data[at]
+        elif kind == "truncate":
+            del data[at:]
+        else:
+            data.append(byte)
+    return bytes(data)
+
+
+@pytest.mark.skipif(native_body is None and os.environ.get("DRIFTLINE_REQUIRE_NATIVE") != "1",
+                    reason="schemas._bodies is not built")
+@settings(max_examples=600, deadline=None)
+@given(st.data(), prediction_records(), st.booleans())
+def test_the_c_reader_decides_every_body_as_the_python_reader_does(data: st.DataObject, record: dict,
+                                                                    prediction: bool) -> None:
+    """The same record or the same None (fastavro decides) on broken bodies too: truncated, extended, bytes
+    changed (bad UTF-8, lengths and counts past the end, negative counts, a second block, a wrong tag)."""
+    assert native_body is not None, "schemas._bodies was not built"
+    if not prediction:
+        record = {k: record[k] for k in ("model", "event_time", "request_ids", "segment", "columns")}
+    body = fastavro_body(PREDICTION if prediction else FEATURES, record)
+    python = BodyReader(native=False)
+    assert native_body(body, 0, prediction) == python._general(body, 0, prediction) == record
+    broken = data.draw(st.builds(lambda _: mutants(body, data.draw), st.none()))
+    start = data.draw(st.integers(0, 2))
+    assert native_body(broken, start, prediction) == python._general(broken, start, prediction)
+
+
+@pytest.mark.parametrize("varint", [
+    b"\xfe\xff\xff\xff\xff\xff\xff\xff\xff\x01",  # the largest long: read
+    b"\xfe\xff\xff\xff\xff\xff\xff\xff\xff\x03",  # a 65th bit
+    b"\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x00",  # an eleventh byte
+])
+def test_a_long_past_64_bits_is_left_to_fastavro_by_both_readers(varint: bytes) -> None:
+    record = {"model": "m", "event_time": 0, "request_ids": ["a"], "segment": None,
+              "columns": encode_rows([{"x": 1.0}])}
+    body = fastavro_body(FEATURES, record).replace(b"\x02m\x00", b"\x02m" + varint, 1)
+    expected = {**record, "event_time": 2**63 - 1} if varint.endswith(b"\x01") else None
+    for native in readers():
+        assert BodyReader(native=native).features(body, 0) == expected
+
+
+def test_a_broken_count_is_a_decode_error_not_an_allocation_of_its_size() -> None:
+    """A corrupted array count of 25 billion: the Python reader built a 25-GB bytes to check the items'
+    stride (a MemoryError a worker did not catch); now both readers step aside and fastavro refuses it."""
+    record = {"model": "m", "model_version": "", "event_time": 5, "request_ids": ["a", "b"], "segment": None,
+              "columns": encode_rows([{"x": 1.0}, {"x": 2.0}]), "prediction": bytes(16), "predicted_class": None}
+    body = fastavro_body(PREDICTION, record)
+    broken = body.replace(b"\x04\x02a\x02b", b"\xaa\x81\x96\xa8\xbd\x01\x02a\x02b", 1)
+    for native in readers():
+        assert BodyReader(native=native).prediction(broken, 0) is None
+    with pytest.raises(DecodeError):
+        CODEC.decode(CODEC.header("driftline.Prediction") + broken, "driftline.Prediction")

@@ -112,6 +112,9 @@ def test_compose_services_run_real_subcommands_with_real_settings() -> None:
     assert 'ENTRYPOINT ["driftline"]' in dockerfile
     for package in ("driftline", "schemas", "streams", "trainers", "serving"):
         assert f"COPY {package} {package}" in dockerfile
+    build = next(line for line in dockerfile.splitlines() if line.startswith("COPY pyproject.toml"))
+    assert "setup.py" in build.split()  # it builds the C reader, which the image imports once built
+    assert 'python -c "import schemas._bodies"' in dockerfile
 
 
 def test_kubernetes_manifests_use_real_commands_probes_and_settings() -> None:

@@ -1,0 +1,3 @@
+from typing import Any
+
+def body(data: bytes, start: int, prediction: bool, /) -> dict[str, Any] | None: ...
