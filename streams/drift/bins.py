@@ -32,7 +32,17 @@ both (:func:`coarse_and_fine`), and a cell is four passes over the values
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+
+native_counts_sums: Callable[..., None] | None
+native_moments: Callable[[np.ndarray], tuple[float, float, float, float] | None] | None
+try:  # the table's answer, counts and sums in one pass per value; a column's moments (streams/drift/_column.c)
+    from streams.drift._column import counts_sums as native_counts_sums
+    from streams.drift._column import moments as native_moments
+except ImportError:  # built without a C compiler: the numpy passes give the same
+    native_counts_sums = native_moments = None
 
 CELLS_PER_EDGE = 4
 MAX_CELLS_PER_EDGE = 64
@@ -80,7 +90,7 @@ class EdgeIndex:
 
     def _set_start(self, edge_cells: np.ndarray) -> None:
         self.steps = int(np.bincount(edge_cells, minlength=self._cells + 2).max())
-        self._start = np.searchsorted(edge_cells, np.arange(self._cells + 2), side="left")
+        self._start = np.searchsorted(edge_cells, np.arange(self._cells + 2), side="left").astype(np.int64)
 
     def shares_cells(self, other: EdgeIndex) -> bool:
         """Whether :meth:`cells` of ``other`` are this index's cells too (one was built on the other's grid)."""
@@ -114,8 +124,15 @@ class EdgeIndex:
         """The number of values in each bin."""
         return np.bincount(self(values), minlength=self.bins)
 
-    def counts_sums(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The number of values in each bin and their sum (each bin summed on its own)."""
+    def counts_sums(self, values: np.ndarray, *, native: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """The number of values in each bin and their sum (each bin summed on its own, in the values' order).
+
+        ``native``: in C where it is built (:mod:`streams.drift._column`): the same cells, bins and sums."""
+        if native and native_counts_sums is not None and self._table and values.dtype == np.float64 \
+                and values.ndim == 1:
+            counts, sums = np.zeros(self.bins, dtype=np.int64), np.zeros(self.bins)
+            native_counts_sums(values, self._low, self._scale, self._cells, self._start, self._padded, counts, sums)
+            return counts, sums
         index = self(values)
         return np.bincount(index, minlength=self.bins), np.bincount(index, weights=values, minlength=self.bins)
 

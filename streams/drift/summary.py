@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from schemas import FeatureFrame
-from streams.drift.bins import coarse_and_fine
+from streams.drift.bins import coarse_and_fine, native_moments
 from streams.drift.profile import (
     OTHER,
     CategoricalReference,
@@ -273,7 +273,8 @@ def _numeric_of_finite(ref: NumericReference | None, name: str, values: np.ndarr
     return summary
 
 
-def _whole_numeric_parts(frame: FeatureFrame, profile: Profile) -> dict[str, NumericSummary]:
+def _whole_numeric_parts(frame: FeatureFrame, profile: Profile, *, native: bool = True
+                         ) -> dict[str, NumericSummary]:
     """The numeric features whose column is whole (no null, every value finite), summarised together.
 
     A window delta holds a few thousand rows of twenty-odd features, and
@@ -281,6 +282,11 @@ def _whole_numeric_parts(frame: FeatureFrame, profile: Profile) -> dict[str, Num
     calls, not the values, took the time. The whole columns are copied once
     into one feature per row and their moments and ranges taken along the
     rows; what is left per feature is its bins.
+
+    ``native``: where :mod:`streams.drift._column` is built, each row's
+    moments in C instead (two passes over it, and its bins one, while it is
+    in the cache: a delta of 100-row events is larger than the caches, and
+    numpy's pass per operation was memory traffic).
     """
     if not frame.rows or not frame.numeric_names:
         return {}
@@ -292,6 +298,15 @@ def _whole_numeric_parts(frame: FeatureFrame, profile: Profile) -> dict[str, Num
     columns = [index[f.name] for f in features]
     # one feature per row, in one copy (two when the columns are not all of them in order)
     block = np.ascontiguousarray((frame.numeric if columns == list(range(len(index))) else frame.numeric[:, columns]).T)
+    if native and native_moments is not None:
+        out = {}
+        for f, column in zip(features, block, strict=True):
+            found = native_moments(column)
+            if found is not None:  # else NaN or infinite values: the one-feature path summarises it
+                out[f.name] = _numeric_of_finite(_numeric_reference(profile, f.name), f.name, column, found[2],
+                                                 found[3], found[0], found[1], 0, 0, f.min, f.max, f.allow_nan,
+                                                 f.type == "int")
+        return out
     lows, highs = block.min(axis=1), block.max(axis=1)  # NaN if any value is; infinite if any value is
     finite = np.isfinite(lows) & np.isfinite(highs)
     if not finite.all():
@@ -303,10 +318,14 @@ def _whole_numeric_parts(frame: FeatureFrame, profile: Profile) -> dict[str, Num
     out = {}
     for f, column, mean, m2, low, high in zip(features, block, means.tolist(), m2s.tolist(),
                                               lows.tolist(), highs.tolist(), strict=True):
-        ref = profile.features.get(f.name)
-        out[f.name] = _numeric_of_finite(ref if isinstance(ref, NumericReference) else None, f.name, column,
+        out[f.name] = _numeric_of_finite(_numeric_reference(profile, f.name), f.name, column,
                                          mean, m2, low, high, 0, 0, f.min, f.max, f.allow_nan, f.type == "int")
     return out
+
+
+def _numeric_reference(profile: Profile, name: str) -> NumericReference | None:
+    ref = profile.features.get(name)
+    return ref if isinstance(ref, NumericReference) else None
 
 
 def summarize(frame: FeatureFrame, profile: Profile, window_start: int, window_end: int,

@@ -11,7 +11,6 @@ errors they keep.
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 import pytest
@@ -34,6 +33,7 @@ from schemas.compiled import (
     predictions_body,
 )
 from schemas.featurespec import FeatureSpec
+from tests.native import built
 
 CODEC = Codec.default()
 PREDICTION = CODEC.schema("driftline.Prediction")
@@ -71,11 +71,8 @@ def prediction_records(draw: st.DrawFn) -> dict:
 
 
 def readers() -> list[bool]:
-    """The Python reader, and the C one (:mod:`schemas._bodies`) where it is built: CI builds it
-    (``DRIFTLINE_REQUIRE_NATIVE=1``), so a build that silently fell back fails there instead of skipping."""
-    if native_body is None and os.environ.get("DRIFTLINE_REQUIRE_NATIVE") == "1":
-        raise AssertionError("schemas._bodies was not built (a C compiler and Python's headers are needed)")
-    return [False, True] if native_body is not None else [False]
+    """The Python reader, and the C one (:mod:`schemas._bodies`) where it is built (:mod:`tests.native`)."""
+    return [False, True] if built(native_body, "schemas._bodies") else [False]
 
 
 @pytest.mark.parametrize("native", readers())
@@ -277,8 +274,7 @@ def mutants(body: bytes, draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.skipif(native_body is None and os.environ.get("DRIFTLINE_REQUIRE_NATIVE") != "1",
-                    reason="schemas._bodies is not built")
+@pytest.mark.skipif(not built(native_body, "schemas._bodies"), reason="schemas._bodies is not built")
 @settings(max_examples=600, deadline=None)
 @given(st.data(), prediction_records(), st.booleans())
 def test_the_c_reader_decides_every_body_as_the_python_reader_does(data: st.DataObject, record: dict,

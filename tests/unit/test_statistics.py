@@ -76,8 +76,10 @@ def test_the_bins_lookup_table_answers_as_a_search_per_value():
     """streams.drift.bins.EdgeIndex against np.searchsorted: quantile edges of light and heavy tails (a
     crowded middle makes the table finer), values on, between, below and above the edges, the next float
     either side of each edge, repeated and single edges, and huge and tiny magnitudes."""
-    from streams.drift.bins import EdgeIndex, coarse_and_fine
+    from streams.drift.bins import EdgeIndex, coarse_and_fine, native_counts_sums
+    from tests.native import built
 
+    built(native_counts_sums, "streams.drift._column")  # CI: not built is a failure
     rng = np.random.default_rng(11)
     shapes = [rng.normal, rng.standard_cauchy, lambda size: rng.lognormal(0, 3, size),
               lambda size: rng.integers(-3, 3, size).astype(float), lambda size: rng.normal(size=size) * 1e-300,
@@ -110,6 +112,12 @@ def test_the_bins_lookup_table_answers_as_a_search_per_value():
         assert np.array_equal(counts, bin_counts(finite, edges))
         with np.errstate(over="ignore", invalid="ignore"):
             np.testing.assert_allclose(sums, bin_sums(finite, edges), rtol=1e-12)
+            # the C loop (streams.drift._column) and numpy's passes: the same counts and the very same sums
+            in_numpy = binned.counts_sums(finite, native=False)
+            column = np.repeat(finite, 3)[1::3]  # a column of a row-major block: strided
+            for found in (counts, sums), binned.counts_sums(column):
+                assert np.array_equal(found[0], in_numpy[0]), trial
+                assert np.array_equal(found[1], in_numpy[1], equal_nan=True), trial
     assert tables > 350, "most trials go through the table, not the search it falls back to"
 
 

@@ -156,10 +156,20 @@ def test_with_a_spec_at_the_producer_absent_features_are_nulls():
     assert kinds["c"] == {"type_mismatch"}
 
 
-def test_whole_columns_summarised_together_equal_one_feature_at_a_time():
+@pytest.mark.parametrize("native", [True, False])
+def test_whole_columns_summarised_together_equal_one_feature_at_a_time(native, monkeypatch):
     """Columns without a null or a non-finite value are summarised in one pass over the matrix; each must
-    equal the one-feature path (itself checked against numpy above) and numpy's own counts of the skew."""
+    equal the one-feature path (itself checked against numpy above) and numpy's own counts of the skew.
+    ``native``: their moments and bins in C (streams.drift._column) where it is built, else in numpy."""
+    import streams.drift.summary as summary_module
+    from streams.drift.bins import native_moments
     from streams.drift.summary import _numeric_part
+    from tests.native import built
+
+    if native and not built(native_moments, "streams.drift._column"):
+        pytest.skip("streams.drift._column is not built")
+    if not native:
+        monkeypatch.setattr(summary_module, "native_moments", None)
 
     spec = FeatureSpec("m", (FeatureDef("a", "float", min=-1, max=1), FeatureDef("k", "int", min=0, max=8),
                              FeatureDef("b", "float"), FeatureDef("gap", "float"), FeatureDef("spike", "float")))
@@ -202,3 +212,26 @@ def test_whole_columns_summarised_together_equal_one_feature_at_a_time():
     assert got["k"].skew["type_mismatch"] == int((k != np.round(k)).sum()) > 0
     assert got["k"].skew["out_of_range"] == int(((k < 0) | (k > 8)).sum()) > 0
     assert got["gap"].nulls == int(np.isnan(gap).sum()) > 0
+
+
+def test_a_columns_moments_in_c_equal_numpys_where_naive_sums_lose_digits():
+    """streams.drift._column.moments against numpy: a large offset with a small spread (a naive sum of the
+    squares loses the spread), strided columns, one value, and None for NaN, infinities and no values."""
+    from streams.drift.bins import native_moments
+    from tests.native import built
+
+    if not built(native_moments, "streams.drift._column"):
+        pytest.skip("streams.drift._column is not built")
+    rng = np.random.default_rng(21)
+    columns = [rng.normal(size=50_000), 1e9 + rng.normal(size=50_000), rng.standard_cauchy(20_000),
+               rng.lognormal(0, 4, 10_000), np.full(7, 3.25), np.array([-0.0]), rng.normal(size=(3000, 5))[:, 2]]
+    for values in columns:
+        low, high, mean, m2 = native_moments(values)
+        assert (low, high) == (values.min(), values.max())
+        assert mean == pytest.approx(values.mean(), rel=1e-13, abs=1e-300)
+        assert m2 == pytest.approx(((values - values.mean()) ** 2).sum(), rel=1e-9, abs=1e-300)
+    shifted = 1e9 + rng.normal(size=50_000)
+    exact_mean = float(np.sum(shifted.astype(np.longdouble)) / shifted.size)
+    assert native_moments(shifted)[2] == pytest.approx(exact_mean, rel=1e-15)
+    for broken in ([1.0, np.nan], [np.inf, 1.0], [-np.inf], []):
+        assert native_moments(np.array(broken, dtype=float)) is None
