@@ -1,6 +1,7 @@
 /*
  * The general reader of Prediction and Features bodies (schemas/compiled.py,
- * BodyReader._general), in C.
+ * BodyReader._general), in C; and their numeric values stacked column-major
+ * (schemas/columns.py, FeatureFrame._stack).
  *
  * Why: a batch event of 100 rows is about twenty Avro fields, and the Python
  * reader spends a function call and a tuple on each. In the monitor's stage 1
@@ -271,14 +272,60 @@ done:
     return record;
 }
 
+PyDoc_STRVAR(column_major_doc,
+"column_major(values, width, rows)\n--\n\n"
+"The ``numeric_values`` of many events (a list of bytes, each its rows of ``width`` float64s) stacked as one\n"
+"column after another: ``rows`` in all. None when their sizes do not add up (the caller names the bad event)\n"
+"or one is not bytes.");
+
+/* Stacked column-major, a frame's columns are contiguous: a window's summary reads each without the copy a
+ * transpose of row-major values made (a pass over memory larger than the caches). */
+static PyObject *column_major(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 3 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "column_major(values: list[bytes], width, rows)");
+        return NULL;
+    }
+    PyObject *values = args[0];
+    Py_ssize_t width = PyLong_AsSsize_t(args[1]), rows = PyLong_AsSsize_t(args[2]);
+    if (PyErr_Occurred()) return NULL;
+    Py_ssize_t events = PyList_GET_SIZE(values), total = 0, row_bytes = 8 * width;
+    if (width <= 0 || rows < 0 || rows > PY_SSIZE_T_MAX / row_bytes) Py_RETURN_NONE;
+    for (Py_ssize_t e = 0; e < events; e++) {
+        PyObject *item = PyList_GET_ITEM(values, e);
+        if (!PyBytes_Check(item)) Py_RETURN_NONE; /* another buffer: the caller reads the events one by one */
+        Py_ssize_t size = PyBytes_GET_SIZE(item);
+        if (size % row_bytes) Py_RETURN_NONE;
+        total += size / row_bytes;
+    }
+    if (total != rows) Py_RETURN_NONE;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, rows * row_bytes);
+    if (!out) return NULL;
+    char *column = PyBytes_AS_STRING(out);
+    Py_ssize_t first = 0;
+    for (Py_ssize_t e = 0; e < events; e++) {
+        PyObject *item = PyList_GET_ITEM(values, e);
+        const char *in = PyBytes_AS_STRING(item);
+        Py_ssize_t own = PyBytes_GET_SIZE(item) / row_bytes;
+        for (Py_ssize_t j = 0; j < width; j++) {
+            char *to = column + 8 * (j * rows + first);
+            const char *from = in + 8 * j;
+            for (Py_ssize_t i = 0; i < own; i++, to += 8, from += row_bytes) memcpy(to, from, 8);
+        }
+        first += own;
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"body", (PyCFunction)(void (*)(void))body, METH_FASTCALL, body_doc},
+    {"column_major", (PyCFunction)(void (*)(void))column_major, METH_FASTCALL, column_major_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "schemas._bodies",
-    "The general Prediction/Features body reader of schemas.compiled, in C.", -1, methods, NULL, NULL, NULL, NULL,
+    "Prediction/Features bodies read, and their numbers stacked, in C.", -1, methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__bodies(void) {

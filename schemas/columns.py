@@ -20,7 +20,7 @@ Type rules (what goes where):
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Real
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from schemas.errors import DecodeError, EncodeError
+
+native_column_major: Callable[[list[bytes], int, int], bytes | None] | None
+try:  # events' numbers stacked column-major in C (schemas/_bodies.c)
+    from schemas._bodies import column_major as native_column_major
+except ImportError:  # built without a C compiler: stacked row-major
+    native_column_major = None
 
 if TYPE_CHECKING:
     from schemas.featurespec import FeatureSpec
@@ -370,6 +376,11 @@ class FeatureFrame:
     rows x names; a level may repeat or go unused). Counting categories and
     writing the block back then take numpy over codes instead of a
     dictionary lookup per cell. Frames built any other way have None.
+
+    ``texts`` holds ``categorical``; it may be None where ``dictionary`` is
+    known, and is then built when first read. Events stacked from their
+    dictionaries leave it so: the monitor counts codes, and an object array
+    of every cell (and its gathers) cost 30 ns a row of four categories.
     """
 
     rows: int
@@ -377,10 +388,20 @@ class FeatureFrame:
     numeric: np.ndarray
     numeric_null: np.ndarray
     categorical_names: tuple[str, ...]
-    categorical: np.ndarray
+    texts: np.ndarray | None
     categorical_null: np.ndarray
     mismatched: list[dict[str, Any]] = field(default_factory=list)
     dictionary: tuple[list[str], np.ndarray] | None = None
+
+    @property
+    def categorical(self) -> np.ndarray:
+        """The rows x names category texts (from ``dictionary`` when first read, if not given)."""
+        if self.texts is None:
+            if self.dictionary is None:
+                raise ValueError("a frame without its category texts needs their dictionary")
+            levels, codes = self.dictionary
+            self.texts = np.array(levels, dtype=object)[codes] if levels else np.empty(codes.shape, dtype=object)
+        return self.texts
 
     @classmethod
     def from_record(cls, columns: Mapping[str, Any], rows: int) -> FeatureFrame:
@@ -454,15 +475,15 @@ class FeatureFrame:
             raise DecodeError(f"duplicate feature names in event: {sorted(numeric_names + categorical_names)}")
         rows = sum(r for _, r in group)
         width, cat_width = len(numeric_names), len(categorical_names)
-        raw = b"".join(c["numeric_values"] for c, _ in group)
-        if len(raw) != 8 * rows * width:
+        numeric = _stacked_numbers([c["numeric_values"] for c, _ in group], rows, width)
+        if numeric is None:
             return cls.concat(cls.from_record(c, r) for c, r in group)  # names the bad event
         dictionary = None
         if all(c.get("categorical_codes") and not c["categorical_values"] for c, _ in group):  # batch events
-            joined = _stacked_dictionaries(group, rows, cat_width)
-            if joined is None:
+            dictionary = _stacked_dictionaries(group, rows, cat_width)
+            if dictionary is None:
                 return cls.concat(cls.from_record(c, r) for c, r in group)  # names the bad event
-            categorical, dictionary = joined
+            categorical = None  # built from the dictionary if read
         elif any(c.get("categorical_codes") for c, _ in group):  # some batch events: each its own dictionary
             categorical = np.concatenate([_categorical_matrix(c, r, cat_width) for c, r in group])
             parts = [_dictionary_of(c, r, cat_width) for c, r in group]
@@ -475,8 +496,7 @@ class FeatureFrame:
                 return cls.concat(cls.from_record(c, r) for c, r in group)
             categorical = np.array(values, dtype=object).reshape(rows, cat_width)
         return cls(
-            rows, numeric_names, np.frombuffer(raw, dtype="<f8").reshape(rows, width),
-            np.zeros((rows, width), dtype=bool), categorical_names, categorical,
+            rows, numeric_names, numeric, np.zeros((rows, width), dtype=bool), categorical_names, categorical,
             np.zeros((rows, cat_width), dtype=bool), [], dictionary,
         )
 
@@ -529,11 +549,12 @@ class FeatureFrame:
             start += f.rows
         parts = [f.dictionary for f in frames]
         first = frames[0]
+        dictionary = _joined_dictionaries(parts) if all(p is not None for p in parts) else None
+        texts = None if dictionary is not None and any(f.texts is None for f in frames) else \
+            np.concatenate([f.categorical for f in frames])
         return cls(start, first.numeric_names, np.concatenate([f.numeric for f in frames]),
-                   np.concatenate([f.numeric_null for f in frames]), first.categorical_names,
-                   np.concatenate([f.categorical for f in frames]),
-                   np.concatenate([f.categorical_null for f in frames]), mismatched,
-                   _joined_dictionaries(parts) if all(p is not None for p in parts) else None)
+                   np.concatenate([f.numeric_null for f in frames]), first.categorical_names, texts,
+                   np.concatenate([f.categorical_null for f in frames]), mismatched, dictionary)
 
     def to_record(self) -> dict[str, Any]:
         """Back to a ``driftline.Columns`` record (inverse of :meth:`from_record`; a null's value is
@@ -569,9 +590,9 @@ class FeatureFrame:
         to), type mismatches renumbered with them."""
         mismatched = [{**m, "row": m["row"] - start} for m in self.mismatched if start <= m["row"] < stop]
         dictionary = None if self.dictionary is None else (self.dictionary[0], self.dictionary[1][start:stop])
+        texts = None if self.texts is None else self.texts[start:stop]
         return FeatureFrame(stop - start, self.numeric_names, self.numeric[start:stop], self.numeric_null[start:stop],
-                            self.categorical_names, self.categorical[start:stop], self.categorical_null[start:stop],
-                            mismatched, dictionary)
+                            self.categorical_names, texts, self.categorical_null[start:stop], mismatched, dictionary)
 
     def take(self, rows: np.ndarray) -> FeatureFrame:
         """The rows selected by a boolean mask (in order) or by distinct indices (in their order), type
@@ -586,9 +607,9 @@ class FeatureFrame:
             mismatched = [{**m, "row": int(new_index[m["row"]])} for m in self.mismatched
                           if 0 <= m["row"] < self.rows and new_index[m["row"]] >= 0]
         dictionary = None if self.dictionary is None else (self.dictionary[0], self.dictionary[1][kept])
+        texts = None if self.texts is None else self.texts[kept]
         return FeatureFrame(int(kept.size), self.numeric_names, self.numeric[kept], self.numeric_null[kept],
-                            self.categorical_names, self.categorical[kept], self.categorical_null[kept],
-                            mismatched, dictionary)
+                            self.categorical_names, texts, self.categorical_null[kept], mismatched, dictionary)
 
     def to_rows(self) -> list[dict[str, Any]]:
         """Back to one dict per row (nulls omitted): what a river model's ``predict_one`` takes."""
@@ -627,6 +648,23 @@ def _joined_dictionaries(parts: Sequence[tuple[list[str], np.ndarray] | None]) -
     return _distinct_levels(levels, np.concatenate(codes))
 
 
+def _stacked_numbers(values: list[bytes], rows: int, width: int) -> np.ndarray | None:
+    """Events' ``numeric_values`` as one rows x width matrix, None when their sizes do not add up.
+
+    Column-major where :mod:`schemas._bodies` is built: each feature's values
+    are then contiguous, and a window's summary reads them in place instead
+    of transposing a matrix larger than the caches (``streams.drift.summary``).
+    """
+    if native_column_major is not None and width:
+        stacked = native_column_major(values, width, rows)
+        if stacked is not None:
+            return np.frombuffer(stacked, dtype="<f8").reshape(width, rows).T
+    raw = b"".join(values)
+    if len(raw) != 8 * rows * width:
+        return None
+    return np.frombuffer(raw, dtype="<f8").reshape(rows, width)
+
+
 def _distinct_levels(levels: list[str], codes: np.ndarray) -> tuple[list[str], np.ndarray]:
     """A joined dictionary with each level once: events stacked one after another repeat the same few
     levels (450 batch events of 4 levels: 1,800), and whoever counts a column would otherwise add them up
@@ -638,12 +676,11 @@ def _distinct_levels(levels: list[str], codes: np.ndarray) -> tuple[list[str], n
 
 
 def _stacked_dictionaries(group: Sequence[tuple[Mapping[str, Any], int]], rows: int, width: int
-                          ) -> tuple[np.ndarray, tuple[list[str], np.ndarray]] | None:
-    """The texts and the joined dictionary of events that each carry their categories as a dictionary, built
-    once for all of them: their levels one after another, every code checked against its own event's levels
-    and moved past the levels before them, each level then once, and one take for the texts (not an object
-    array per event). None when an event's codes do not fit it (the caller reads the events one by one, which
-    names the bad one)."""
+                          ) -> tuple[list[str], np.ndarray] | None:
+    """The joined dictionary of events that each carry their categories as a dictionary, built once for all of
+    them: their levels one after another, every code checked against its own event's levels and moved past the
+    levels before them, each level then once (the frame's texts are built from it if they are read). None
+    when an event's codes do not fit it (the caller reads the events one by one, which names the bad one)."""
     codes_bytes = b"".join(c["categorical_codes"] for c, _ in group)
     if len(codes_bytes) != 4 * rows * width:
         return None
@@ -653,9 +690,8 @@ def _stacked_dictionaries(group: Sequence[tuple[Mapping[str, Any], int]], rows: 
     local = np.frombuffer(codes_bytes, dtype="<u4").astype(np.int64).reshape(rows, width)
     if bool((local >= np.repeat(sizes, counts)[:, None]).any()):
         return None
-    levels, codes = _distinct_levels([level for own in level_lists for level in own],
-                                     local + np.repeat(np.cumsum(sizes) - sizes, counts)[:, None])
-    return np.array(levels, dtype=object)[codes], (levels, codes)
+    return _distinct_levels([level for own in level_lists for level in own],
+                            local + np.repeat(np.cumsum(sizes) - sizes, counts)[:, None])
 
 
 def _used_levels(levels: list[str], codes: np.ndarray) -> dict[str, Any]:

@@ -283,10 +283,11 @@ def _whole_numeric_parts(frame: FeatureFrame, profile: Profile, *, native: bool 
     into one feature per row and their moments and ranges taken along the
     rows; what is left per feature is its bins.
 
-    ``native``: where :mod:`streams.drift._column` is built, each row's
+    ``native``: where :mod:`streams.drift._column` is built, each column's
     moments in C instead (two passes over it, and its bins one, while it is
     in the cache: a delta of 100-row events is larger than the caches, and
-    numpy's pass per operation was memory traffic).
+    numpy's pass per operation was memory traffic), read in place when the
+    frame was stacked column-major (no transposed copy).
     """
     if not frame.rows or not frame.numeric_names:
         return {}
@@ -296,17 +297,20 @@ def _whole_numeric_parts(frame: FeatureFrame, profile: Profile, *, native: bool 
     if not features:
         return {}
     columns = [index[f.name] for f in features]
-    # one feature per row, in one copy (two when the columns are not all of them in order)
-    block = np.ascontiguousarray((frame.numeric if columns == list(range(len(index))) else frame.numeric[:, columns]).T)
     if native and native_moments is not None:
+        numeric = frame.numeric  # column-major as stacked from events (schemas.columns): read in place
+        by_column = numeric.T if numeric.strides[0] == numeric.itemsize else np.ascontiguousarray(numeric.T)
         out = {}
-        for f, column in zip(features, block, strict=True):
+        for f, j in zip(features, columns, strict=True):
+            column = by_column[j]
             found = native_moments(column)
             if found is not None:  # else NaN or infinite values: the one-feature path summarises it
                 out[f.name] = _numeric_of_finite(_numeric_reference(profile, f.name), f.name, column, found[2],
                                                  found[3], found[0], found[1], 0, 0, f.min, f.max, f.allow_nan,
                                                  f.type == "int")
         return out
+    # one feature per row, in one copy (two when the columns are not all of them in order)
+    block = np.ascontiguousarray((frame.numeric if columns == list(range(len(index))) else frame.numeric[:, columns]).T)
     lows, highs = block.min(axis=1), block.max(axis=1)  # NaN if any value is; infinite if any value is
     finite = np.isfinite(lows) & np.isfinite(highs)
     if not finite.all():

@@ -159,6 +159,11 @@ def test_events_stacked_together_check_each_code_against_its_own_events_levels()
     bad = {**good, "categorical_levels": ["a"]}  # its code 1 ("b") has no level of its own
     wider = encode_columns({"plan": ["c", "d", "e", "f"] * 5})
     stacked = FeatureFrame.from_records([(good, 20), (wider, 20)])
+    assert stacked.texts is None  # the texts are built from the dictionary when read, and views keep them so
+    picked = stacked.take(np.array([39, 0, 25]))
+    assert picked.texts is None and stacked.span(18, 22).texts is None
+    assert picked.categorical[:, 0].tolist() == ["f", "a", "d"]
+    assert stacked.span(18, 22).categorical[:, 0].tolist() == ["a", "b", "c", "d"]
     assert stacked.categorical[:, 0].tolist() == ["a", "b"] * 10 + ["c", "d", "e", "f"] * 5
     levels, codes = stacked.dictionary
     assert np.array(levels, dtype=object)[codes].tolist() == stacked.categorical.tolist()
@@ -205,3 +210,35 @@ def test_unique_texts_equals_numpy_unique(texts: list[str]) -> None:
     expected, inverse = np.unique(np.array(texts, dtype=object), return_inverse=True)
     assert distinct == expected.tolist()
     assert index.tolist() == inverse.ravel().tolist()
+
+
+@pytest.mark.parametrize("events", [1, 2, 37])
+def test_events_numbers_stacked_column_major_equal_the_row_major_join(events, monkeypatch):
+    """schemas._bodies.column_major (each feature's values contiguous, for the summaries) against the join it
+    replaces: the same matrix, events of different row counts; a value of the wrong size is refused and the
+    events are read one by one, which names the bad one."""
+    import schemas.columns as columns_module
+    from schemas.columns import native_column_major
+    from tests.native import built
+
+    if not built(native_column_major, "schemas._bodies"):
+        pytest.skip("schemas._bodies is not built")
+    rng = np.random.default_rng(events)
+    tables = [{"a": rng.normal(size=n), "b": rng.normal(size=n), "c": rng.integers(0, 9, n).astype(float),
+               "plan": rng.choice(["free", "pro"], n)} for n in rng.integers(1, 120, events)]
+    items = [(encode_columns(t), len(t["a"])) for t in tables]
+    native = FeatureFrame.from_records(items)
+    monkeypatch.setattr(columns_module, "native_column_major", None)
+    joined = FeatureFrame.from_records(items)
+    assert native.numeric.shape == joined.numeric.shape
+    assert (native.numeric.strides[0] == 8) == (events > 1)  # one event is read as it is
+    assert np.array_equal(native.numeric, joined.numeric)
+    assert np.array_equal(native.numeric, np.column_stack([np.concatenate([t[k] for t in tables]) for k in "abc"]))
+    assert native_column_major([b"\0" * 24, b"\0" * 16], 3, 2) is None  # 16 bytes: not a row of three
+    assert native_column_major([b"\0" * 24], 3, 2) is None  # fewer rows than said
+    assert native_column_major([bytearray(24)], 3, 1) is None  # not bytes: read one by one
+    if events > 1:
+        broken = [({**items[0][0], "numeric_values": items[0][0]["numeric_values"][:-8]}, items[0][1]), *items[1:]]
+        monkeypatch.setattr(columns_module, "native_column_major", native_column_major)
+        with pytest.raises(DecodeError):
+            FeatureFrame.from_records(broken)
