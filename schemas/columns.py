@@ -30,10 +30,12 @@ import numpy as np
 from schemas.errors import DecodeError, EncodeError
 
 native_column_major: Callable[[list[bytes], int, int], bytes | None] | None
-try:  # events' numbers stacked column-major in C (schemas/_bodies.c)
+native_dictionary_codes: Callable[[list[bytes], np.ndarray, np.ndarray, int, int], bytes | None] | None
+try:  # events' numbers and category codes stacked column-major in C (schemas/_bodies.c)
     from schemas._bodies import column_major as native_column_major
-except ImportError:  # built without a C compiler: stacked row-major
-    native_column_major = None
+    from schemas._bodies import dictionary_codes as native_dictionary_codes
+except ImportError:  # built without a C compiler: stacked row-major by numpy
+    native_column_major = native_dictionary_codes = None
 
 if TYPE_CHECKING:
     from schemas.featurespec import FeatureSpec
@@ -681,11 +683,18 @@ def _stacked_dictionaries(group: Sequence[tuple[Mapping[str, Any], int]], rows: 
     them: their levels one after another, every code checked against its own event's levels and moved past the
     levels before them, each level then once (the frame's texts are built from it if they are read). None
     when an event's codes do not fit it (the caller reads the events one by one, which names the bad one)."""
+    level_lists = [c.get("categorical_levels") or [] for c, _ in group]
+    sizes = np.fromiter(map(len, level_lists), dtype=np.int64, count=len(group))
+    if native_dictionary_codes is not None:  # checked, moved and deduplicated in one pass, column-major
+        levels = [level for own in level_lists for level in own]
+        distinct, remap = unique_texts(levels)
+        if len(distinct) == len(levels):
+            distinct, remap = levels, np.arange(len(levels), dtype=np.int64)
+        stacked = native_dictionary_codes([c["categorical_codes"] for c, _ in group], sizes, remap, width, rows)
+        return None if stacked is None else (distinct, np.frombuffer(stacked, dtype=np.int64).reshape(width, rows).T)
     codes_bytes = b"".join(c["categorical_codes"] for c, _ in group)
     if len(codes_bytes) != 4 * rows * width:
         return None
-    level_lists = [c.get("categorical_levels") or [] for c, _ in group]
-    sizes = np.fromiter(map(len, level_lists), dtype=np.int64, count=len(group))
     counts = np.fromiter((r for _, r in group), dtype=np.int64, count=len(group))
     local = np.frombuffer(codes_bytes, dtype="<u4").astype(np.int64).reshape(rows, width)
     if bool((local >= np.repeat(sizes, counts)[:, None]).any()):

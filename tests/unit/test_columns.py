@@ -218,27 +218,40 @@ def test_events_numbers_stacked_column_major_equal_the_row_major_join(events, mo
     replaces: the same matrix, events of different row counts; a value of the wrong size is refused and the
     events are read one by one, which names the bad one."""
     import schemas.columns as columns_module
-    from schemas.columns import native_column_major
+    from schemas.columns import DICTIONARY_ROWS, native_column_major, native_dictionary_codes
     from tests.native import built
 
     if not built(native_column_major, "schemas._bodies"):
         pytest.skip("schemas._bodies is not built")
     rng = np.random.default_rng(events)
+    plans = ["free", "pro", "team", "b\x00", "é"]
     tables = [{"a": rng.normal(size=n), "b": rng.normal(size=n), "c": rng.integers(0, 9, n).astype(float),
-               "plan": rng.choice(["free", "pro"], n)} for n in rng.integers(1, 120, events)]
+               "plan": rng.choice(plans[:int(rng.integers(1, 6))], n), "zone": rng.choice(plans, n)}
+              for n in rng.integers(DICTIONARY_ROWS, 120, events)]  # the categories as dictionaries
     items = [(encode_columns(t), len(t["a"])) for t in tables]
     native = FeatureFrame.from_records(items)
     monkeypatch.setattr(columns_module, "native_column_major", None)
+    monkeypatch.setattr(columns_module, "native_dictionary_codes", None)
     joined = FeatureFrame.from_records(items)
     assert native.numeric.shape == joined.numeric.shape
     assert (native.numeric.strides[0] == 8) == (events > 1)  # one event is read as it is
     assert np.array_equal(native.numeric, joined.numeric)
+    texts = np.column_stack([np.concatenate([t[k] for t in tables]).astype(object) for k in ("plan", "zone")])
+    for frame in native, joined:  # the codes into the joined levels: each event's own texts
+        levels, codes = frame.dictionary
+        assert np.array(levels, dtype=object)[codes].tolist() == frame.categorical.tolist() == texts.tolist()
+    assert native.dictionary[0] == joined.dictionary[0] and np.array_equal(native.dictionary[1], joined.dictionary[1])
     assert np.array_equal(native.numeric, np.column_stack([np.concatenate([t[k] for t in tables]) for k in "abc"]))
     assert native_column_major([b"\0" * 24, b"\0" * 16], 3, 2) is None  # 16 bytes: not a row of three
     assert native_column_major([b"\0" * 24], 3, 2) is None  # fewer rows than said
     assert native_column_major([bytearray(24)], 3, 1) is None  # not bytes: read one by one
     if events > 1:
-        broken = [({**items[0][0], "numeric_values": items[0][0]["numeric_values"][:-8]}, items[0][1]), *items[1:]]
         monkeypatch.setattr(columns_module, "native_column_major", native_column_major)
-        with pytest.raises(DecodeError):
+        monkeypatch.setattr(columns_module, "native_dictionary_codes", native_dictionary_codes)
+        broken = [({**items[0][0], "numeric_values": items[0][0]["numeric_values"][:-8]}, items[0][1]), *items[1:]]
+        with pytest.raises(DecodeError, match="numeric block has"):
+            FeatureFrame.from_records(broken)
+        levels = items[-1][0]["categorical_levels"]  # a code past its own event's levels
+        broken = [*items[:-1], ({**items[-1][0], "categorical_levels": levels[:-1]}, items[-1][1])]
+        with pytest.raises(DecodeError, match="a categorical code is"):
             FeatureFrame.from_records(broken)
