@@ -39,34 +39,38 @@ static int get(PyObject *object, Py_buffer *view, int flags, int real, const cha
 }
 
 PyDoc_STRVAR(counts_sums_doc,
-"counts_sums(values, low, scale, cells, start, padded, counts, sums)\n--\n\n"
+"counts_sums(values, low, scale, cells, start, padded, steps, counts, sums)\n--\n\n"
 "Adds each value (float64, any stride; not NaN) to its bin of ``counts`` (int64) and ``sums`` (float64):\n"
-"its cell ``(v - low) * scale`` clipped to 0 .. cells + 1, its bin from ``start[cell]`` (int64) stepped\n"
-"while the value is at least ``padded[bin]`` (the edges and a NaN).");
+"its cell ``(v - low) * scale`` clipped to 0 .. cells + 1, its bin from ``start[cell]`` (int64) moved on\n"
+"``steps`` times by whether the value is at least ``padded[bin]`` (the edges, then a NaN no value reaches).");
 
 static PyObject *counts_sums(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "counts_sums takes eight arguments");
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "counts_sums takes nine arguments");
         return NULL;
     }
     double low = PyFloat_AsDouble(args[1]), scale = PyFloat_AsDouble(args[2]);
-    Py_ssize_t cells = PyLong_AsSsize_t(args[3]);
+    Py_ssize_t cells = PyLong_AsSsize_t(args[3]), steps = PyLong_AsSsize_t(args[6]);
     if (PyErr_Occurred()) return NULL;
     PyObject *result = NULL;
     Py_buffer values, start, padded, counts, sums;
     if (get(args[0], &values, PyBUF_STRIDES, 1, "values") < 0) return NULL;
     if (get(args[4], &start, PyBUF_C_CONTIGUOUS, 0, "start") < 0) goto release_values;
     if (get(args[5], &padded, PyBUF_C_CONTIGUOUS, 1, "padded") < 0) goto release_start;
-    if (get(args[6], &counts, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE, 0, "counts") < 0) goto release_padded;
-    if (get(args[7], &sums, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE, 1, "sums") < 0) goto release_counts;
+    if (get(args[7], &counts, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE, 0, "counts") < 0) goto release_padded;
+    if (get(args[8], &sums, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE, 1, "sums") < 0) goto release_counts;
     Py_ssize_t edges = padded.shape[0] - 1, bins = counts.shape[0];
-    if (start.shape[0] != cells + 2 || bins != edges + 1 || sums.shape[0] != bins || edges < 0) {
+    if (start.shape[0] != cells + 2 || bins != edges + 1 || sums.shape[0] != bins || edges < 0 || steps < 0) {
         PyErr_SetString(PyExc_ValueError, "counts_sums: start, padded, counts and sums do not fit the cells");
         goto release_sums;
     }
     const int64_t *first = start.buf;
     const double *edge = padded.buf;
+    if (!isnan(edge[edges])) { /* the sentinel that stops every step at the last bin */
+        PyErr_SetString(PyExc_ValueError, "counts_sums: padded must end with a NaN");
+        goto release_sums;
+    }
     int64_t *count = counts.buf;
     double *sum = sums.buf;
     const char *at = values.buf;
@@ -75,10 +79,10 @@ static PyObject *counts_sums(PyObject *module, PyObject *const *args, Py_ssize_t
     for (Py_ssize_t i = 0; i < n; i++, at += stride) {
         double v = *(const double *)at;
         double cell = (v - low) * scale;
-        if (!(cell > 0.0)) cell = 0.0; /* NaN too: the caller passes none, and the index stays in range */
-        if (cell > top) cell = top;
+        cell = cell > 0.0 ? cell : 0.0; /* NaN too: the caller passes none, and the index stays in range */
+        cell = cell < top ? cell : top;
         int64_t bin = first[(Py_ssize_t)cell];
-        while (bin < edges && v >= edge[bin]) bin++;
+        for (Py_ssize_t step = 0; step < steps; step++) bin += v >= edge[bin]; /* no branch to mispredict */
         count[bin] += 1;
         sum[bin] += v;
     }

@@ -131,7 +131,8 @@ class EdgeIndex:
         if native and native_counts_sums is not None and self._table and values.dtype == np.float64 \
                 and values.ndim == 1:
             counts, sums = np.zeros(self.bins, dtype=np.int64), np.zeros(self.bins)
-            native_counts_sums(values, self._low, self._scale, self._cells, self._start, self._padded, counts, sums)
+            native_counts_sums(values, self._low, self._scale, self._cells, self._start, self._padded, self.steps,
+                               counts, sums)
             return counts, sums
         index = self(values)
         return np.bincount(index, minlength=self.bins), np.bincount(index, weights=values, minlength=self.bins)
