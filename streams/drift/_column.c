@@ -71,6 +71,12 @@ static PyObject *counts_sums(PyObject *module, PyObject *const *args, Py_ssize_t
         PyErr_SetString(PyExc_ValueError, "counts_sums: padded must end with a NaN");
         goto release_sums;
     }
+    for (Py_ssize_t c = 0; c < cells + 2; c++) { /* so no value's bin leaves the arrays, whatever the caller */
+        if (first[c] < 0 || first[c] > edges) {
+            PyErr_SetString(PyExc_ValueError, "counts_sums: a start is not a bin");
+            goto release_sums;
+        }
+    }
     int64_t *count = counts.buf;
     double *sum = sums.buf;
     const char *at = values.buf;
