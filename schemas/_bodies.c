@@ -97,20 +97,23 @@ static int read_array_end(Reader *r) {
     return OK;
 }
 
-static int read_strings(Reader *r, PyObject **out) {
+typedef int (*FieldReader)(Reader *, PyObject **);
+
+/* An array written as one block: its count, the items, the end marker. */
+static int read_array(Reader *r, PyObject **out, FieldReader read_item) {
     Py_ssize_t count;
     int status = read_count(r, &count);
     if (status) return status;
     PyObject *list = PyList_New(count);
     if (!list) return FAILED;
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *text;
-        status = read_string(r, &text);
+        PyObject *item;
+        status = read_item(r, &item);
         if (status) {
             Py_DECREF(list);
             return status;
         }
-        PyList_SET_ITEM(list, i, text);
+        PyList_SET_ITEM(list, i, item);
     }
     if (count && (status = read_array_end(r))) {
         Py_DECREF(list);
@@ -119,6 +122,8 @@ static int read_strings(Reader *r, PyObject **out) {
     *out = list;
     return OK;
 }
+
+static int read_strings(Reader *r, PyObject **out) { return read_array(r, out, read_string); }
 
 /* A union of null and string. */
 static int read_optional_string(Reader *r, PyObject **out) {
@@ -141,8 +146,6 @@ static int put(PyObject *dict, PyObject *key, PyObject *value) {
     return failed ? FAILED : OK;
 }
 
-typedef int (*FieldReader)(Reader *, PyObject **);
-
 /* Reads the next field with ``read`` and stores it under ``key``. */
 static int put_read(PyObject *dict, PyObject *key, Reader *r, FieldReader read) {
     PyObject *value;
@@ -156,38 +159,28 @@ static int put_long(PyObject *dict, PyObject *key, Reader *r) {
     return put(dict, key, PyLong_FromLongLong(value));
 }
 
-static int read_mismatched(Reader *r, PyObject **out) {
-    Py_ssize_t count;
-    int status = read_count(r, &count);
-    if (status) return status;
-    PyObject *list = PyList_New(count);
-    if (!list) return FAILED;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        long long row;
-        PyObject *item = PyDict_New();
-        if (!item) {
-            status = FAILED;
-        } else if (read_long(r, &row) || row < -2147483648LL || row > 2147483647LL) {
-            status = UNUSUAL; /* an Avro int: fastavro says what is wrong with it */
-        } else if (!(status = put(item, k_row, PyLong_FromLongLong(row)))) {
-            status = put_read(item, k_name, r, read_string);
-            if (!status) status = put_read(item, k_type, r, read_string);
-            if (!status) status = put_read(item, k_text, r, read_string);
-        }
-        if (status) {
-            Py_XDECREF(item);
-            Py_DECREF(list);
-            return status;
-        }
-        PyList_SET_ITEM(list, i, item);
+/* One mismatched value: its row, feature name, expected type and text. */
+static int read_mismatch(Reader *r, PyObject **out) {
+    long long row;
+    PyObject *item = PyDict_New();
+    int status;
+    if (!item) return FAILED;
+    if (read_long(r, &row) || row < -2147483648LL || row > 2147483647LL) {
+        status = UNUSUAL; /* an Avro int: fastavro says what is wrong with it */
+    } else if (!(status = put(item, k_row, PyLong_FromLongLong(row)))) {
+        status = put_read(item, k_name, r, read_string);
+        if (!status) status = put_read(item, k_type, r, read_string);
+        if (!status) status = put_read(item, k_text, r, read_string);
     }
-    if (count && (status = read_array_end(r))) {
-        Py_DECREF(list);
+    if (status) {
+        Py_DECREF(item);
         return status;
     }
-    *out = list;
+    *out = item;
     return OK;
 }
+
+static int read_mismatched(Reader *r, PyObject **out) { return read_array(r, out, read_mismatch); }
 
 static int read_columns(Reader *r, PyObject *columns) {
     int status = put_read(columns, k_numeric_names, r, read_strings);
