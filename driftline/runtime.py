@@ -1,5 +1,6 @@
 """Process settings for long-running services: the garbage collector tuned for streams of small objects,
-and BLAS kept to one thread where its calls are small.
+BLAS kept to one thread where its calls are small, and glibc's malloc arenas capped where threads come
+and go.
 
 Every request or event allocates a few hundred short-lived containers (decoded
 records, tensors, rows). With CPython's default thresholds a young-generation
@@ -21,11 +22,14 @@ services run with the same two settings.
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import sys
 
 from threadpoolctl import threadpool_limits
 
 YOUNG_THRESHOLD = 50_000
+M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
 
 
 def tune_gc(young: int = YOUNG_THRESHOLD) -> None:
@@ -47,3 +51,25 @@ def single_threaded_blas() -> None:
     single-row events: 0.88-1.84 CPU us per event with the default pool, 0.64-0.69 with one thread.
     """
     threadpool_limits(limits=1, user_api="blas")
+
+
+def cap_malloc_arenas(arenas: int = 2) -> bool:
+    """At most ``arenas`` glibc malloc arenas from now on; whether the C library took the setting.
+
+    glibc gives a thread that meets a locked arena an arena of its own (up
+    to eight per core), and an arena keeps what was freed in it for its
+    next allocations. The trainer reads the topics with a new librdkafka
+    client, and new threads, for each piece of a run (offset ranges, the
+    control topics), so its resident memory crept with each run although
+    Python held nothing more: ten retrains of the same 10,000 rows went
+    156 → 165 MB, 184 → 203 MB over fourteen, while ``tracemalloc`` saw
+    0.1 MB kept. With two arenas: 151.9, 152.0, ... 152.6 MB over twelve.
+    Not glibc (macOS, musl): nothing to do, False.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_ARENA_MAX, arenas))

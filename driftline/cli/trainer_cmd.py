@@ -30,8 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_trainer(args: argparse.Namespace, settings: Settings) -> int:
+    from driftline.runtime import cap_malloc_arenas
     from trainers.modelfile import load_model_config
     from trainers.service import Trainer
+
+    cap_malloc_arenas()  # before any client's threads: its memory then stays flat from run to run
 
     configs = [load_model_config(path) for path in args.model_files]
     names = [c.name for c in configs]

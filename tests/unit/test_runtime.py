@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 
 def run_python(code: str, **env: str) -> str:
@@ -41,3 +44,36 @@ def test_tune_gc_raises_the_young_generations_threshold_and_freezes_what_is_aliv
     """)
     found = json.loads(out.strip().splitlines()[-1])
     assert found["young"] == found["want"] and found["frozen"] > 0
+
+
+ARENAS_SCRIPT = """
+import ctypes, sys, threading
+from driftline.runtime import cap_malloc_arenas
+if sys.argv[1] == "capped":
+    assert cap_malloc_arenas(2)
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+barrier = threading.Barrier(8)
+def work():
+    barrier.wait()  # all at once: contended arenas make glibc create new ones
+    for _ in range(2000):
+        blocks = [libc.malloc(4096) for _ in range(16)]
+        for block in blocks:
+            libc.free(block)
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+libc.malloc_stats()  # one "Arena N:" section per arena, on stderr
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_capped_malloc_arenas_hold_threads_to_two_arenas():
+    """driftline.runtime.cap_malloc_arenas, by glibc's own count: eight threads allocating at once make
+    their arenas uncapped, and share at most two capped."""
+    def arenas(mode: str) -> int:
+        done = subprocess.run([sys.executable, "-c", ARENAS_SCRIPT, mode], capture_output=True, text=True,
+                              timeout=60, check=True)
+        return sum(1 for line in done.stderr.splitlines() if line.startswith("Arena "))
+    assert arenas("capped") <= 2 < arenas("free")
