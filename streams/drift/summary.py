@@ -273,8 +273,7 @@ def _numeric_of_finite(ref: NumericReference | None, name: str, values: np.ndarr
     return summary
 
 
-def _whole_numeric_parts(frame: FeatureFrame, profile: Profile, *, native: bool = True
-                         ) -> dict[str, NumericSummary]:
+def _whole_numeric_parts(frame: FeatureFrame, profile: Profile) -> dict[str, NumericSummary]:
     """The numeric features whose column is whole (no null, every value finite), summarised together.
 
     A window delta holds a few thousand rows of twenty-odd features, and
@@ -283,7 +282,7 @@ def _whole_numeric_parts(frame: FeatureFrame, profile: Profile, *, native: bool 
     into one feature per row and their moments and ranges taken along the
     rows; what is left per feature is its bins.
 
-    ``native``: where :mod:`streams.drift._column` is built, each column's
+    Where :mod:`streams.drift._column` is built, each column's
     moments in C instead (two passes over it, and its bins one, while it is
     in the cache: a delta of 100-row events is larger than the caches, and
     numpy's pass per operation was memory traffic), read in place when the
@@ -297,7 +296,7 @@ def _whole_numeric_parts(frame: FeatureFrame, profile: Profile, *, native: bool 
     if not features:
         return {}
     columns = [index[f.name] for f in features]
-    if native and native_moments is not None:
+    if native_moments is not None:
         numeric = frame.numeric  # column-major as stacked from events (schemas.columns): read in place
         by_column = numeric.T if numeric.strides[0] == numeric.itemsize else np.ascontiguousarray(numeric.T)
         out = {}
