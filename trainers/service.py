@@ -59,6 +59,9 @@ class Trainer:
         self.states = {c.name: TriggerState(c.trigger) for c in configs}
         for run in self.registry.runs():
             state = self.states.get(run["model"])
+            if state is not None and (run["status"] in FINISHED or run["status"] == "skipped"):
+                # a restart does not move the schedule: it ticks a period after the last run, tick or init
+                state.last_tick_ms = max(state.last_tick_ms or 0, run["started_at"])
             # the first version (models init) does not start a cooldown: nothing was retrained yet
             if state is None or run["status"] not in FINISHED or run["trigger_type"] == "init":
                 continue

@@ -15,6 +15,13 @@ has an answer.
   arrived since the last run than the model file asks for (operator
   commands excepted).
 - **one run per model at a time**: a model has at most one pending run.
+- **schedule**: a tick every ``schedule`` seconds, counted from the later of
+  the last tick and the last run of any outcome (``models init`` included),
+  so a tick that is skipped (cooldown, too few labels) or whose candidate is
+  rejected waits a whole period before the next. Counting from the last
+  *published* run, as this did before, ticked again on every step after a
+  skip or a rejection: a re-read of the labels topic and a skip record each
+  debounce, or back-to-back runs of a model that never passes.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ class TriggerState:
     policy: TriggerPolicy
     last_run_ms: int | None = None  # the last run that published (starts the cooldown)
     last_attempt_ms: int | None = None  # the last run of any outcome (new labels are counted from it)
+    last_tick_ms: int | None = None  # the last schedule tick, or the last run of any kind: the schedule's origin
     pending: Pending | None = None
 
     def offer(self, trigger: Trigger, now_ms: int) -> Decision:
@@ -67,8 +75,10 @@ class TriggerState:
         period = int(self.policy.schedule_seconds * 1000)
         if not period or self.pending is not None:
             return None
-        if self.last_run_ms is not None and now_ms - self.last_run_ms < period:
+        origin = max((t for t in (self.last_tick_ms, self.last_attempt_ms) if t is not None), default=None)
+        if origin is not None and now_ms - origin < period:
             return None
+        self.last_tick_ms = now_ms
         return Trigger(f"schedule:{now_ms // period}", "schedule", "scheduled retraining")
 
     def due(self, now_ms: int) -> Pending | None:

@@ -235,6 +235,53 @@ def test_trigger_policy_debounce_cooldown_labels_and_operator() -> None:
     assert state.due(30_000).trigger.kind == "operator"
 
 
+def scheduled_runs(state: TriggerState, seconds: int, *, published: bool, labels_per_s: int = 1000,
+                   step_ms: int = 500) -> list[tuple[int, str]]:
+    """The service's loop (``Trainer.run_due``) over simulated time: (when, "ran" | "skipped") per due tick."""
+    outcomes = []
+    for now in range(0, seconds * 1000, step_ms):
+        tick = state.schedule_due(now)
+        if tick is not None:
+            state.offer(tick, now)
+        pending = state.due(now)
+        if pending is None:
+            continue
+        since = state.last_attempt_ms if state.last_attempt_ms is not None else 0
+        skip = state.enough_labels((now - since) * labels_per_s // 1000, pending.trigger)
+        if skip is not None:
+            state.pending = None
+            outcomes.append((now, "skipped"))
+            continue
+        state.finished(now, published=published)
+        outcomes.append((now, "ran"))
+    return outcomes
+
+
+@pytest.mark.parametrize("published", [True, False])
+def test_a_schedule_ticks_once_a_period_whatever_the_runs_outcome(published) -> None:
+    policy = parse_model_config({"name": "m", "pipeline": "logistic_regression",
+                                 "trigger": {"debounce": "0s", "cooldown": "0s", "min_new_labels": 10,
+                                             "schedule": "60s"}}).trigger
+    state = TriggerState(policy, last_attempt_ms=0)  # models init at 0: the first tick is a period later
+    runs = scheduled_runs(state, 600, published=published)
+    # a rejected candidate used to tick again on the next step: 1,080 runs in these ten minutes
+    assert [when for when, _ in runs] == [60_000 * k for k in range(1, 10)]
+    assert {outcome for _, outcome in runs} == {"ran"}
+
+
+def test_a_skipped_tick_waits_a_whole_period_and_a_restart_keeps_the_origin() -> None:
+    policy = parse_model_config({"name": "m", "pipeline": "logistic_regression",
+                                 "trigger": {"debounce": "10s", "cooldown": "0s", "min_new_labels": 100_000,
+                                             "schedule": "60s"}}).trigger
+    state = TriggerState(policy, last_attempt_ms=0)
+    runs = scheduled_runs(state, 300, published=True, labels_per_s=10)
+    # too few labels: each tick is skipped after its debounce, and the next waits a period from the tick
+    assert runs == [(70_000, "skipped"), (130_000, "skipped"), (190_000, "skipped"), (250_000, "skipped")]
+    restarted = TriggerState(policy, last_tick_ms=250_000)  # what Trainer restores from the runs topic
+    assert restarted.schedule_due(309_500) is None and restarted.schedule_due(310_000) is not None
+    assert TriggerState(policy).schedule_due(0) is not None  # nothing ever ran: tick now
+
+
 def test_the_model_files_rollout_section() -> None:
     config = parse_model_config({"name": "m", "pipeline": "logistic_regression",
                                  "rollout": {"strategy": "canary", "share": 0.2, "timeout": "30m",
