@@ -7,24 +7,49 @@ during the stable phase, before the world changes. For a run of ``S``
 seconds and one of ``10 S`` it reports each service's RSS at 10 %, 50 % and
 95 % of the phase (``start``/``half``/``end``, MB) and ``growth`` (end over
 start). Flat memory is growth near 1.0 in both runs: state bounded by models,
-features and open windows, not by requests. Run: ``python bench/memory.py
-[--quick]`` (quick: 20 s and 200 s; otherwise 60 s and 600 s).
+features and open windows, not by requests.
+
+The demo's trainer runs once at most in a stable phase (nothing drifts), so
+its memory there is that of a service waiting. Its memory over *runs* is
+measured apart (``trainer_runs_*``): a ``driftline trainer`` process whose
+model file schedules a run every second (so runs follow each other) trains
+the demo's pipeline on the same 3,000 labelled rows for ``S`` and ``10 S``
+seconds; every candidate passes and is published, so the registry grows by
+a version a run. It reports the number of runs and the peak RSS during the
+first run, the middle one and the last (``start``/``half``/``end``), each
+between its start and end as recorded on ``runs``. Run:
+``python bench/memory.py [--quick]`` (quick: 20 s and 200 s; otherwise 60 s
+and 600 s).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import sys
+import tempfile
 import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 from _common import bench_settings, parser, report
 
+from driftline import Producer
 from driftline.demo.loop import Loop, Scenario
+from driftline.demo.services import Service
 from driftline.demo.simulator import Traffic
+from driftline.registry import Registry
+from driftline.synthetic import agrawal
+from schemas import Table
+from trainers.dataset import from_table
+from trainers.job import TrainingJob, Trigger
+from trainers.modelfile import parse_model_config
+
+TRAINER_MODEL = "memory"
+TRAINER_ROWS = 3000  # the demo's training window: 20 s of 150 labelled requests/s
 
 
 def rss_mb(pid: int) -> float | None:
@@ -76,6 +101,67 @@ def measure(stable: float) -> tuple[dict[str, dict[str, float]], dict]:
     return out, summary
 
 
+def trainer_model(path: Path) -> Path:
+    """The demo's pipeline, a run a second, every candidate passing: the registry grows a version a run."""
+    path.write_text(json.dumps({
+        "name": TRAINER_MODEL, "pipeline": "adaptive_random_forest", "params": {"n_models": 10},
+        "label_delay": "0s", "training_window": "1h", "holdout_fraction": 0.25, "promotion": "manual",
+        "validation": {"max_regression": 1.0, "max_latency_p99_ms": 1000, "min_holdout_rows": 100},
+        "trigger": {"on": [], "debounce": "0s", "cooldown": "0s", "min_new_labels": 0, "schedule": "1s"}}))
+    return path
+
+
+def trainer_runs(seconds: float) -> dict[str, float]:
+    """Peak RSS of a ``driftline trainer`` during its first, middle and last run of ``seconds`` of
+    back-to-back runs, and how many runs it finished."""
+    settings = bench_settings(partitions=2).replace(signing_key=secrets.token_hex(16))
+    with tempfile.TemporaryDirectory(prefix="driftline-memory-") as folder:
+        config_path = trainer_model(Path(folder) / "model.json")
+        config = parse_model_config(json.loads(config_path.read_text()))
+        columns, labels = agrawal(2000, function=0, seed=1)
+        table = Table({**columns, "label": labels.astype(np.int64)}, {**{n: "float" for n in columns},
+                                                                       "label": "int"})
+        TrainingJob(settings, config).run(Trigger("init", "init"), dataset=from_table(table, "label"))
+        columns, labels = agrawal(TRAINER_ROWS, function=0, seed=2)
+        with Producer(model=TRAINER_MODEL, settings=settings) as producer:
+            for start in range(0, TRAINER_ROWS, 100):
+                part = {k: v[start:start + 100] for k, v in columns.items()}
+                ids = [f"m{i}" for i in range(start, start + 100)]
+                producer.predictions(part, np.zeros(100), request_ids=ids)
+                producer.labels(ids, labels[start:start + 100].astype(int).tolist())
+        service = Service("trainer", ["trainer", str(config_path), "--metrics-port", "0"], settings, Path(folder))
+        series: list[tuple[float, float]] = []
+        try:
+            service.start()
+            assert service.process is not None
+            ends = time.monotonic() + seconds
+            while time.monotonic() < ends:
+                if (rss := rss_mb(service.process.pid)) is not None:
+                    series.append((time.time() * 1000, rss))
+                if service.process.poll() is not None:
+                    raise RuntimeError(f"the trainer exited with {service.process.returncode}: "
+                                       f"{service.log_path.read_text()[-2000:]}")
+                time.sleep(0.25)
+        finally:
+            code = service.stop()
+        with Registry(settings) as registry:
+            # a run still going when sampling stopped ends after SIGTERM, unsampled
+            runs = [r for r in registry.runs(TRAINER_MODEL) if r["trigger_type"] == "schedule"
+                    and r["finished_at"] is not None and r["finished_at"] <= series[-1][0]]
+    figures: dict[str, float] = {"runs": len(runs), "published": sum(r["status"] == "published" for r in runs),
+                                 "exit_code": float(code if code is not None else -1)}
+    if len(runs) < 3:
+        raise RuntimeError(f"only {len(runs)} runs finished in {seconds:.0f} s: no first, middle and last")
+    for label, run in (("start", runs[0]), ("half", runs[len(runs) // 2]), ("end", runs[-1])):
+        during = [rss for at, rss in series if run["started_at"] <= at <= run["finished_at"]]
+        if not during:
+            raise RuntimeError(f"no sample during run {run['run_id']} ({run['status']}: {run['reason']}, "
+                               f"{run['finished_at'] - run['started_at']} ms)")
+        figures[label] = max(during)
+    figures["growth"] = figures["end"] / figures["start"]
+    return figures
+
+
 def main() -> None:
     args = parser(__doc__).parse_args()
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -89,6 +175,10 @@ def main() -> None:
         for service, points in sorted(services.items()):
             for label, value in points.items():
                 figures[f"{tag}_{service}_{label}"] = value
+    for tag, seconds in (("short", short), ("long", 10 * short)):
+        print(f"# {tag} trainer run: {seconds:.0f} s of back-to-back training runs", file=sys.stderr)
+        for label, value in trainer_runs(seconds).items():
+            figures[f"{tag}_trainer_runs_{label}"] = value
     report(figures)
 
 

@@ -148,6 +148,15 @@ def pack(model: Any) -> tuple[bytes, str]:
     return artifact, hashlib.sha256(artifact).hexdigest()
 
 
+def metadata(record: dict[str, Any]) -> dict[str, Any]:
+    """A ModelRecord without its artifact, and the artifact's size as ``artifact_bytes``: what followers of
+    the models topic keep of every version (an artifact is megabytes; a service that kept every version's
+    grew by one with each retraining). Without the key, nothing can verify or load it by mistake."""
+    kept = {k: v for k, v in record.items() if k != "artifact"}
+    kept["artifact_bytes"] = len(record["artifact"])
+    return kept
+
+
 def load(record: dict[str, Any], settings: Settings) -> Any:
     """The model inside a ModelRecord, after its signature verified."""
     verify(record, settings)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from driftline.errors import BrokerError
 from driftline.kafka_clients import position_of, throwaway_consumer
@@ -48,32 +48,73 @@ def read_compacted(settings: Settings, topic: str, timeout: float = 10.0,
             starts = [tp for tp in starts if tp.partition in ends]
         consumer.assign(starts)
         latest: dict[bytes, bytes] = {}
+
+        def take(message: Message) -> None:
+            key, value = message.key(), message.value()
+            if key is not None:  # a compacted topic's state is keyed; a keyless record is no state
+                if value is None:
+                    latest.pop(key, None)
+                else:
+                    latest[key] = value
+
+        read_to(consumer, topic, ends, take, timeout)
+        return latest
+    finally:
+        consumer.close()
+
+
+def read_to(consumer: Consumer, topic: str, ends: dict[int, int], take: Callable[[Message], object],
+            timeout: float) -> None:
+    """Hand every record of ``topic`` from the consumer's positions up to ``ends`` (partition -> offset) to
+    ``take``, or raise :class:`BrokerError` (a fetch error, or the ends not reached within ``timeout``)."""
+    ends = dict(ends)
+    deadline = time.monotonic() + timeout
+    while ends and time.monotonic() < deadline:
+        for message in consumer.consume(1000, 0.05):  # a batch call waits its whole timeout unless full
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise BrokerError(f"reading {topic} failed: {error.str()}")
+            take(message)
+            _, partition, offset = position_of(message)
+            if offset + 1 >= ends.get(partition, 0):
+                ends.pop(partition, None)
+        # A transactional topic ends on a commit marker, which is never delivered as a record:
+        # the position passing the end is what says the partition is read.
+        for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
+            if tp.offset >= ends.get(tp.partition, 1 << 62):
+                ends.pop(tp.partition, None)
+    if ends:
+        raise BrokerError(f"reading {topic} did not reach its end within {timeout:g} s "
+                          f"(partitions {sorted(ends)} unread): is the broker reachable?")
+
+
+def read_record(settings: Settings, topic: str, partition: int, offset: int, key: bytes,
+                timeout: float = 10.0) -> bytes | None:
+    """The value of the record at ``offset`` of ``partition``, if it is still the record of ``key`` there.
+
+    Followers keep what they need of a large record (a model's metadata) and
+    where it is, and read its bytes here when they are needed (a model's
+    artifact, at load). None when compaction has since replaced the record:
+    the follower will see the newer one. A fetch error or no record within
+    ``timeout`` raises :class:`BrokerError`.
+    """
+    consumer = throwaway_consumer(settings, "record")
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
         deadline = time.monotonic() + timeout
-        while ends and time.monotonic() < deadline:
-            for message in consumer.consume(1000, 0.05):  # a batch call waits its whole timeout unless full
+        while time.monotonic() < deadline:
+            for message in consumer.consume(1, 0.1):
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
                         continue
-                    raise BrokerError(f"reading {topic} failed: {error.str()}")
-                _, partition, offset = position_of(message)
-                key, value = message.key(), message.value()
-                if key is not None:  # a compacted topic's state is keyed; a keyless record is no state
-                    if value is None:
-                        latest.pop(key, None)
-                    else:
-                        latest[key] = value
-                if offset + 1 >= ends.get(partition, 0):
-                    ends.pop(partition, None)
-            # A transactional topic ends on a commit marker, which is never delivered as a record:
-            # the position passing the end is what says the partition is read.
-            for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
-                if tp.offset >= ends.get(tp.partition, 1 << 62):
-                    ends.pop(tp.partition, None)
-        if ends:
-            raise BrokerError(f"reading {topic} did not reach its end within {timeout:g} s "
-                              f"(partitions {sorted(ends)} unread): is the broker reachable?")
-        return latest
+                    raise BrokerError(f"reading {topic} [{partition}] @{offset} failed: {error.str()}")
+                if message.offset() == offset and message.key() == key:
+                    return message.value()
+                return None
+        raise BrokerError(f"the record at {topic} [{partition}] @{offset} did not arrive within {timeout:g} s")
     finally:
         consumer.close()
 
@@ -83,7 +124,11 @@ class TopicFollower(Generic[T]):
 
     A record that does not parse is logged and skipped (one bad record must
     not stop a service from following the others); ``caught_up`` says when
-    everything that existed at start-up has been read.
+    everything that existed at start-up has been read, and :meth:`catch_up`
+    reads everything committed when it is called. ``located`` says where each
+    key's latest record is, so a follower may keep a summary of a large
+    record (``parse``) and read its bytes again when it needs them
+    (:func:`read_record`).
     """
 
     def __init__(self, settings: Settings, short_topic: str, parse: Callable[[bytes], T]) -> None:
@@ -96,8 +141,10 @@ class TopicFollower(Generic[T]):
             low, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
             if high > low:
                 self._ends[p] = high
+        self.partitions = list(partitions)
         self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
         self.latest: dict[bytes, T] = {}
+        self.located: dict[bytes, tuple[int, int]] = {}  # key -> (partition, offset) of its latest record
 
     @property
     def caught_up(self) -> bool:
@@ -116,20 +163,41 @@ class TopicFollower(Generic[T]):
             _, partition, offset = position_of(message)
             if offset + 1 >= self._ends.get(partition, 0):
                 self._ends.pop(partition, None)
-            key, raw = message.key(), message.value()
-            if key is None:
-                continue  # a compacted topic's state is keyed; a keyless record is no state
-            if raw is None:
-                self.latest.pop(key, None)
-                continue
-            try:
-                value = self.parse(raw)
-            except Exception as exc:  # any unreadable record is skipped the same way
-                log.error("ignoring an unreadable record at %s@%d: %s", self.topic, offset, exc)
-                continue
-            self.latest[key] = value
-            fresh.append(value)
+            if (value := self._take(message)) is not None:
+                fresh.append(value)
         return fresh
+
+    def catch_up(self, timeout: float = 10.0) -> None:
+        """Read everything committed on the topic now (the registry's read-your-writes), or raise
+        :class:`BrokerError`: callers derive versions from what they read, so a partial read must not pass."""
+        ends = {}
+        for p in self.partitions:
+            low, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout)
+            if high > low:
+                ends[p] = high
+        for tp in self.consumer.position([TopicPartition(self.topic, p) for p in ends]):
+            if tp.offset >= ends[tp.partition]:
+                ends.pop(tp.partition)
+        read_to(self.consumer, self.topic, ends, self._take, timeout)
+        self._ends = {}
+
+    def _take(self, message: Message) -> T | None:
+        """Keep a record's parsed value (a tombstone deletes its key); the value, or None if there is none."""
+        key, raw = message.key(), message.value()
+        if key is None:
+            return None  # a compacted topic's state is keyed; a keyless record is no state
+        if raw is None:
+            self.latest.pop(key, None)
+            self.located.pop(key, None)
+            return None
+        try:
+            value = self.parse(raw)
+        except Exception as exc:  # any unreadable record is skipped the same way
+            log.error("ignoring an unreadable record at %s@%d: %s", self.topic, message.offset(), exc)
+            return None
+        self.latest[key] = value
+        self.located[key] = position_of(message)[1:]
+        return value
 
     def close(self) -> None:
         self.consumer.close()

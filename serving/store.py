@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from driftline import artifacts
-from driftline.follow import TopicFollower
+from driftline.errors import BrokerError
+from driftline.follow import TopicFollower, read_record
 from driftline.modeling import Model
 from driftline.settings import Settings
 from schemas import Codec, FeatureSpec
@@ -93,7 +94,11 @@ class ModelStore:
         self.only = set(models) if models else None
         self.on_load_failed = on_load_failed
         codec = Codec.default()
-        self._records = TopicFollower(settings, "models", lambda raw: codec.decode(raw, "driftline.ModelRecord"))
+        # every version's metadata; a version's artifact is read when it is loaded (kept, they were megabytes
+        # each, and a node grew by one with each retraining)
+        self._records = TopicFollower(settings, "models",
+                                      lambda raw: artifacts.metadata(codec.decode(raw, "driftline.ModelRecord")))
+        self._codec = codec
         self._deployments = TopicFollower(settings, "deployments",
                                           lambda raw: codec.decode(raw, "driftline.Deployment"))
         self.current: dict[str, LoadedModel] = {}
@@ -202,12 +207,20 @@ class ModelStore:
         loaded = self.cache.get(name, {}).get(version)
         if loaded is not None:
             return loaded
-        record = self._records.latest.get(f"{name}:{version}".encode())
-        if record is None:
+        key = f"{name}:{version}".encode()
+        place = self._records.located.get(key)
+        if place is None:
             return None  # the ModelRecord has not arrived yet
+        try:
+            raw = read_record(self.settings, self._records.topic, *place, key)
+        except BrokerError as exc:  # not the version's fault: try again on the next step
+            log.warning("%s v%s not loaded yet: %s", name, version, exc)
+            return None
+        if raw is None:
+            return None  # replaced on the topic since: the follower reads the newer record next
         serving = self.current.get(name)
         try:
-            loaded = self._load(record)
+            loaded = self._load(self._codec.decode(raw, "driftline.ModelRecord"))
         except Exception as exc:  # bad signature, unpickling or warm-up: refuse, keep serving
             reason = f"{type(exc).__name__}: {exc}"
             self.failed[(name, version)] = reason

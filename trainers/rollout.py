@@ -179,6 +179,7 @@ class Watched:
 class RolloutController:
     def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
         self.settings = settings
+        self._own_registry = registry is None
         self.registry = registry or Registry(settings)
         self.codec = Codec.default()
         self.deployments = TopicFollower(settings, "deployments",
@@ -213,6 +214,8 @@ class RolloutController:
         if self.probation_reader is not None:
             self.probation_reader.close()
         self.deployments.close()
+        if self._own_registry:
+            self.registry.close()
 
     # ------------------------------------------------------------ rollouts
     def _follow_deployments(self) -> None:
@@ -236,7 +239,7 @@ class RolloutController:
 
     def _watch(self, deployment: dict[str, Any]) -> Watched:
         rollout = deployment["rollout"]
-        record = self.registry.model(deployment["model"], rollout["challenger"])
+        record = self.registry.model_metadata(deployment["model"], rollout["challenger"])
         task = record["task"] if record else "classification"
         # from the rollout's start: the state comes from the topics
         reader, ends = follow_from(self.settings, [self.settings.topic("predictions"), self.settings.topic("labels")],
@@ -244,7 +247,7 @@ class RolloutController:
         log.info("following rollout %s of %s v%s against v%s (%s, share %.3g)", rollout["id"], deployment["model"],
                  rollout["challenger"], deployment["version"], rollout["strategy"], rollout["share"])
         policy = policy_of(rollout)
-        champion = self.registry.model(deployment["model"], deployment["version"])
+        champion = self.registry.model_metadata(deployment["model"], deployment["version"])
         calibrations = (Calibration.from_avro((champion or {}).get("calibration")),
                         Calibration.from_avro((record or {}).get("calibration")))
         book = PairBook(task, deployment["version"], rollout["challenger"], calibrations=calibrations)

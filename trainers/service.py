@@ -178,3 +178,4 @@ class Trainer:
     def close(self) -> None:
         self.deadletters_flush()
         self.consumer.close()
+        self.registry.close()

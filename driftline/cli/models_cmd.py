@@ -87,14 +87,14 @@ def init_model(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def list_models(args: argparse.Namespace, settings: Settings) -> int:
-    registry = Registry(settings)
-    records = registry.models(args.model)
-    deployed = {m: d["version"] for m, d in registry.deployments().items()}
+    with Registry(settings) as registry:
+        records = registry.models(args.model)
+        deployed = {m: d["version"] for m, d in registry.deployments().items()}
     rows = [{"model": r["model"], "version": r["version"],
              "status": "serving" if deployed.get(r["model"]) == r["version"] else r["status"],
              "created": _when(r["created_at"]), "parent": r["parent_version"] or "-", "run": r["run_id"] or "-",
              "metrics": {k: round(v, 4) for k, v in sorted(r["metrics"].items())},
-             "bytes": len(r["artifact"])} for r in records]
+             "bytes": r["artifact_bytes"]} for r in records]
     if args.json:
         print(json.dumps(rows))
         return 0
@@ -110,17 +110,17 @@ def list_models(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def show_model(args: argparse.Namespace, settings: Settings) -> int:
-    registry = Registry(settings)
-    version = args.version or (registry.deployments().get(args.model) or {}).get("version")
-    record = registry.model(args.model, version) if version else None
-    if record is None:
-        raise ConfigError(f"no version {version!r} of model {args.model!r}" if version
-                          else f"model {args.model!r} has no deployed version")
-    run = registry.run(record["run_id"]) if record["run_id"] else None
+    with Registry(settings) as registry:
+        version = args.version or (registry.deployments().get(args.model) or {}).get("version")
+        record = registry.model_metadata(args.model, version) if version else None
+        if record is None:
+            raise ConfigError(f"no version {version!r} of model {args.model!r}" if version
+                              else f"model {args.model!r} has no deployed version")
+        run = registry.run(record["run_id"]) if record["run_id"] else None
     out: dict[str, Any] = {
         "model": record["model"], "version": record["version"], "task": record["task"],
         "created": _when(record["created_at"]), "parent_version": record["parent_version"],
-        "metrics": record["metrics"], "artifact_bytes": len(record["artifact"]),
+        "metrics": record["metrics"], "artifact_bytes": record["artifact_bytes"],
         "artifact_sha256": record["artifact_sha256"], "signature": f"{record['signature_alg']} ({record['key_id']})",
         "features": [f"{f['name']}:{f['type']}" for f in record["spec"]["features"]],
         "run_id": record["run_id"]}
@@ -136,7 +136,8 @@ def show_model(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def move(args: argparse.Namespace, settings: Settings, action: str, version: str) -> int:
-    record = Registry(settings).deploy(args.model, version, action, reason=args.reason, actor=actor())
+    with Registry(settings) as registry:
+        record = registry.deploy(args.model, version, action, reason=args.reason, actor=actor())
     print(f"{args.model}: {action} to v{version} (was v{record['previous_version'] or '-'})")
     return 0
 

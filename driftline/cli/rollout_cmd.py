@@ -52,9 +52,10 @@ def start_rollout(args: argparse.Namespace, settings: Settings) -> int:
         policy = Policy.for_rollout(args.margin, args.confidence, args.min_pairs, args.max_pairs)
     except ValueError as exc:
         raise ConfigError(f"the rollout's policy cannot work: {exc}") from None
-    record = Registry(settings).start_rollout(args.model, args.version, args.strategy, share=args.share,
-                                              policy=policy, timeout_s=args.timeout, probation_s=args.probation,
-                                              reason=args.reason, actor=actor())
+    with Registry(settings) as registry:
+        record = registry.start_rollout(args.model, args.version, args.strategy, share=args.share, policy=policy,
+                                        timeout_s=args.timeout, probation_s=args.probation, reason=args.reason,
+                                        actor=actor())
     rollout = record["rollout"]
     print(f"{args.model}: rollout {rollout['id']} of v{args.version} against v{record['version']} "
           f"({args.strategy}, share {args.share:g}); 'driftline rollout' decides")

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def list_runs(args: argparse.Namespace, settings: Settings) -> int:
-    runs = Registry(settings).runs(args.model)
+    with Registry(settings) as registry:
+        runs = registry.runs(args.model)
     if args.json:
         print(json.dumps([{k: v for k, v in r.items() if k != "checks"} for r in runs]))
         return 0
@@ -43,7 +44,8 @@ def list_runs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(settings: Settings, run_id: str) -> dict:
-    run = Registry(settings).run(run_id)
+    with Registry(settings) as registry:
+        run = registry.run(run_id)
     if run is None:
         raise ConfigError(f"no run {run_id!r}; see 'driftline runs list'")
     return run
