@@ -15,9 +15,10 @@ measured apart (``trainer_runs_*``): a ``driftline trainer`` process whose
 model file schedules a run every second (so runs follow each other) trains
 the demo's pipeline on the same 3,000 labelled rows for ``S`` and ``10 S``
 seconds; every candidate passes and is published, so the registry grows by
-a version a run. It reports the number of runs and the peak RSS during the
-first run, the middle one and the last (``start``/``half``/``end``), each
-between its start and end as recorded on ``runs``. Run:
+a version a run. It reports the number of runs and the median of the runs'
+peak RSS (each between the run's start and end as recorded on ``runs``)
+over the first, middle and last tenth of the runs (``start``/``half``/
+``end``), and the highest peak. Run:
 ``python bench/memory.py [--quick]`` (quick: 20 s and 200 s; otherwise 60 s
 and 600 s).
 """
@@ -112,8 +113,8 @@ def trainer_model(path: Path) -> Path:
 
 
 def trainer_runs(seconds: float) -> dict[str, float]:
-    """Peak RSS of a ``driftline trainer`` during its first, middle and last run of ``seconds`` of
-    back-to-back runs, and how many runs it finished."""
+    """A ``driftline trainer``'s peak RSS in each of ``seconds`` of back-to-back runs: the median over the
+    first, middle and last tenth of its runs, the highest, and how many runs it finished."""
     settings = bench_settings(partitions=2).replace(signing_key=secrets.token_hex(16))
     with tempfile.TemporaryDirectory(prefix="driftline-memory-") as folder:
         config_path = trainer_model(Path(folder) / "model.json")
@@ -121,7 +122,8 @@ def trainer_runs(seconds: float) -> dict[str, float]:
         columns, labels = agrawal(2000, function=0, seed=1)
         table = Table({**columns, "label": labels.astype(np.int64)}, {**{n: "float" for n in columns},
                                                                        "label": "int"})
-        TrainingJob(settings, config).run(Trigger("init", "init"), dataset=from_table(table, "label"))
+        with Registry(settings) as registry:
+            TrainingJob(settings, config, registry).run(Trigger("init", "init"), dataset=from_table(table, "label"))
         columns, labels = agrawal(TRAINER_ROWS, function=0, seed=2)
         with Producer(model=TRAINER_MODEL, settings=settings) as producer:
             for start in range(0, TRAINER_ROWS, 100):
@@ -152,12 +154,18 @@ def trainer_runs(seconds: float) -> dict[str, float]:
                                  "exit_code": float(code if code is not None else -1)}
     if len(runs) < 3:
         raise RuntimeError(f"only {len(runs)} runs finished in {seconds:.0f} s: no first, middle and last")
-    for label, run in (("start", runs[0]), ("half", runs[len(runs) // 2]), ("end", runs[-1])):
+    peaks = []
+    for run in runs:
         during = [rss for at, rss in series if run["started_at"] <= at <= run["finished_at"]]
         if not during:
             raise RuntimeError(f"no sample during run {run['run_id']} ({run['status']}: {run['reason']}, "
                                f"{run['finished_at'] - run['started_at']} ms)")
-        figures[label] = max(during)
+        peaks.append(max(during))
+    tenth = max(1, len(peaks) // 10)
+    middle = len(peaks) // 2 - tenth // 2
+    for label, group in (("start", peaks[:tenth]), ("half", peaks[middle:middle + tenth]), ("end", peaks[-tenth:])):
+        figures[label] = float(np.median(group))
+    figures["highest"] = max(peaks)
     figures["growth"] = figures["end"] / figures["start"]
     return figures
 

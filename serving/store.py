@@ -135,7 +135,8 @@ class ModelStore:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():  # a store stepped by its owner (tests) never started the thread
+            self._thread.join(timeout=10)
         for follower in (self._records, self._deployments):
             follower.close()
 

@@ -22,6 +22,7 @@ from driftline.deadletter import DeadLetterQueue
 from driftline.kafka_clients import make_consumer, make_producer, position_of
 from driftline.offsets import ranges_for_times, read_ranges
 from driftline.registry import Registry
+from driftline.runtime import release_free_memory
 from driftline.settings import Settings
 from schemas import Codec, ContractError
 from trainers import metrics
@@ -139,6 +140,7 @@ class Trainer:
             state.finished(now_ms(), published=run["status"] == "published")
             self.held.pop(model, None)
             finished.append(run)
+            release_free_memory()  # the run's working set is free now: the trainer waits at its own size
         return finished
 
     def commit(self) -> None:

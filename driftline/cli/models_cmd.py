@@ -76,7 +76,9 @@ def init_model(args: argparse.Namespace, settings: Settings) -> int:
         dataset = from_table(read_table(args.data), args.label_column)
     else:
         raise ConfigError("give --data FILE (with --label-column) or --from-topic --start T")
-    run = TrainingJob(settings, config).run(Trigger(f"init:{dataset.hash}", "init", "models init"), dataset=dataset)
+    with Registry(settings) as registry:
+        run = TrainingJob(settings, config, registry).run(Trigger(f"init:{dataset.hash}", "init", "models init"),
+                                                          dataset=dataset)
     metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(run["candidate_metrics"].items()))
     if run["status"] != "published":
         print(f"{config.name}: run {run['run_id']} {run['status']}: {run['reason']}")

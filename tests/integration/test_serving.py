@@ -267,3 +267,34 @@ def test_a_record_whose_spec_or_task_changed_after_signing_is_refused_by_every_n
     finally:
         for process, _ in nodes:
             assert stop(process) == 0
+
+
+def test_a_node_keeps_versions_without_artifacts_and_loads_the_deployed_one(signed):
+    """A node follows every version's record but keeps none's artifact (megabytes each, one more with each
+    retraining); the deployed version's bytes are read from the topic when it is loaded, and the swap to a
+    later version still happens. A tampered version is refused on its bytes read back."""
+    from serving.store import ModelStore
+
+    base = publish_first_version(signed)
+    for version in ("2", "3"):
+        publish_version(signed, base, version, deploy=False)
+    publish_version(signed, base, "4", tamper=True, deploy=False)
+    store = ModelStore(signed, ["loans"])
+    try:
+        deadline = time.monotonic() + 60
+        while not store.ready and time.monotonic() < deadline:
+            store.step()
+        assert store.ready and store.get("loans").version == "1"
+        kept = store._records.latest
+        assert {record["version"] for record in kept.values()} == {"1", "2", "3", "4"}
+        assert all("artifact" not in record and record["artifact_bytes"] > 1000 for record in kept.values())
+        with Registry(signed) as registry:
+            registry.deploy("loans", "3", "deploy", reason="test")
+            while store.get("loans").version != "3" and time.monotonic() < deadline:
+                store.step()
+            registry.deploy("loans", "4", "deploy", reason="test")
+        while ("loans", "4") not in store.failed and time.monotonic() < deadline:
+            store.step()  # v4 is met on its bytes and refused: v3 keeps serving
+        assert store.get("loans").version == "3" and ("loans", "4") in store.failed
+    finally:
+        store.stop()
