@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import sys
+from typing import Any
 
 from threadpoolctl import threadpool_limits
 
@@ -66,13 +67,8 @@ def cap_malloc_arenas(arenas: int = 2) -> bool:
     0.1 MB kept. With two arenas: 151.9, 152.0, ... 152.6 MB over twelve.
     Not glibc (macOS, musl): nothing to do, False.
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(M_ARENA_MAX, arenas))
+    mallopt = _glibc("mallopt")
+    return mallopt is not None and bool(mallopt(M_ARENA_MAX, arenas))
 
 
 def release_free_memory() -> bool:
@@ -84,10 +80,15 @@ def release_free_memory() -> bool:
     (six operator retrains of 10,000 rows, in one process): 149.0-153.6 MB
     after each, against 156.6-163.4 untrimmed. Not glibc: nothing to do, False.
     """
+    trim = _glibc("malloc_trim")
+    return trim is not None and bool(trim(0))
+
+
+def _glibc(name: str) -> Any:
+    """A function of the C library this process runs on, or None where it has none by that name."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
-        trim = ctypes.CDLL(None).malloc_trim
+        return getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
-        return False
-    return bool(trim(0))
+        return None
