@@ -163,8 +163,9 @@ class TopicFollower(Generic[T]):
             _, partition, offset = position_of(message)
             if offset + 1 >= self._ends.get(partition, 0):
                 self._ends.pop(partition, None)
-            if (value := self._take(message)) is not None:
-                fresh.append(value)
+            key = message.key()
+            if self._take(message) and key is not None:
+                fresh.append(self.latest[key])
         return fresh
 
     def catch_up(self, timeout: float = 10.0) -> None:
@@ -181,23 +182,24 @@ class TopicFollower(Generic[T]):
         read_to(self.consumer, self.topic, ends, self._take, timeout)
         self._ends = {}
 
-    def _take(self, message: Message) -> T | None:
-        """Keep a record's parsed value (a tombstone deletes its key); the value, or None if there is none."""
+    def _take(self, message: Message) -> bool:
+        """Keep a record's parsed value (a tombstone deletes its key); whether a value was kept (a parsed
+        value may itself be None: a follower that only counts records parses them to nothing)."""
         key, raw = message.key(), message.value()
         if key is None:
-            return None  # a compacted topic's state is keyed; a keyless record is no state
+            return False  # a compacted topic's state is keyed; a keyless record is no state
         if raw is None:
             self.latest.pop(key, None)
             self.located.pop(key, None)
-            return None
+            return False
         try:
             value = self.parse(raw)
         except Exception as exc:  # any unreadable record is skipped the same way
             log.error("ignoring an unreadable record at %s@%d: %s", self.topic, message.offset(), exc)
-            return None
+            return False
         self.latest[key] = value
         self.located[key] = position_of(message)[1:]
-        return value
+        return True
 
     def close(self) -> None:
         self.consumer.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -103,3 +104,26 @@ def test_the_registry_keeps_versions_without_artifacts_and_reads_one_whole(setti
             assert whole["artifact"] == blob
             artifacts.verify(whole, signed)  # the record read back is the signed one, byte for byte
         assert registry.model("m", "4") is None
+
+
+def test_poll_returns_every_fresh_record_even_one_parsed_to_nothing(settings):
+    """A follower that only counts records (the demo counts closed windows so) parses them to None: each is
+    still fresh. (The follower's refactor in session 19 dropped them, and the demo counted no window.)"""
+    from driftline.follow import TopicFollower
+
+    topic = settings.topic("stats")
+    producer = Producer(common_config(settings))
+    for i in range(30):
+        producer.produce(topic, key=f"w{i}".encode(), value=b"x")
+    producer.produce(topic, key=None, value=b"keyless")  # no state: not fresh
+    assert producer.flush(10) == 0
+    follower = TopicFollower(settings, "stats", lambda raw: None)
+    try:
+        fresh: list = []
+        deadline = time.monotonic() + 30
+        while len(fresh) < 30 and time.monotonic() < deadline:
+            fresh += follower.poll(0.1, 500)
+        follower.poll(0.5, 500)
+        assert fresh == [None] * 30 and len(follower.latest) == 30
+    finally:
+        follower.close()
