@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
@@ -34,11 +34,7 @@ def read_compacted(settings: Settings, topic: str, timeout: float = 10.0,
     consumer = throwaway_consumer(settings, "follow")
     try:
         partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
-        ends = {}
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            if high > low:
-                ends[p] = high
+        ends = non_empty_ends(consumer, topic, partitions, timeout)
         starts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends]
         if since_ms is not None and ends:
             found = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in ends], timeout)
@@ -61,6 +57,16 @@ def read_compacted(settings: Settings, topic: str, timeout: float = 10.0,
         return latest
     finally:
         consumer.close()
+
+
+def non_empty_ends(consumer: Consumer, topic: str, partitions: Iterable[int], timeout: float) -> dict[int, int]:
+    """The end offset of each partition that holds records now (partition -> offset)."""
+    ends = {}
+    for p in partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+        if high > low:
+            ends[p] = high
+    return ends
 
 
 def read_to(consumer: Consumer, topic: str, ends: dict[int, int], take: Callable[[Message], object],
@@ -128,21 +134,17 @@ class TopicFollower(Generic[T]):
     reads everything committed when it is called. ``located`` says where each
     key's latest record is, so a follower may keep a summary of a large
     record (``parse``) and read its bytes again when it needs them
-    (:func:`read_record`).
+    (:meth:`reread`).
     """
 
     def __init__(self, settings: Settings, short_topic: str, parse: Callable[[bytes], T]) -> None:
         self.topic = settings.topic(short_topic)
         self.parse = parse
         self.consumer = throwaway_consumer(settings, "follow")
-        partitions = self.consumer.list_topics(self.topic, timeout=10).topics[self.topic].partitions
-        self._ends: dict[int, int] = {}
-        for p in partitions:
-            low, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
-            if high > low:
-                self._ends[p] = high
-        self.partitions = list(partitions)
-        self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+        self.settings = settings
+        self.partitions = list(self.consumer.list_topics(self.topic, timeout=10).topics[self.topic].partitions)
+        self._ends = non_empty_ends(self.consumer, self.topic, self.partitions, 10.0)
+        self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in self.partitions])
         self.latest: dict[bytes, T] = {}
         self.located: dict[bytes, tuple[int, int]] = {}  # key -> (partition, offset) of its latest record
 
@@ -171,16 +173,18 @@ class TopicFollower(Generic[T]):
     def catch_up(self, timeout: float = 10.0) -> None:
         """Read everything committed on the topic now (the registry's read-your-writes), or raise
         :class:`BrokerError`: callers derive versions from what they read, so a partial read must not pass."""
-        ends = {}
-        for p in self.partitions:
-            low, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=timeout)
-            if high > low:
-                ends[p] = high
+        ends = non_empty_ends(self.consumer, self.topic, self.partitions, timeout)
         for tp in self.consumer.position([TopicPartition(self.topic, p) for p in ends]):
             if tp.offset >= ends[tp.partition]:
                 ends.pop(tp.partition)
         read_to(self.consumer, self.topic, ends, self._take, timeout)
         self._ends = {}
+
+    def reread(self, key: bytes) -> bytes | None:
+        """The bytes of ``key``'s latest record as read, read again from the topic (what ``parse`` did not
+        keep: a model's artifact); None when the key has none, or compaction replaced it since."""
+        place = self.located.get(key)
+        return read_record(self.settings, self.topic, *place, key) if place is not None else None
 
     def _take(self, message: Message) -> bool:
         """Keep a record's parsed value (a tombstone deletes its key); whether a value was kept (a parsed

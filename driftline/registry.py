@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from driftline import artifacts
 from driftline.comparison import Policy
 from driftline.control import ControlPublisher
 from driftline.errors import ConfigError
-from driftline.follow import TopicFollower, read_record
+from driftline.follow import TopicFollower
 from driftline.settings import Settings
 from schemas import Codec
 
@@ -65,13 +66,9 @@ class Registry:
         follower = self._followers.get(short)
         if follower is None:
             schema = SCHEMAS[short]
-            if short == "models":
-                def parse(raw: bytes) -> dict[str, Any]:
-                    return artifacts.metadata(self.codec.decode(raw, schema))
-            else:
-                def parse(raw: bytes) -> dict[str, Any]:
-                    return self.codec.decode(raw, schema)
-            follower = self._followers[short] = TopicFollower(self.settings, short, parse)
+            keep: Callable[[dict[str, Any]], dict[str, Any]] = artifacts.metadata if short == "models" else dict
+            follower = self._followers[short] = TopicFollower(
+                self.settings, short, lambda raw: keep(self.codec.decode(raw, schema)))
         follower.catch_up()
         return follower
 
@@ -90,10 +87,9 @@ class Registry:
         key = f"{model}:{version}".encode()
         for _ in range(3):  # compaction may replace the record between finding it and reading it
             follower = self._latest("models")
-            place = follower.located.get(key)
-            if place is None:
+            if key not in follower.latest:
                 return None
-            raw = read_record(self.settings, follower.topic, *place, key)
+            raw = follower.reread(key)
             if raw is not None:
                 return self.codec.decode(raw, SCHEMAS["models"])
         return None
@@ -111,16 +107,16 @@ class Registry:
         return dict(record) if record is not None else None
 
     # ------------------------------------------------------------ write
-    def _send(self, short: str, key: str, schema: str, record: dict[str, Any]) -> None:
+    def _send(self, short: str, key: str, record: dict[str, Any]) -> None:
         if self._publisher is None:
             self._publisher = ControlPublisher(self.settings)
-        self._publisher.publish(short, key.encode(), self.codec.encode(schema, record))
+        self._publisher.publish(short, key.encode(), self.codec.encode(SCHEMAS[short], record))
 
     def publish_model(self, record: dict[str, Any]) -> None:
-        self._send("models", f"{record['model']}:{record['version']}", "driftline.ModelRecord", record)
+        self._send("models", f"{record['model']}:{record['version']}", record)
 
     def publish_run(self, record: dict[str, Any]) -> None:
-        self._send("runs", record["run_id"], "driftline.TrainingRun", record)
+        self._send("runs", record["run_id"], record)
 
     def deploy(self, model: str, version: str, action: str, *, reason: str = "", actor: str = "") -> dict[str, Any]:
         """Point serving at ``version`` (a new Deployment record; the previous one is kept in it)."""
@@ -130,7 +126,7 @@ class Registry:
         record = {"model": model, "version": version, "created_at": int(time.time() * 1000), "action": action,
                   "previous_version": current["version"] if current else None, "reason": reason, "actor": actor,
                   "rollout": None}
-        self._send("deployments", model, "driftline.Deployment", record)
+        self._send("deployments", model, record)
         return record
 
     def start_rollout(self, model: str, version: str, strategy: str, *, share: float, policy: Policy,
@@ -159,7 +155,7 @@ class Registry:
                    "probation_s": probation_s, "state": "running", "evidence": ""}
         record = {**current, "created_at": now, "action": "rollout", "reason": reason, "actor": actor,
                   "rollout": rollout}
-        self._send("deployments", model, "driftline.Deployment", record)
+        self._send("deployments", model, record)
         return record
 
     def conclude_rollout(self, model: str, rollout_id: str, decision: str, evidence: dict[str, Any], *,
@@ -195,5 +191,5 @@ class Registry:
                   "previous_version": current["version"] if version != current["version"] else rollout["challenger"],
                   "rollout": {**rollout, "state": "promoted" if action == "promote" else "rolled_back",
                               "evidence": json.dumps(evidence)}}
-        self._send("deployments", current["model"], "driftline.Deployment", record)
+        self._send("deployments", current["model"], record)
         return record

@@ -28,7 +28,7 @@ import numpy as np
 
 from driftline import artifacts
 from driftline.errors import BrokerError
-from driftline.follow import TopicFollower, read_record
+from driftline.follow import TopicFollower
 from driftline.modeling import Model
 from driftline.settings import Settings
 from schemas import Codec, FeatureSpec
@@ -209,11 +209,10 @@ class ModelStore:
         if loaded is not None:
             return loaded
         key = f"{name}:{version}".encode()
-        place = self._records.located.get(key)
-        if place is None:
+        if key not in self._records.latest:
             return None  # the ModelRecord has not arrived yet
         try:
-            raw = read_record(self.settings, self._records.topic, *place, key)
+            raw = self._records.reread(key)
         except BrokerError as exc:  # not the version's fault: try again on the next step
             log.warning("%s v%s not loaded yet: %s", name, version, exc)
             return None
